@@ -1,0 +1,182 @@
+// Package pcsim is a deterministic simulator of the Microsoft Partner Center
+// REST API (the slice pcwatch polls): customers, their subscriptions, managed
+// services and products, with the new-commerce (NCE) lifecycle rules, a
+// mutation log that serves as ground truth, and faults on demand.
+//
+// It is pcwatch's zero-config demo backend and the fixture of every test; the
+// chaos suite runs it as a separate process (cmd/pcsim) and drives it through
+// the admin API under /admin/.
+//
+// # Determinism
+//
+// New builds the dataset from Options.Seed, Options.Customers,
+// Options.SubscriptionsPerCustomer and the business clock's reading at New:
+// the same four give byte-identical response bodies. Customer i depends only
+// on (Seed, i), so the first N customers are the same whatever the count.
+// Identifiers created later (AddCustomer, Purchase), RandomMutations and the
+// random faults each draw from their own seeded generator, so the same
+// sequence of calls against the same clock readings gives the same results.
+// Response headers (Date, MS-RequestId when the client sends none) are not
+// part of that promise.
+//
+// # Concurrency
+//
+// A *Sim is safe for concurrent use: the HTTP handler, the explicit
+// operations, RandomMutations, State and Log may be called from any goroutine.
+// One mutex guards the dataset and the log; rendering happens under it, the
+// network write and any injected latency outside it.
+//
+// # Time
+//
+// Business time is Options.Clock. Before serving a request and at the start
+// of every operation, the simulator applies every lifecycle transition that
+// fell due up to Clock.Now(), in due-time order (ties by subscription creation
+// order), each logged with At set to its due time. Options.Wall is a separate
+// wall clock used for rate limiting and for Mutation.Wall.
+//
+// Dates are rendered the way the documentation shows them: creationDate with
+// seven fractional digits, commitmentEndDate as the end day at 00:00:00Z and
+// commitmentEndDateTime as that day at 23:59:59Z. A term is due to end when
+// commitmentEndDateTime has passed, i.e. at 00:00:00Z the next day; a renewed
+// term starts at that instant. effectiveStartDate and creationDate never change.
+//
+// # Subscription kinds
+//
+// The generated mix contains (see Kind* constants): NCE monthly (P1M) and
+// annual (P1Y, monthly or annual billing) OnlineServicesNCE subscriptions,
+// NCE 3-year Software (P3Y, triennial), NCE trials (isTrial, P1M, 25 seats),
+// legacy license-based subscriptions (GUID offer id, etag, no productType),
+// legacy add-ons (parentSubscriptionId and links.parentSubscription), the
+// Azure plan (productType Azure, usage-based) and third-party commercial
+// marketplace SaaS (unitType "License(s)", isMicrosoftProduct false).
+//
+// # Lifecycle rules
+//
+//   - Term end with autoRenewEnabled (and status active): renewed; the
+//     commitment end moves forward by the term, an NCE subscription gets a new
+//     cancellationAllowedUntilDate (renewal + 168h) and a new billing cycle,
+//     and scheduledNextTermInstructions, if set, are applied (offer, quantity,
+//     term, billing cycle) and cleared.
+//   - Term end without auto-renew, or while suspended: status "expired".
+//   - Trial end: with auto-renew the trial converts (isTrial false, the paid
+//     offer of the same SKU, a new P1M term and cancellation window);
+//     otherwise it expires.
+//   - "expired" becomes "disabled" after Lifecycle.ExpiredToDisabled (30 days);
+//     "disabled" is removed from listings after Lifecycle.DisabledToRemoved
+//     (60 days); a cancelled ("deleted") subscription is removed after
+//     Lifecycle.DeletedToRemoved (90 days).
+//   - Each refundable seat batch expires at its allowedUntilDateTime
+//     (increase + 168h); billingCycleEndDate advances each billing period of
+//     an active NCE subscription.
+//
+// A purchase's seats, like each seat increase, form a refundable batch
+// that expires CancellationWindow later. Cancel is allowed for NCE
+// subscriptions inside their cancellation window, for trials and marketplace
+// SaaS at any time, never for legacy subscriptions or the Azure plan.
+//
+// Explicit operations enforce the NCE rules and return an error wrapping
+// ErrNotAllowed (with a *RuleError carrying a Partner Center code where one is
+// documented, e.g. 800090 for a seat decrease outside every refund window),
+// ErrNotFound or ErrInvalid.
+//
+// refundableQuantity: NCE subscriptions (OnlineServicesNCE and Software,
+// trials included) always carry it on GET-by-id, as
+// {"totalQuantity":0,"details":[]} when no batch is refundable; other kinds
+// never do. List items omit it unless Options.IncludeRefundableInList.
+//
+// # Mutation log
+//
+// Every change, explicit, random or lifecycle, appends one Mutation. Each
+// names one resource; Field/Old/New give the primary property and its
+// rendered values (times as the API renders them), and Changed lists every
+// top-level JSON property of the GET-by-id rendering that changed (a legacy
+// subscription's etag changes with every mutation, so "attributes" appears
+// there). Op vocabulary:
+//
+//	customer.added              a customer was added (New: its JSON)
+//	customer.removed            a customer was removed (its subscriptions and
+//	                            managed services are logged as removed first)
+//	subscription.created        Purchase (New: the subscription's JSON)
+//	subscription.removed        RemoveSubscription, customer removal, or the
+//	                            lifecycle dropping a disabled/deleted one (Old: its JSON)
+//	subscription.quantity       IncreaseSeats / DecreaseSeats (field quantity)
+//	subscription.status         Suspend, Reactivate, Cancel (which also turns
+//	                            auto-renew off and drops refundable batches),
+//	                            expiry, disabling
+//	subscription.autorenew      SetAutoRenew (field autoRenewEnabled)
+//	subscription.renewed        term renewal (field commitmentEndDate)
+//	subscription.trialconverted trial conversion (field isTrial)
+//	subscription.friendlyname   Rename (field friendlyName)
+//	subscription.scheduled      ScheduleNextTerm / ClearScheduledNextTerm
+//	                            (field scheduledNextTermInstructions, JSON or nil)
+//	subscription.attention      SetAttentionNeeded (field attentionNeeded)
+//	subscription.refundable     a refundable seat batch expired
+//	                            (field refundableQuantity, old/new totalQuantity)
+//	subscription.billingcycle   billingCycleEndDate advanced
+//	subscription.field          SetUnknownField (field: the property name,
+//	                            Old/New: raw JSON or nil)
+//	managedservice.added        AddManagedService
+//	managedservice.removed      RemoveManagedService or customer removal
+//
+// Cause tells "explicit" (a Go or admin call), "random" (RandomMutations) or
+// "lifecycle".
+//
+// # HTTP API
+//
+// The *Sim is an http.Handler. It serves, GET only (405 otherwise), with a
+// required "Authorization: Bearer ..." header:
+//
+//	/v1/customers?size=N[&seekOperation=Next]  keyset-paged, ordered by id; size 1..500 (default 500,
+//	                                           larger clamped); Next needs the MS-ContinuationToken
+//	                                           header of links.next (HMAC-protected; forged -> 400)
+//	/v1/customers/{id}
+//	/v1/customers/{id}/subscriptions[?mpn_id=X]
+//	/v1/customers/{id}/subscriptions/{subscriptionId}
+//	/v1/customers/{id}/managedservices
+//	/v1/customers/{id}/products?targetView=V   Azure, MicrosoftAzure, OnlineServices, Software,
+//	                                           SoftwareSubscriptions, AzureReservations[VM|SQL], SaaS;
+//	                                           AzureReservationsCosmosDb answers 403 (code 400036)
+//
+// Fixed path segments match case-insensitively, customer and subscription
+// ids too. Responses carry Content-Type application/json; charset=utf-8, the
+// request's MS-CorrelationId, its MS-RequestId (one is generated when
+// absent) and a Date from the business clock. Error bodies have the
+// documented shape {"code":N,"description":...,"data":[],"source":"PartnerFD"}
+// with code a JSON number: 600026 for an unknown customer, 20003 for an
+// unknown subscription, 400036 for the forbidden target view, and the HTTP
+// status (400, 401, 404, 405, 500, 502, 503) where the documentation gives
+// no code. 429 bodies have the documented {"statusCode":429,"message":...}
+// shape.
+//
+// # Faults
+//
+// SetFaults and Inject configure failures of the /v1 API (never of /admin/).
+// They are decided before authentication, in this order: latency (waited
+// out with Options.Sleep), the rate limiter, the inject queue, a failing
+// customer page, connection reset, random 5xx; malformed and truncated
+// bodies then apply to 200 responses. Random faults draw from a generator
+// seeded by Options.Seed.
+//
+// # Admin API
+//
+// Under /admin/, without a bearer token (the chaos harness drives a
+// cmd/pcsim process through it):
+//
+//	GET    /admin/state[?json=1]      State (StateWithJSON with json=1)
+//	GET    /admin/mutations?since=N   mutations with Seq > N
+//	POST   /admin/mutate              MutateRequest -> MutateResponse
+//	POST   /admin/random              {"n": N} -> MutateResponse
+//	GET    /admin/faults              the Faults in force
+//	POST   /admin/faults              Faults ({} clears) -> the Faults in force
+//	POST   /admin/inject              Rule
+//	DELETE /admin/inject              empty the inject queue
+//	GET    /admin/stats               Stats
+//	DELETE /admin/stats               zero the counters
+//	POST   /admin/advance             {"duration":"1h"} -> {"now","mutations"}; 409 unless the
+//	                                  business clock is a *clock.Fake
+//
+// Durations in admin JSON are Go duration strings ("1.5s") or nanoseconds.
+// Bad JSON, unknown properties, an unknown op or missing arguments answer
+// 400 {"error": ...}; an unknown customer or subscription 404; an operation
+// the rules refuse 409 {"error": ..., "code": 800090} (code when documented).
+package pcsim

@@ -1,0 +1,343 @@
+package pcsim
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+const (
+	// DefaultPageSize and MaxPageSize bound GET /v1/customers?size=.
+	DefaultPageSize = 500
+	MaxPageSize     = 500
+
+	contentTypeJSON = "application/json; charset=utf-8"
+)
+
+// Handler returns the simulator as an http.Handler (the *Sim is one too).
+func (s *Sim) Handler() http.Handler { return s }
+
+// ServeHTTP serves the /v1 API and, under /admin/, the admin API.
+func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/admin" || hasPrefixFold(r.URL.Path, "/admin/") {
+		s.serveAdmin(w, r)
+		return
+	}
+	s.serveAPI(w, r)
+}
+
+// route is a parsed /v1 path.
+type route struct {
+	endpoint string // customers, customer, subscriptions, subscription, managedservices, products, unknown
+	customer string
+	sub      string
+}
+
+func parseRoute(path string) route {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	if len(segs) < 2 || !strings.EqualFold(segs[0], "v1") || !strings.EqualFold(segs[1], "customers") {
+		return route{endpoint: "unknown"}
+	}
+	switch {
+	case len(segs) == 2:
+		return route{endpoint: "customers"}
+	case len(segs) == 3 && segs[2] != "":
+		return route{endpoint: "customer", customer: segs[2]}
+	case len(segs) == 4 && strings.EqualFold(segs[3], "subscriptions"):
+		return route{endpoint: "subscriptions", customer: segs[2]}
+	case len(segs) == 4 && strings.EqualFold(segs[3], "managedservices"):
+		return route{endpoint: "managedservices", customer: segs[2]}
+	case len(segs) == 4 && strings.EqualFold(segs[3], "products"):
+		return route{endpoint: "products", customer: segs[2]}
+	case len(segs) == 5 && strings.EqualFold(segs[3], "subscriptions") && segs[4] != "":
+		return route{endpoint: "subscription", customer: segs[2], sub: segs[4]}
+	}
+	return route{endpoint: "unknown"}
+}
+
+// newRequestID makes an MS-RequestId for a request that sent none.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:]
+}
+
+func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
+	rt := parseRoute(r.URL.Path)
+	h := w.Header()
+	reqID := r.Header.Get("MS-RequestId")
+	if reqID == "" {
+		reqID = newRequestID()
+	}
+	h.Set("Content-Type", contentTypeJSON)
+	h.Set("MS-RequestId", reqID)
+	if c := r.Header.Get("MS-CorrelationId"); c != "" {
+		h.Set("MS-CorrelationId", c)
+	}
+	h.Set("Date", s.clk.Now().UTC().Format(http.TimeFormat))
+
+	if r.Method != http.MethodGet {
+		h.Set("Allow", http.MethodGet)
+		s.write(w, rt.endpoint, http.StatusMethodNotAllowed, errorBody(http.StatusMethodNotAllowed, "The requested resource does not support http method '"+r.Method+"'."))
+		return
+	}
+
+	page := -1
+	if rt.endpoint == "customers" {
+		page = 0
+		if strings.EqualFold(r.URL.Query().Get("seekOperation"), "Next") {
+			if p, _, ok := s.decodeToken(r.Header.Get("MS-ContinuationToken")); ok {
+				page = p
+			}
+		}
+	}
+	p := s.plan(r.URL.Path, page)
+	if p.latency > 0 {
+		if err := s.sleep(r.Context(), p.latency); err != nil {
+			s.count(rt.endpoint, "canceled")
+			return
+		}
+	}
+	switch {
+	case p.reset:
+		s.count(rt.endpoint, "reset")
+		resetConn(w)
+		return
+	case p.status != 0:
+		if p.retryAfter > 0 {
+			h.Set("Retry-After", strconv.Itoa(p.retryAfter))
+		}
+		s.write(w, rt.endpoint, p.status, p.body)
+		return
+	}
+
+	if !s.authorized(r) {
+		h.Set("WWW-Authenticate", "Bearer")
+		s.write(w, rt.endpoint, http.StatusUnauthorized, errorBody(http.StatusUnauthorized, "Authorization has been denied for this request: a valid bearer token is required."))
+		return
+	}
+
+	status, body := s.respond(rt, r)
+	if status == http.StatusOK && p.malformed {
+		s.noteFault("malformed")
+		body = corrupt(body)
+	}
+	if status == http.StatusOK && p.truncate {
+		s.noteFault("truncate")
+		s.count(rt.endpoint, "truncated")
+		truncate(w, body)
+		return
+	}
+	s.write(w, rt.endpoint, status, body)
+}
+
+func (s *Sim) noteFault(kind string) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	s.countFault(kind)
+}
+
+func (s *Sim) write(w http.ResponseWriter, endpoint string, status int, body []byte) {
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	s.count(endpoint, strconv.Itoa(status))
+}
+
+// truncate announces the full Content-Length, writes half the body and
+// closes the connection.
+func truncate(w http.ResponseWriter, body []byte) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		// Without a hijackable connection the server closes it itself when
+		// the handler returns short of Content-Length.
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body[:len(body)/2])
+		return
+	}
+	h := w.Header().Clone()
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Connection", "close")
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	_, _ = buf.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = h.Write(buf)
+	_, _ = buf.WriteString("\r\n")
+	_, _ = buf.Write(body[:len(body)/2])
+	_ = buf.Flush()
+}
+
+// resetConn closes the connection without a response (an RST on TCP).
+func resetConn(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic(http.ErrAbortHandler)
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
+}
+
+func (s *Sim) authorized(r *http.Request) bool {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return false
+	}
+	if s.opts.Token == "" {
+		return true
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.opts.Token)) == 1
+}
+
+// respond renders the response to an authorised GET, under the lock.
+func (s *Sim) respond(rt route, r *http.Request) (int, []byte) {
+	s.lock()
+	defer s.mu.Unlock()
+	q := r.URL.Query()
+	b := newJSONBuf()
+	switch rt.endpoint {
+	case "customers":
+		return s.listCustomers(b, r)
+	case "unknown":
+		return http.StatusNotFound, errorBody(http.StatusNotFound, "No HTTP resource was found that matches the request URI '"+r.URL.Path+"'.")
+	}
+	c := s.byID[strings.ToLower(rt.customer)]
+	if c == nil {
+		return http.StatusNotFound, errorBody(600026, "Customer "+rt.customer+" not found.")
+	}
+	switch rt.endpoint {
+	case "customer":
+		b.value(c.wire())
+	case "subscriptions":
+		mpn, filter := q.Get("mpn_id"), q.Has("mpn_id")
+		var items []*subscription
+		for _, sub := range c.subs {
+			if !filter || sub.partnerID == mpn {
+				items = append(items, sub)
+			}
+		}
+		self := "/customers/" + c.id + "/subscriptions"
+		if filter {
+			self += "?mpn_id=" + mpn
+		}
+		b.collection(len(items), func(i int) { b.sub(items[i].wire(s.opts.IncludeRefundableInList)) },
+			wireCollectionLinks{Self: getLink(self)})
+	case "subscription":
+		_, sub := c.findSub(rt.sub)
+		if sub == nil {
+			return http.StatusNotFound, errorBody(20003, "Subscription "+rt.sub+" was not found for customer "+c.id+".")
+		}
+		b.sub(sub.wire(true))
+	case "managedservices":
+		b.collection(len(c.services), func(i int) { b.value(c.wireService(c.services[i])) },
+			wireCollectionLinks{Self: getLink("/customers/" + c.id + "/managedservices")})
+	case "products":
+		view := q.Get("targetView")
+		if view == "" {
+			return http.StatusBadRequest, errorBody(http.StatusBadRequest, "The targetView query parameter is required.")
+		}
+		key := strings.ToLower(view)
+		if key == forbiddenView {
+			return http.StatusForbidden, errorBody(400036, "Access to the requested targetView is not allowed.")
+		}
+		prods, ok := productViews[key]
+		if !ok {
+			return http.StatusBadRequest, errorBody(http.StatusBadRequest, "The targetView '"+view+"' is not valid.")
+		}
+		b.collection(len(prods), func(i int) { b.value(prods[i].wire()) },
+			wireCollectionLinks{Self: getLink("/customers/" + c.id + "/products?targetView=" + view)})
+	}
+	return http.StatusOK, b.Bytes()
+}
+
+func (p product) wire() wireProduct {
+	return wireProduct{ID: p.id, Title: p.title, Description: p.description, ProductType: p.productType,
+		IsMicrosoftProduct: p.microsoft, PublisherName: p.publisher,
+		Links: wireProductLinks{Skus: getLink("/products/" + p.id + "/skus?country=US"), Self: getLink("/products/" + p.id + "?country=US")}}
+}
+
+// listCustomers serves one page of the keyset-paged customer listing. Lock
+// held.
+func (s *Sim) listCustomers(b *jsonBuf, r *http.Request) (int, []byte) {
+	q := r.URL.Query()
+	size := DefaultPageSize
+	if v := q.Get("size"); v != "" || q.Has("size") {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return http.StatusBadRequest, errorBody(http.StatusBadRequest, "The size parameter must be a positive integer (at most 500), got '"+v+"'.")
+		}
+		size = min(n, MaxPageSize)
+	}
+	page, after := 0, ""
+	if seek := q.Get("seekOperation"); seek != "" {
+		if !strings.EqualFold(seek, "Next") {
+			return http.StatusBadRequest, errorBody(http.StatusBadRequest, "seekOperation '"+seek+"' is not supported; use Next.")
+		}
+		tok := r.Header.Get("MS-ContinuationToken")
+		if tok == "" {
+			return http.StatusBadRequest, errorBody(http.StatusBadRequest, "seekOperation=Next requires the MS-ContinuationToken header.")
+		}
+		var ok bool
+		if page, after, ok = s.decodeToken(tok); !ok {
+			return http.StatusBadRequest, errorBody(http.StatusBadRequest, "The continuation token is invalid.")
+		}
+	}
+	start := sort.Search(len(s.custs), func(i int) bool { return s.custs[i].id > after })
+	end := min(start+size, len(s.custs))
+	items := s.custs[start:end]
+	sizeQ := "/v1/customers?size=" + strconv.Itoa(size)
+	links := wireCollectionLinks{Self: getLink(sizeQ)}
+	if end < len(s.custs) {
+		links.Next = &wireLink{URI: sizeQ + "&seekOperation=Next", Method: "GET",
+			Headers: []wireHeader{{Key: "MS-ContinuationToken", Value: s.encodeToken(page+1, items[len(items)-1].id)}}}
+	}
+	b.collection(len(items), func(i int) { b.value(items[i].wire()) }, links)
+	return http.StatusOK, b.Bytes()
+}
+
+// Continuation tokens carry (page index, last customer id returned) and an
+// HMAC keyed by the seed, so forged or altered tokens are refused.
+func (s *Sim) encodeToken(page int, after string) string {
+	payload := binary.AppendUvarint([]byte{1}, uint64(page))
+	payload = append(payload, after...)
+	m := hmac.New(sha256.New, s.tokenKey)
+	m.Write(payload)
+	return base64.RawURLEncoding.EncodeToString(m.Sum(payload)[:len(payload)+16])
+}
+
+func (s *Sim) decodeToken(tok string) (page int, after string, ok bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(raw) < 18 || raw[0] != 1 {
+		return 0, "", false
+	}
+	payload, sum := raw[:len(raw)-16], raw[len(raw)-16:]
+	m := hmac.New(sha256.New, s.tokenKey)
+	m.Write(payload)
+	if !hmac.Equal(m.Sum(nil)[:16], sum) {
+		return 0, "", false
+	}
+	p, n := binary.Uvarint(payload[1:])
+	if n <= 0 || p > 1<<30 {
+		return 0, "", false
+	}
+	return int(p), string(payload[1+n:]), true
+}
