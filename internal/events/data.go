@@ -1,0 +1,275 @@
+package events
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Data is the data object of every pcwatch event. Which fields are set
+// depends on the type (see Catalog and docs/events.md); absent fields are
+// omitted from the JSON.
+type Data struct {
+	CustomerID       string `json:"customerId,omitempty"`
+	CustomerName     string `json:"customerName,omitempty"`
+	SubscriptionID   string `json:"subscriptionId,omitempty"`
+	ManagedServiceID string `json:"managedServiceId,omitempty"`
+	ProductID        string `json:"productId,omitempty"`
+	TargetView       string `json:"targetView,omitempty"`
+	// Revision counts the changes pcwatch has seen of this entity; it
+	// increases by one per observed change and is part of the event id.
+	Revision uint64 `json:"revision,omitempty"`
+
+	After   *View    `json:"after,omitempty"`   // the entity now
+	Before  *View    `json:"before,omitempty"`  // the entity as last seen (removals)
+	Changes []Change `json:"changes,omitempty"` // field-level changes
+
+	// Typed old/new values of the field a type is about (quantity: numbers,
+	// status: strings, auto-renew: booleans, renewed: commitment ends,
+	// scheduled changes: the instructions object).
+	Old   json.RawMessage `json:"old,omitempty"`
+	New   json.RawMessage `json:"new,omitempty"`
+	Delta *int            `json:"delta,omitempty"` // quantity-changed: new - old
+
+	// Deadline events.
+	Deadline         *time.Time `json:"deadline,omitempty"`
+	Threshold        string     `json:"threshold,omitempty"` // e.g. "72h"
+	ThresholdSeconds int64      `json:"thresholdSeconds,omitempty"`
+	Remaining        string     `json:"remaining,omitempty"` // e.g. "3h58m"
+	RemainingSeconds *int64     `json:"remainingSeconds,omitempty"`
+	Quantity         *int       `json:"quantity,omitempty"`         // refund window: seats of the batch
+	AutoRenewEnabled *bool      `json:"autoRenewEnabled,omitempty"` // renewal, trial end
+	// Late is true when the event fires after its threshold had passed
+	// (the watcher was down, or the entity was first seen inside it).
+	Late *bool `json:"late,omitempty"`
+
+	Cycle   *CycleSummary `json:"cycle,omitempty"`
+	Failure *PollFailure  `json:"failure,omitempty"`
+	Hold    *Hold         `json:"hold,omitempty"`
+}
+
+// Change is one field-level change. Path is a JSON Pointer (RFC 6901) into
+// the entity's Partner Center JSON. Old is absent when the field appeared,
+// New when it disappeared.
+type Change struct {
+	Path string          `json:"path"`
+	Old  json.RawMessage `json:"old,omitempty"`
+	New  json.RawMessage `json:"new,omitempty"`
+}
+
+// View is the compact view of an entity carried in after/before, so that a
+// consumer rarely needs to call Partner Center. Fields that do not apply to
+// the entity's kind are omitted.
+type View struct {
+	ID string `json:"id"`
+
+	// Subscriptions.
+	OfferID                      string     `json:"offerId,omitempty"`
+	OfferName                    string     `json:"offerName,omitempty"`
+	FriendlyName                 string     `json:"friendlyName,omitempty"`
+	ProductType                  string     `json:"productType,omitempty"`
+	Quantity                     *int       `json:"quantity,omitempty"`
+	UnitType                     string     `json:"unitType,omitempty"`
+	Status                       string     `json:"status,omitempty"`
+	AutoRenewEnabled             *bool      `json:"autoRenewEnabled,omitempty"`
+	IsTrial                      *bool      `json:"isTrial,omitempty"`
+	TermDuration                 string     `json:"termDuration,omitempty"`
+	BillingCycle                 string     `json:"billingCycle,omitempty"`
+	CreationDate                 *time.Time `json:"creationDate,omitempty"`
+	EffectiveStartDate           *time.Time `json:"effectiveStartDate,omitempty"`
+	CommitmentEndDate            *time.Time `json:"commitmentEndDate,omitempty"`
+	CancellationAllowedUntilDate *time.Time `json:"cancellationAllowedUntilDate,omitempty"`
+	PartnerID                    string     `json:"partnerId,omitempty"`
+	ParentSubscriptionID         string     `json:"parentSubscriptionId,omitempty"`
+
+	// Customers.
+	CompanyName           string `json:"companyName,omitempty"`
+	Domain                string `json:"domain,omitempty"`
+	TenantID              string `json:"tenantId,omitempty"`
+	RelationshipToPartner string `json:"relationshipToPartner,omitempty"`
+	AllowDelegatedAccess  *bool  `json:"allowDelegatedAccess,omitempty"`
+	AssociatedPartnerID   string `json:"associatedPartnerId,omitempty"`
+
+	// Managed services.
+	Name      string `json:"name,omitempty"`
+	GroupName string `json:"groupName,omitempty"`
+
+	// Products.
+	Title string `json:"title,omitempty"`
+}
+
+// CycleSummary is the data of ops.cycle-completed.
+type CycleSummary struct {
+	Number          uint64    `json:"number"`
+	StartedAt       time.Time `json:"startedAt"`
+	DurationSeconds float64   `json:"durationSeconds"`
+	CustomersTotal  int       `json:"customersTotal"`
+	CustomersOK     int       `json:"customersOk"`
+	CustomersFailed int       `json:"customersFailed"`
+	CustomerListOK  bool      `json:"customerListOk"`
+	EventsEmitted   int       `json:"eventsEmitted"`
+	APIRequests     uint64    `json:"apiRequests"`
+	Throttled       uint64    `json:"throttled"`
+	Retries         uint64    `json:"retries"`
+}
+
+// PollFailure is the data of ops.customer-poll-failed.
+type PollFailure struct {
+	ConsecutiveFailures int       `json:"consecutiveFailures"`
+	FirstFailedAt       time.Time `json:"firstFailedAt"`
+	LastError           string    `json:"lastError"`
+	Cycle               uint64    `json:"cycle"`
+}
+
+// Hold is the data of ops.mass-removal-held.
+type Hold struct {
+	Resource  string   `json:"resource"`  // subscription, customer, ...
+	Missing   int      `json:"missing"`   // entities that vanished
+	Total     int      `json:"total"`     // entities known before
+	Share     float64  `json:"share"`     // missing / total
+	Threshold float64  `json:"threshold"` // configured maximum share
+	IDs       []string `json:"ids"`       // the vanished ids (at most 100)
+	Cycle     uint64   `json:"cycle"`
+}
+
+// JSONValue encodes v for Old/New; it panics only on values that cannot be
+// JSON, which would be a programming error.
+func JSONValue(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("events.JSONValue(%T): %v", v, err))
+	}
+	return b
+}
+
+// resourceID returns the id of the entity the data is about.
+func resourceID(r Resource, d *Data) string {
+	switch r {
+	case ResourceSubscription:
+		return d.SubscriptionID
+	case ResourceManagedService:
+		return d.ManagedServiceID
+	case ResourceProduct:
+		if d.TargetView != "" {
+			return d.TargetView + "/" + d.ProductID
+		}
+		return d.ProductID
+	}
+	return ""
+}
+
+// NATSSubject returns the subject an event is published on:
+// pcwatch.events.<resource>.<change>.<customerId>[.<resourceId>] and
+// pcwatch.ops.<change> for operational events. Ids are escaped with
+// SubjectToken.
+func NATSSubject(info Info, d *Data) string {
+	if info.Resource == ResourceOps {
+		return "pcwatch.ops." + info.Change
+	}
+	s := "pcwatch.events." + string(info.Resource) + "." + info.Change + "." + SubjectToken(d.CustomerID)
+	if id := resourceID(info.Resource, d); id != "" {
+		s += "." + SubjectToken(id)
+	}
+	return s
+}
+
+// SubjectToken makes an id safe as one NATS subject token: characters NATS
+// reserves ('.', '*', '>', whitespace) and '%' itself are percent-encoded, so
+// the mapping is reversible and GUIDs pass unchanged.
+func SubjectToken(id string) string {
+	if id == "" {
+		return "_"
+	}
+	var b strings.Builder
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c == '.' || c == '*' || c == '>' || c == '%' || c <= ' ' || c == 0x7f:
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// CESubject returns the CloudEvents subject:
+// customers/<id>[/subscriptions|managedservices|products/<id>].
+func CESubject(d *Data) string {
+	if d.CustomerID == "" {
+		return ""
+	}
+	s := "customers/" + d.CustomerID
+	switch {
+	case d.SubscriptionID != "":
+		s += "/subscriptions/" + d.SubscriptionID
+	case d.ManagedServiceID != "":
+		s += "/managedservices/" + d.ManagedServiceID
+	case d.ProductID != "":
+		s += "/products/" + d.ProductID
+	}
+	return s
+}
+
+// EntityKey identifies the entity an event is about; the relay never has
+// two events of one entity in flight, which keeps their order.
+func EntityKey(r Resource, d *Data) string {
+	if r == ResourceOps {
+		return "ops/" + d.CustomerID
+	}
+	return string(r) + "/" + d.CustomerID + "/" + resourceID(r, d)
+}
+
+// IDKey is what an event id is derived from: what happened, never when it
+// was noticed. Change events use the entity revision; deadline events the
+// deadline instant and threshold; operational events a cycle number or
+// streak.
+type IDKey struct {
+	Source    string // set by New
+	Type      Type   // set by New
+	Entity    string // e.g. "subscription/<customer>/<id>"
+	Revision  uint64
+	Deadline  time.Time
+	Threshold time.Duration
+	Extra     string
+}
+
+// ID returns the deterministic event id, formatted as a UUID (version 8,
+// name-based with SHA-256).
+func (k IDKey) ID() string {
+	h := sha256.New()
+	for _, s := range []string{k.Source, string(k.Type), k.Entity, strconv.FormatUint(k.Revision, 10),
+		strconv.FormatInt(k.Deadline.UnixNano(), 10), strconv.FormatInt(int64(k.Threshold), 10), k.Extra} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	var b [32]byte
+	h.Sum(b[:0])
+	b[6] = b[6]&0x0f | 0x80
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// FormatDuration renders a threshold or remaining time compactly: "72h",
+// "30d" is written as "720h", "3h58m", "45s".
+func FormatDuration(d time.Duration) string {
+	if d < 0 {
+		return "-" + FormatDuration(-d)
+	}
+	d = d.Round(time.Second)
+	h, m, s := int64(d/time.Hour), int64(d%time.Hour/time.Minute), int64(d%time.Minute/time.Second)
+	var b strings.Builder
+	if h > 0 {
+		fmt.Fprintf(&b, "%dh", h)
+	}
+	if m > 0 {
+		fmt.Fprintf(&b, "%dm", m)
+	}
+	if s > 0 || b.Len() == 0 {
+		fmt.Fprintf(&b, "%ds", s)
+	}
+	return b.String()
+}

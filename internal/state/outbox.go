@@ -1,0 +1,94 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/pcwatch/pcwatch/internal/events"
+)
+
+// The outbox holds events committed with their snapshots and not yet
+// acknowledged by JetStream. Keys are 8-byte big-endian sequence numbers,
+// so bbolt's order is commit order. The store implements events.Outbox.
+
+var errBadEnvelope = errors.New("corrupt outbox record")
+
+func encodeEnvelope(e events.Envelope) []byte {
+	b := make([]byte, 0, 4*binary.MaxVarintLen64+len(e.ID)+len(e.Subject)+len(e.Entity)+len(e.Body))
+	for _, s := range []string{e.ID, e.Subject, e.Entity} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return append(b, e.Body...)
+}
+
+func decodeEnvelope(b []byte) (events.Envelope, error) {
+	var parts [3]string
+	for i := range parts {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return events.Envelope{}, errBadEnvelope
+		}
+		parts[i] = string(b[k : k+int(n)])
+		b = b[k+int(n):]
+	}
+	return events.Envelope{ID: parts[0], Subject: parts[1], Entity: parts[2], Body: append([]byte(nil), b...)}, nil
+}
+
+// OutboxRead returns up to n records, oldest first.
+func (s *Store) OutboxRead(n int) ([]events.OutboxRecord, error) {
+	var out []events.OutboxRecord
+	err := s.View(func(r *ReadTx) error {
+		c := r.tx.Bucket(bOutbox).Cursor()
+		for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
+			e, err := decodeEnvelope(v)
+			if err != nil {
+				return fmt.Errorf("outbox record %x: %w", k, err)
+			}
+			out = append(out, events.OutboxRecord{Seq: binary.BigEndian.Uint64(k), Envelope: e})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// OutboxDelete removes records; missing ones are ignored.
+func (s *Store) OutboxDelete(seqs []uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	deleted := 0
+	err := s.update(func(tx *bolt.Tx) error {
+		deleted = 0
+		b := tx.Bucket(bOutbox)
+		for _, seq := range seqs {
+			k := binary.BigEndian.AppendUint64(nil, seq)
+			if b.Get(k) == nil {
+				continue
+			}
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			deleted++
+		}
+		return nil
+	})
+	if err == nil {
+		s.outboxN.Add(-int64(deleted))
+	}
+	return err
+}
+
+// OutboxLen returns the number of records waiting. It is kept in memory and
+// costs nothing.
+func (s *Store) OutboxLen() (int, error) {
+	if s.closed.Load() {
+		return 0, ErrClosed
+	}
+	return int(s.outboxN.Load()), nil
+}
+
+var _ events.Outbox = (*Store)(nil)

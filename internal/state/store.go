@@ -1,0 +1,608 @@
+// Package state is pcwatch's durable memory: one bbolt file holding the last
+// complete snapshot of every watched entity, the entities pending removal,
+// the deadline ledger, per-customer bookkeeping, and the outbox of events
+// not yet acknowledged by NATS.
+//
+// Contract:
+//   - One process at a time. Open takes bbolt's exclusive file lock and
+//     gives up after Options.LockTimeout with ErrLocked naming the file.
+//   - One Change is one bbolt transaction: a customer's new snapshot, its
+//     outbox events and its deadline-ledger entries commit together or not
+//     at all, so a crash at any instant leaves the old state or the new
+//     state with its events, never one without the other.
+//   - Reading costs no writes: an unchanged customer is compared inside a
+//     read transaction and nothing is committed for it.
+//   - A file that is not a pcwatch file, or is from an unknown schema
+//     version, is refused; nothing in it is written.
+package state
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/failpoint"
+)
+
+// SchemaVersion is the layout this code reads and writes.
+const SchemaVersion = 1
+
+// FileName is the state file's name inside the data directory.
+const FileName = "pcwatch.db"
+
+const magic = "pcwatch-state"
+
+// Kind is a kind of watched entity.
+type Kind string
+
+// Kinds.
+const (
+	KindCustomer       Kind = "customer"
+	KindSubscription   Kind = "subscription"
+	KindManagedService Kind = "managedservice"
+	KindProduct        Kind = "product"
+)
+
+// Kinds lists every kind.
+var Kinds = []Kind{KindCustomer, KindSubscription, KindManagedService, KindProduct}
+
+var (
+	bMeta     = []byte("meta")
+	bPending  = []byte("pending")
+	bLedger   = []byte("ledger")
+	bOutbox   = []byte("outbox")
+	bLastOK   = []byte("lastok")
+	bFailures = []byte("failures")
+	bKinds    = map[Kind][]byte{
+		KindCustomer:       []byte("customers"),
+		KindSubscription:   []byte("subscriptions"),
+		KindManagedService: []byte("managedservices"),
+		KindProduct:        []byte("products"),
+	}
+	allBuckets = [][]byte{bMeta, bPending, bLedger, bOutbox, bLastOK, bFailures,
+		bKinds[KindCustomer], bKinds[KindSubscription], bKinds[KindManagedService], bKinds[KindProduct]}
+)
+
+// Options configure Open.
+type Options struct {
+	// LockTimeout bounds the wait for the file lock; default 1s.
+	LockTimeout time.Duration
+	// ReadOnly opens for reading (CLI inspection). It still needs the lock,
+	// so it fails with ErrLocked while a watcher runs.
+	ReadOnly bool
+}
+
+// Store is an open state file. Its methods are safe for concurrent use.
+type Store struct {
+	db      *bolt.DB
+	path    string
+	outboxN atomic.Int64
+	commits atomic.Int64 // write transactions committed by this process
+	closed  atomic.Bool
+}
+
+// Open opens or creates the state file at path (mode 0600; its directory is
+// created 0700).
+func Open(path string, o Options) (*Store, error) {
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = time.Second
+	}
+	if !o.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, &OpenError{Path: path, Err: err, Hint: "check the data directory is writable"}
+		}
+	} else if _, err := os.Stat(path); err != nil {
+		return nil, &OpenError{Path: path, Err: err, Hint: "no watcher has run with this data directory yet"}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, ReadOnly: o.ReadOnly})
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, &OpenError{Path: path, Kind: ErrLocked,
+			Hint: "another watcher is running with this data directory; stop it, or use a different --data-dir (a running watcher serves the same views on its --listen address: /api/state, /api/deadlines)"}
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum):
+		return nil, &OpenError{Path: path, Kind: ErrNotPcwatch, Err: err, Hint: "the file is not a bbolt database written by pcwatch; point --data-dir elsewhere"}
+	case err != nil:
+		return nil, &OpenError{Path: path, Err: err}
+	}
+	s := &Store{db: db, path: path}
+	if err := s.init(o.ReadOnly); err != nil {
+		db.Close()
+		return nil, err
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		s.outboxN.Store(int64(tx.Bucket(bOutbox).Stats().KeyN))
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, &OpenError{Path: path, Err: err}
+	}
+	return s, nil
+}
+
+// init checks the file is ours and of a known schema, creating the layout
+// in a new, empty file. A file with foreign buckets is refused untouched.
+func (s *Store) init(readOnly bool) error {
+	check := func(tx *bolt.Tx) (fresh bool, err error) {
+		meta := tx.Bucket(bMeta)
+		if meta == nil {
+			empty := true
+			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+			if !empty {
+				return false, &OpenError{Path: s.path, Kind: ErrNotPcwatch, Hint: "the bbolt file has buckets but no pcwatch metadata; point --data-dir elsewhere"}
+			}
+			return true, nil
+		}
+		if string(meta.Get([]byte("magic"))) != magic {
+			return false, &OpenError{Path: s.path, Kind: ErrNotPcwatch, Hint: "the metadata does not identify a pcwatch state file"}
+		}
+		v, _ := binary.Uvarint(meta.Get([]byte("schema")))
+		if v != SchemaVersion {
+			return false, &OpenError{Path: s.path, Kind: ErrSchema,
+				Hint: fmt.Sprintf("file has schema %d, this pcwatch reads %d; use the pcwatch release that wrote it, or start with a fresh --data-dir", v, SchemaVersion)}
+		}
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return false, &OpenError{Path: s.path, Kind: ErrNotPcwatch, Hint: fmt.Sprintf("bucket %q is missing; the file is damaged", b)}
+			}
+		}
+		return false, nil
+	}
+	if readOnly {
+		return s.db.View(func(tx *bolt.Tx) error {
+			fresh, err := check(tx)
+			if fresh {
+				return &OpenError{Path: s.path, Kind: ErrNotPcwatch, Hint: "the file is empty"}
+			}
+			return err
+		})
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		fresh, err := check(tx)
+		if err != nil || !fresh {
+			return err
+		}
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bMeta)
+		if err := meta.Put([]byte("magic"), []byte(magic)); err != nil {
+			return err
+		}
+		if err := meta.Put([]byte("schema"), binary.AppendUvarint(nil, SchemaVersion)); err != nil {
+			return err
+		}
+		return meta.Put([]byte("created"), []byte(time.Now().UTC().Format(time.RFC3339)))
+	})
+}
+
+// Path returns the file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the file. It is idempotent.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	return s.db.Close()
+}
+
+// key joins a customer id and a resource id.
+func key(customerID, id string) string {
+	if id == "" {
+		return customerID
+	}
+	return customerID + "/" + id
+}
+
+// SplitKey splits a snapshot key into customer and resource ids.
+func SplitKey(k string) (customerID, id string) {
+	customerID, id, _ = strings.Cut(k, "/")
+	return
+}
+
+func pendingKey(kind Kind, k string) []byte { return []byte(string(kind) + "\x00" + k) }
+
+// Snapshot is what the store knows of one customer. Records' bytes alias
+// bbolt memory: valid only inside the View callback.
+type Snapshot struct {
+	CustomerID string
+	Records    map[Kind]map[string]Record  // by resource id
+	Pending    map[Kind]map[string]Pending // by resource id
+}
+
+// ReadTx is a read transaction.
+type ReadTx struct{ tx *bolt.Tx }
+
+// View runs fn in a read transaction. It never writes.
+func (s *Store) View(fn func(*ReadTx) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.db.View(func(tx *bolt.Tx) error { return fn(&ReadTx{tx}) })
+}
+
+// Customer returns the snapshot of a customer's entities of the given
+// kinds (KindCustomer reads the customer record itself, keyed "").
+func (r *ReadTx) Customer(customerID string, kinds ...Kind) (*Snapshot, error) {
+	snap := &Snapshot{CustomerID: customerID, Records: map[Kind]map[string]Record{}, Pending: map[Kind]map[string]Pending{}}
+	pend := r.tx.Bucket(bPending)
+	for _, k := range kinds {
+		recs := map[string]Record{}
+		pends := map[string]Pending{}
+		snap.Records[k], snap.Pending[k] = recs, pends
+		b := r.tx.Bucket(bKinds[k])
+		if k == KindCustomer {
+			if v := b.Get([]byte(customerID)); v != nil {
+				rec, err := decodeRecord(v)
+				if err != nil {
+					return nil, fmt.Errorf("customer %s: %w", customerID, err)
+				}
+				recs[""] = rec
+			}
+			if v := pend.Get(pendingKey(k, customerID)); v != nil {
+				p, err := decodePending(v)
+				if err != nil {
+					return nil, err
+				}
+				pends[""] = p
+			}
+			continue
+		}
+		prefix := []byte(customerID + "/")
+		c := b.Cursor()
+		for kk, v := c.Seek(prefix); kk != nil && bytes.HasPrefix(kk, prefix); kk, v = c.Next() {
+			rec, err := decodeRecord(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", k, kk, err)
+			}
+			recs[string(kk[len(prefix):])] = rec
+		}
+		pp := pendingKey(k, customerID+"/")
+		pc := pend.Cursor()
+		for kk, v := pc.Seek(pp); kk != nil && bytes.HasPrefix(kk, pp); kk, v = pc.Next() {
+			p, err := decodePending(v)
+			if err != nil {
+				return nil, err
+			}
+			pends[string(kk[len(pp):])] = p
+		}
+	}
+	return snap, nil
+}
+
+// ForEach calls fn for every record of a kind, in key order. Keys are
+// "customerId/resourceId" ("customerId" for customers).
+func (r *ReadTx) ForEach(kind Kind, fn func(key string, rec Record) error) error {
+	return r.tx.Bucket(bKinds[kind]).ForEach(func(k, v []byte) error {
+		rec, err := decodeRecord(v)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", kind, k, err)
+		}
+		return fn(string(k), rec)
+	})
+}
+
+// PendingAll calls fn for every pending mark of a kind.
+func (r *ReadTx) PendingAll(kind Kind, fn func(key string, p Pending) error) error {
+	prefix := pendingKey(kind, "")
+	c := r.tx.Bucket(bPending).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		p, err := decodePending(v)
+		if err != nil {
+			return err
+		}
+		if err := fn(string(k[len(prefix):]), p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LedgerHas reports whether a deadline-ledger key was recorded.
+func (r *ReadTx) LedgerHas(k string) bool { return r.tx.Bucket(bLedger).Get([]byte(k)) != nil }
+
+// Failure returns a customer's failure streak.
+func (r *ReadTx) Failure(customerID string) (Failure, bool) {
+	v := r.tx.Bucket(bFailures).Get([]byte(customerID))
+	if v == nil {
+		return Failure{}, false
+	}
+	var f Failure
+	if json.Unmarshal(v, &f) != nil {
+		return Failure{}, false
+	}
+	return f, true
+}
+
+// Failure is a customer's run of consecutive failed polls.
+type Failure struct {
+	Count     int       `json:"count"`
+	FirstAt   time.Time `json:"firstAt"`
+	LastAt    time.Time `json:"lastAt"`
+	LastError string    `json:"lastError"`
+}
+
+// Put writes a snapshot record.
+type Put struct {
+	Kind   Kind
+	Key    string // customerId/resourceId, or customerId for customers
+	Record Record
+}
+
+// Ref names a record.
+type Ref struct {
+	Kind Kind
+	Key  string
+}
+
+// PendingPut marks an entity pending removal.
+type PendingPut struct {
+	Ref
+	Pending Pending
+}
+
+// Change is everything one customer's poll (or one deadline evaluation)
+// changes. Commit applies it in one transaction.
+type Change struct {
+	Puts           []Put
+	Deletes        []Ref // records to delete (their pending marks go too)
+	DeletePrefixes []Ref // Key is a customer id: delete all its records of Kind
+	PendingPuts    []PendingPut
+	PendingDeletes []Ref
+	Events         []events.Envelope
+	Ledger         []string // deadline-ledger keys to record as fired
+	LedgerDeletes  []string
+	Failures       map[string]*Failure // customer id -> streak; nil deletes
+}
+
+// Empty reports whether the change writes nothing.
+func (c *Change) Empty() bool {
+	return len(c.Puts) == 0 && len(c.Deletes) == 0 && len(c.DeletePrefixes) == 0 && len(c.PendingPuts) == 0 &&
+		len(c.PendingDeletes) == 0 && len(c.Events) == 0 && len(c.Ledger) == 0 && len(c.LedgerDeletes) == 0 && len(c.Failures) == 0
+}
+
+// Commit applies c atomically. Concurrent commits are batched into shared
+// transactions (bbolt's Batch), each still all-or-nothing. An empty change
+// writes nothing.
+func (s *Store) Commit(c *Change) error {
+	if c.Empty() {
+		return nil
+	}
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	failpoint.Hit("state.commit.before")
+	err := s.db.Batch(func(tx *bolt.Tx) error { return apply(tx, c) })
+	if err == nil {
+		s.commits.Add(1) // an upper bound: batched calls share one commit
+	}
+	if err != nil {
+		return fmt.Errorf("committing to %s: %w", s.path, err)
+	}
+	failpoint.Hit("state.commit.after")
+	s.outboxN.Add(int64(len(c.Events)))
+	return nil
+}
+
+func apply(tx *bolt.Tx, c *Change) error {
+	pend := tx.Bucket(bPending)
+	for _, p := range c.Puts {
+		if err := tx.Bucket(bKinds[p.Kind]).Put([]byte(p.Key), encodeRecord(&p.Record)); err != nil {
+			return err
+		}
+	}
+	failpoint.Hit("state.commit.puts")
+	for _, d := range c.Deletes {
+		if err := tx.Bucket(bKinds[d.Kind]).Delete([]byte(d.Key)); err != nil {
+			return err
+		}
+		if err := pend.Delete(pendingKey(d.Kind, d.Key)); err != nil {
+			return err
+		}
+	}
+	for _, d := range c.DeletePrefixes {
+		if err := deletePrefix(tx.Bucket(bKinds[d.Kind]), []byte(d.Key+"/")); err != nil {
+			return err
+		}
+		if err := deletePrefix(pend, pendingKey(d.Kind, d.Key+"/")); err != nil {
+			return err
+		}
+	}
+	for _, p := range c.PendingPuts {
+		if err := pend.Put(pendingKey(p.Kind, p.Key), encodePending(p.Pending)); err != nil {
+			return err
+		}
+	}
+	for _, d := range c.PendingDeletes {
+		if err := pend.Delete(pendingKey(d.Kind, d.Key)); err != nil {
+			return err
+		}
+	}
+	ob := tx.Bucket(bOutbox)
+	for i, e := range c.Events {
+		seq, err := ob.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := ob.Put(binary.BigEndian.AppendUint64(nil, seq), encodeEnvelope(e)); err != nil {
+			return err
+		}
+		if i == 0 {
+			failpoint.Hit("state.commit.outbox")
+		}
+	}
+	lb := tx.Bucket(bLedger)
+	now := []byte(time.Now().UTC().Format(time.RFC3339))
+	for _, k := range c.Ledger {
+		if err := lb.Put([]byte(k), now); err != nil {
+			return err
+		}
+	}
+	for _, k := range c.LedgerDeletes {
+		if err := lb.Delete([]byte(k)); err != nil {
+			return err
+		}
+	}
+	fb := tx.Bucket(bFailures)
+	for id, f := range c.Failures {
+		if f == nil {
+			if err := fb.Delete([]byte(id)); err != nil {
+				return err
+			}
+			continue
+		}
+		v, err := json.Marshal(f)
+		if err != nil {
+			return err
+		}
+		if err := fb.Put([]byte(id), v); err != nil {
+			return err
+		}
+	}
+	failpoint.Hit("state.commit.end")
+	return nil
+}
+
+func deletePrefix(b *bolt.Bucket, prefix []byte) error {
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// NextCycle increments and returns the poll-cycle counter.
+func (s *Store) NextCycle() (uint64, error) {
+	var n uint64
+	err := s.update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if v := meta.Get([]byte("cycle")); len(v) == 8 {
+			n = binary.BigEndian.Uint64(v)
+		}
+		n++
+		return meta.Put([]byte("cycle"), binary.BigEndian.AppendUint64(nil, n))
+	})
+	return n, err
+}
+
+// Cycle returns the last cycle number handed out.
+func (s *Store) Cycle() (uint64, error) {
+	var n uint64
+	err := s.View(func(r *ReadTx) error {
+		if v := r.tx.Bucket(bMeta).Get([]byte("cycle")); len(v) == 8 {
+			n = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// SetLastOK records the last successful poll of customers, all in one
+// transaction (the poller calls it once per cycle, so unchanged customers
+// cost one small write per cycle in total, not one each).
+func (s *Store) SetLastOK(m map[string]time.Time) error {
+	if len(m) == 0 {
+		return nil
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bLastOK)
+		for id, t := range m {
+			if err := b.Put([]byte(id), binary.AppendVarint(nil, t.UnixNano())); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// LastOK returns the last successful poll per customer.
+func (s *Store) LastOK() (map[string]time.Time, error) {
+	m := map[string]time.Time{}
+	err := s.View(func(r *ReadTx) error {
+		return r.tx.Bucket(bLastOK).ForEach(func(k, v []byte) error {
+			ns, _ := binary.Varint(v)
+			m[string(k)] = time.Unix(0, ns).UTC()
+			return nil
+		})
+	})
+	return m, err
+}
+
+// ForgetCustomer drops a removed customer's bookkeeping (last success,
+// failure streak).
+func (s *Store) ForgetCustomer(customerID string) error {
+	return s.update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bLastOK).Delete([]byte(customerID)); err != nil {
+			return err
+		}
+		return tx.Bucket(bFailures).Delete([]byte(customerID))
+	})
+}
+
+// Counts is a summary of the file's contents.
+type Counts struct {
+	Records map[Kind]int
+	Pending int
+	Ledger  int
+	Outbox  int
+}
+
+// Counts walks the buckets; it is for inspection, not hot paths.
+func (s *Store) Counts() (Counts, error) {
+	c := Counts{Records: map[Kind]int{}}
+	err := s.View(func(r *ReadTx) error {
+		for _, k := range Kinds {
+			c.Records[k] = r.tx.Bucket(bKinds[k]).Stats().KeyN
+		}
+		c.Pending = r.tx.Bucket(bPending).Stats().KeyN
+		c.Ledger = r.tx.Bucket(bLedger).Stats().KeyN
+		c.Outbox = r.tx.Bucket(bOutbox).Stats().KeyN
+		return nil
+	})
+	return c, err
+}
+
+// WriteStats are cumulative write figures of this process's transactions.
+type WriteStats struct {
+	Commits   int64 // write transactions committed
+	PageBytes int64 // bytes of dirty pages written
+	PageSize  int
+}
+
+// Bytes is what the transactions wrote to the file: dirty pages plus one
+// meta page per commit.
+func (w WriteStats) Bytes() int64 { return w.PageBytes + w.Commits*int64(w.PageSize) }
+
+// WriteStats returns cumulative write figures since Open.
+func (s *Store) WriteStats() WriteStats {
+	st := s.db.Stats()
+	return WriteStats{Commits: s.commits.Load(), PageBytes: st.TxStats.GetPageAlloc(), PageSize: s.db.Info().PageSize}
+}
+
+// update runs fn in a write transaction and counts it.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	err := s.db.Update(fn)
+	if err == nil {
+		s.commits.Add(1)
+	}
+	return err
+}

@@ -1,0 +1,333 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/pcwatch/pcwatch/internal/events"
+)
+
+// openTest opens a fresh store and, on cleanup, checks the invariants every
+// store must keep: the outbox counter matches the bucket, every record
+// decodes, and bbolt's own consistency check passes.
+func openTest(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), FileName), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { checkInvariants(t, s); s.Close() })
+	return s
+}
+
+func checkInvariants(t *testing.T, s *Store) {
+	t.Helper()
+	if s.closed.Load() {
+		return
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		if n, want := tx.Bucket(bOutbox).Stats().KeyN, int(s.outboxN.Load()); n != want {
+			return fmt.Errorf("outbox holds %d records, counter says %d", n, want)
+		}
+		for _, k := range Kinds {
+			if err := tx.Bucket(bKinds[k]).ForEach(func(key, v []byte) error {
+				_, err := decodeRecord(v)
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bOutbox).ForEach(func(k, v []byte) error {
+			_, err := decodeEnvelope(v)
+			return err
+		})
+	})
+	if err != nil {
+		t.Errorf("state invariant broken: %v", err)
+	}
+}
+
+func TestOpenCreatesPrivateFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	path := filepath.Join(dir, FileName)
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("file mode %v, want 0600", fi.Mode().Perm())
+	}
+	di, _ := os.Stat(dir)
+	if di.Mode().Perm() != 0o700 {
+		t.Errorf("dir mode %v, want 0700", di.Mode().Perm())
+	}
+}
+
+func TestOpenLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = Open(path, Options{LockTimeout: 100 * time.Millisecond})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	for _, want := range []string{path, "another watcher is running", "--data-dir"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if _, err := Open(path, Options{LockTimeout: 100 * time.Millisecond, ReadOnly: true}); !errors.Is(err, ErrLocked) {
+		t.Errorf("read-only Open while locked: %v, want ErrLocked", err)
+	}
+}
+
+func TestOpenRefusesForeignFiles(t *testing.T) {
+	t.Run("not bbolt", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), FileName)
+		junk := bytes.Repeat([]byte("not a database "), 2000)
+		os.WriteFile(path, junk, 0o600)
+		_, err := Open(path, Options{})
+		if !errors.Is(err, ErrNotPcwatch) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("err = %v, want ErrNotPcwatch naming the file", err)
+		}
+		if got, _ := os.ReadFile(path); !bytes.Equal(got, junk) {
+			t.Error("the foreign file was modified")
+		}
+	})
+	t.Run("foreign bbolt", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), FileName)
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.Update(func(tx *bolt.Tx) error {
+			b, _ := tx.CreateBucket([]byte("theirs"))
+			return b.Put([]byte("k"), []byte("v"))
+		})
+		db.Close()
+		before, _ := os.ReadFile(path)
+		_, err = Open(path, Options{})
+		if !errors.Is(err, ErrNotPcwatch) {
+			t.Fatalf("err = %v, want ErrNotPcwatch", err)
+		}
+		if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+			t.Error("the foreign bbolt file was modified")
+		}
+	})
+	t.Run("unknown schema", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), FileName)
+		s, err := Open(path, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bMeta).Put([]byte("schema"), []byte{99})
+		})
+		s.Close()
+		_, err = Open(path, Options{})
+		if !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), "schema 99") {
+			t.Fatalf("err = %v, want ErrSchema naming version 99", err)
+		}
+	})
+	t.Run("read-only of a missing file", func(t *testing.T) {
+		_, err := Open(filepath.Join(t.TempDir(), FileName), Options{ReadOnly: true})
+		if err == nil || !strings.Contains(err.Error(), "no watcher has run") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 500; i++ {
+		rec := Record{
+			Rev:       r.Uint64(),
+			FirstSeen: time.Unix(0, r.Int64N(1<<62)).UTC(),
+			Updated:   time.Unix(0, r.Int64N(1<<62)).UTC(),
+			Meta:      randBytes(r, r.IntN(100)),
+			Raw:       randBytes(r, r.IntN(2000)),
+		}
+		rec.Hash = HashOf(rec.Raw)
+		got, err := decodeRecord(encodeRecord(&rec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(rec, got.Clone(), cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("round trip (-want +got):\n%s", diff)
+		}
+	}
+	for _, bad := range [][]byte{nil, {1}, {2, 0}, append([]byte{1}, make([]byte, 16)...)} {
+		if _, err := decodeRecord(bad); err == nil {
+			t.Errorf("decodeRecord(%x) accepted garbage", bad)
+		}
+	}
+}
+
+func randBytes(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.UintN(256))
+	}
+	if n == 0 {
+		return []byte{}
+	}
+	return b
+}
+
+func env(id string) events.Envelope {
+	return events.Envelope{ID: id, Subject: "pcwatch.events.x." + id, Entity: "e/" + id, Body: []byte(`{"id":"` + id + `"}`)}
+}
+
+func TestCommitAndRead(t *testing.T) {
+	s := openTest(t)
+	now := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	rec := func(raw string, rev uint64) Record {
+		return Record{Hash: HashOf([]byte(raw)), Rev: rev, FirstSeen: now, Updated: now, Raw: []byte(raw), Meta: []byte("m")}
+	}
+	err := s.Commit(&Change{
+		Puts: []Put{
+			{KindCustomer, "c1", rec(`{"id":"c1"}`, 1)},
+			{KindSubscription, "c1/s1", rec(`{"id":"s1"}`, 1)},
+			{KindSubscription, "c1/s2", rec(`{"id":"s2"}`, 1)},
+			{KindSubscription, "c10/s9", rec(`{"id":"s9"}`, 1)}, // a customer id with c1 as prefix
+			{KindProduct, "c1/OnlineServices/P1", rec(`{"id":"P1"}`, 1)},
+		},
+		PendingPuts: []PendingPut{{Ref{KindSubscription, "c1/s2"}, Pending{Since: now, Cycle: 3, Misses: 1}}},
+		Events:      []events.Envelope{env("a"), env("b")},
+		Ledger:      []string{"L1"},
+		Failures:    map[string]*Failure{"c1": {Count: 2, LastError: "boom"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.View(func(r *ReadTx) error {
+		snap, err := r.Customer("c1", KindCustomer, KindSubscription, KindProduct, KindManagedService)
+		if err != nil {
+			return err
+		}
+		if len(snap.Records[KindSubscription]) != 2 || len(snap.Records[KindCustomer]) != 1 || len(snap.Records[KindProduct]) != 1 {
+			t.Errorf("snapshot records = %v", snap.Records)
+		}
+		if string(snap.Records[KindSubscription]["s1"].Raw) != `{"id":"s1"}` {
+			t.Errorf("s1 raw = %s", snap.Records[KindSubscription]["s1"].Raw)
+		}
+		if _, ok := snap.Records[KindProduct]["OnlineServices/P1"]; !ok {
+			t.Errorf("product key wrong: %v", snap.Records[KindProduct])
+		}
+		if p := snap.Pending[KindSubscription]["s2"]; p.Cycle != 3 || p.Misses != 1 {
+			t.Errorf("pending = %+v", p)
+		}
+		if !r.LedgerHas("L1") || r.LedgerHas("L2") {
+			t.Error("ledger wrong")
+		}
+		if f, ok := r.Failure("c1"); !ok || f.Count != 2 || f.LastError != "boom" {
+			t.Errorf("failure = %+v", f)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := s.OutboxRead(10)
+	if len(recs) != 2 || recs[0].ID != "a" || recs[1].ID != "b" || recs[0].Seq >= recs[1].Seq {
+		t.Fatalf("outbox = %+v", recs)
+	}
+	if n, _ := s.OutboxLen(); n != 2 {
+		t.Errorf("OutboxLen = %d", n)
+	}
+	// Removing customer c1 entirely leaves c10 alone.
+	if err := s.Commit(&Change{
+		Deletes:        []Ref{{KindCustomer, "c1"}},
+		DeletePrefixes: []Ref{{KindSubscription, "c1"}, {KindProduct, "c1"}},
+		Failures:       map[string]*Failure{"c1": nil},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.View(func(r *ReadTx) error {
+		n := 0
+		r.ForEach(KindSubscription, func(k string, _ Record) error { n++; return nil })
+		if n != 1 {
+			t.Errorf("%d subscriptions left, want only c10/s9", n)
+		}
+		pn := 0
+		r.PendingAll(KindSubscription, func(string, Pending) error { pn++; return nil })
+		if pn != 0 {
+			t.Errorf("%d pending marks left", pn)
+		}
+		if _, ok := r.Failure("c1"); ok {
+			t.Error("failure streak not deleted")
+		}
+		return nil
+	})
+	if err := s.OutboxDelete([]uint64{recs[0].Seq, recs[0].Seq, 999}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.OutboxLen(); n != 1 {
+		t.Errorf("OutboxLen after delete = %d", n)
+	}
+}
+
+func TestUnchangedCostsNoWrites(t *testing.T) {
+	s := openTest(t)
+	before := s.WriteStats()
+	if err := s.Commit(&Change{}); err != nil {
+		t.Fatal(err)
+	}
+	s.View(func(r *ReadTx) error { _, err := r.Customer("c1", Kinds...); return err })
+	if after := s.WriteStats(); after != before {
+		t.Errorf("an empty change or a read wrote: %+v -> %+v", before, after)
+	}
+	if err := s.Commit(&Change{Ledger: []string{"x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if after := s.WriteStats(); after.Commits != before.Commits+1 || after.Bytes() <= before.Bytes() {
+		t.Errorf("a real change was not counted: %+v -> %+v", before, after)
+	}
+}
+
+func TestCycleAndLastOK(t *testing.T) {
+	s := openTest(t)
+	for want := uint64(1); want <= 3; want++ {
+		if n, err := s.NextCycle(); err != nil || n != want {
+			t.Fatalf("NextCycle = %d, %v; want %d", n, err, want)
+		}
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	s.SetLastOK(map[string]time.Time{"a": at, "b": at.Add(time.Hour)})
+	m, _ := s.LastOK()
+	if !m["a"].Equal(at) || len(m) != 2 {
+		t.Errorf("LastOK = %v", m)
+	}
+	path := s.Path()
+	s.Close()
+	s2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if n, _ := s2.Cycle(); n != 3 {
+		t.Errorf("cycle after reopen = %d", n)
+	}
+}
