@@ -228,7 +228,9 @@ func (e *AuthError) Unwrap() error { return e.Err }
 func (e *AuthError) Is(target error) bool { return target == ErrUnauthorized }
 
 // Temporary reports whether retrying may help.
-func (e *AuthError) Temporary() bool { return e.StatusCode == 0 || e.StatusCode >= 500 || e.StatusCode == 429 }
+func (e *AuthError) Temporary() bool {
+	return e.StatusCode == 0 || e.StatusCode >= 500 || e.StatusCode == 429
+}
 
 // redactingSource rewrites token errors so that only the HTTP status and the
 // Entra error code and description reach errors and logs, with any secret the
