@@ -64,13 +64,15 @@ var (
 	bOutbox   = []byte("outbox")
 	bLastOK   = []byte("lastok")
 	bFailures = []byte("failures")
+	bBaseline = []byte("baseline")
+	bTombs    = []byte("tombs")
 	bKinds    = map[Kind][]byte{
 		KindCustomer:       []byte("customers"),
 		KindSubscription:   []byte("subscriptions"),
 		KindManagedService: []byte("managedservices"),
 		KindProduct:        []byte("products"),
 	}
-	allBuckets = [][]byte{bMeta, bPending, bLedger, bOutbox, bLastOK, bFailures,
+	allBuckets = [][]byte{bMeta, bPending, bLedger, bOutbox, bLastOK, bFailures, bBaseline, bTombs,
 		bKinds[KindCustomer], bKinds[KindSubscription], bKinds[KindManagedService], bKinds[KindProduct]}
 )
 
@@ -222,6 +224,31 @@ type Snapshot struct {
 	CustomerID string
 	Records    map[Kind]map[string]Record  // by resource id
 	Pending    map[Kind]map[string]Pending // by resource id
+	// Baselined tells, per kind, whether a complete listing of the
+	// customer's entities of that kind was ever committed. Until then a
+	// listing is a baseline, not a flood of additions.
+	Baselined map[Kind]bool
+	// Tombs holds, per kind and resource id, the revision of removed
+	// entities, so an entity that comes back continues its revisions and
+	// never reuses an event id.
+	Tombs map[Kind]map[string]uint64
+}
+
+// Tomb returns the last revision of a removed entity (0 if none).
+func (r *ReadTx) Tomb(kind Kind, key string) uint64 {
+	v := r.tx.Bucket(bTombs).Get(pendingKey(kind, key))
+	n, _ := binary.Uvarint(v)
+	return n
+}
+
+func baselineKey(kind Kind, customerID string) []byte {
+	return []byte(string(kind) + "\x00" + customerID)
+}
+
+// Baselined reports whether a complete listing of kind was committed for
+// customerID ("" for the customer list itself).
+func (r *ReadTx) Baselined(kind Kind, customerID string) bool {
+	return r.tx.Bucket(bBaseline).Get(baselineKey(kind, customerID)) != nil
 }
 
 // ReadTx is a read transaction.
@@ -238,9 +265,23 @@ func (s *Store) View(fn func(*ReadTx) error) error {
 // Customer returns the snapshot of a customer's entities of the given
 // kinds (KindCustomer reads the customer record itself, keyed "").
 func (r *ReadTx) Customer(customerID string, kinds ...Kind) (*Snapshot, error) {
-	snap := &Snapshot{CustomerID: customerID, Records: map[Kind]map[string]Record{}, Pending: map[Kind]map[string]Pending{}}
+	snap := &Snapshot{CustomerID: customerID, Records: map[Kind]map[string]Record{}, Pending: map[Kind]map[string]Pending{},
+		Baselined: map[Kind]bool{}, Tombs: map[Kind]map[string]uint64{}}
 	pend := r.tx.Bucket(bPending)
+	tombs := r.tx.Bucket(bTombs)
 	for _, k := range kinds {
+		snap.Baselined[k] = r.Baselined(k, customerID)
+		snap.Tombs[k] = map[string]uint64{}
+		if k != KindCustomer {
+			tp := pendingKey(k, customerID+"/")
+			tc := tombs.Cursor()
+			for kk, v := tc.Seek(tp); kk != nil && bytes.HasPrefix(kk, tp); kk, v = tc.Next() {
+				n, _ := binary.Uvarint(v)
+				snap.Tombs[k][string(kk[len(tp):])] = n
+			}
+		} else if n := r.Tomb(k, customerID); n > 0 {
+			snap.Tombs[k][""] = n
+		}
 		recs := map[string]Record{}
 		pends := map[string]Pending{}
 		snap.Records[k], snap.Pending[k] = recs, pends
@@ -296,6 +337,19 @@ func (r *ReadTx) ForEach(kind Kind, fn func(key string, rec Record) error) error
 	})
 }
 
+// TombsAll calls fn for every tombstone of a kind.
+func (r *ReadTx) TombsAll(kind Kind, fn func(key string, rev uint64) error) error {
+	prefix := pendingKey(kind, "")
+	c := r.tx.Bucket(bTombs).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		n, _ := binary.Uvarint(v)
+		if err := fn(string(k[len(prefix):]), n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // PendingAll calls fn for every pending mark of a kind.
 func (r *ReadTx) PendingAll(kind Kind, fn func(key string, p Pending) error) error {
 	prefix := pendingKey(kind, "")
@@ -310,6 +364,11 @@ func (r *ReadTx) PendingAll(kind Kind, fn func(key string, p Pending) error) err
 		}
 	}
 	return nil
+}
+
+// LedgerForEach calls fn for every deadline-ledger key.
+func (r *ReadTx) LedgerForEach(fn func(key string) error) error {
+	return r.tx.Bucket(bLedger).ForEach(func(k, _ []byte) error { return fn(string(k)) })
 }
 
 // LedgerHas reports whether a deadline-ledger key was recorded.
@@ -367,12 +426,19 @@ type Change struct {
 	Ledger         []string // deadline-ledger keys to record as fired
 	LedgerDeletes  []string
 	Failures       map[string]*Failure // customer id -> streak; nil deletes
+	// Baselines records that a complete listing of Kind was committed for
+	// customer Key ("" for the customer list).
+	Baselines []Ref
+	// ForgetCustomers drops removed customers' bookkeeping: last success,
+	// failure streak and baseline marks.
+	ForgetCustomers []string
 }
 
 // Empty reports whether the change writes nothing.
 func (c *Change) Empty() bool {
 	return len(c.Puts) == 0 && len(c.Deletes) == 0 && len(c.DeletePrefixes) == 0 && len(c.PendingPuts) == 0 &&
-		len(c.PendingDeletes) == 0 && len(c.Events) == 0 && len(c.Ledger) == 0 && len(c.LedgerDeletes) == 0 && len(c.Failures) == 0
+		len(c.PendingDeletes) == 0 && len(c.Events) == 0 && len(c.Ledger) == 0 && len(c.LedgerDeletes) == 0 && len(c.Failures) == 0 &&
+		len(c.Baselines) == 0 && len(c.ForgetCustomers) == 0
 }
 
 // Commit applies c atomically. Concurrent commits are batched into shared
@@ -400,14 +466,36 @@ func (s *Store) Commit(c *Change) error {
 
 func apply(tx *bolt.Tx, c *Change) error {
 	pend := tx.Bucket(bPending)
+	tombs := tx.Bucket(bTombs)
 	for _, p := range c.Puts {
-		if err := tx.Bucket(bKinds[p.Kind]).Put([]byte(p.Key), encodeRecord(&p.Record)); err != nil {
+		b := tx.Bucket(bKinds[p.Kind])
+		if b.Get([]byte(p.Key)) == nil {
+			if err := tombs.Delete(pendingKey(p.Kind, p.Key)); err != nil {
+				return err
+			}
+		}
+		if err := b.Put([]byte(p.Key), encodeRecord(&p.Record)); err != nil {
 			return err
 		}
 	}
 	failpoint.Hit("state.commit.puts")
+	// A removed entity leaves a tombstone with the revision of its removal,
+	// so that if it comes back its revisions (and event ids) continue.
+	bury := func(kind Kind, k, v []byte) error {
+		rec, err := decodeRecord(v)
+		if err != nil {
+			return err
+		}
+		return tombs.Put(pendingKey(kind, string(k)), binary.AppendUvarint(nil, rec.Rev+1))
+	}
 	for _, d := range c.Deletes {
-		if err := tx.Bucket(bKinds[d.Kind]).Delete([]byte(d.Key)); err != nil {
+		b := tx.Bucket(bKinds[d.Kind])
+		if v := b.Get([]byte(d.Key)); v != nil {
+			if err := bury(d.Kind, []byte(d.Key), v); err != nil {
+				return err
+			}
+		}
+		if err := b.Delete([]byte(d.Key)); err != nil {
 			return err
 		}
 		if err := pend.Delete(pendingKey(d.Kind, d.Key)); err != nil {
@@ -415,8 +503,16 @@ func apply(tx *bolt.Tx, c *Change) error {
 		}
 	}
 	for _, d := range c.DeletePrefixes {
-		if err := deletePrefix(tx.Bucket(bKinds[d.Kind]), []byte(d.Key+"/")); err != nil {
-			return err
+		b := tx.Bucket(bKinds[d.Kind])
+		prefix := []byte(d.Key + "/")
+		cur := b.Cursor()
+		for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Seek(prefix) {
+			if err := bury(d.Kind, k, v); err != nil {
+				return err
+			}
+			if err := cur.Delete(); err != nil {
+				return err
+			}
 		}
 		if err := deletePrefix(pend, pendingKey(d.Kind, d.Key+"/")); err != nil {
 			return err
@@ -470,6 +566,25 @@ func apply(tx *bolt.Tx, c *Change) error {
 			return err
 		}
 		if err := fb.Put([]byte(id), v); err != nil {
+			return err
+		}
+	}
+	bb := tx.Bucket(bBaseline)
+	for _, r := range c.Baselines {
+		if err := bb.Put(baselineKey(r.Kind, r.Key), []byte{1}); err != nil {
+			return err
+		}
+	}
+	for _, id := range c.ForgetCustomers {
+		for _, k := range Kinds {
+			if err := bb.Delete(baselineKey(k, id)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bLastOK).Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := fb.Delete([]byte(id)); err != nil {
 			return err
 		}
 	}
@@ -542,17 +657,6 @@ func (s *Store) LastOK() (map[string]time.Time, error) {
 		})
 	})
 	return m, err
-}
-
-// ForgetCustomer drops a removed customer's bookkeeping (last success,
-// failure streak).
-func (s *Store) ForgetCustomer(customerID string) error {
-	return s.update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bLastOK).Delete([]byte(customerID)); err != nil {
-			return err
-		}
-		return tx.Bucket(bFailures).Delete([]byte(customerID))
-	})
 }
 
 // Counts is a summary of the file's contents.

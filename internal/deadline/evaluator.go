@@ -1,0 +1,193 @@
+package deadline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pcwatch/pcwatch/internal/clock"
+	"github.com/pcwatch/pcwatch/internal/events"
+	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/view"
+)
+
+// Evaluator fires deadline events from the stored snapshots on a timer of
+// its own, independent of how long a poll cycle takes. Its events and their
+// ledger entries commit in one transaction, so a crash never loses a firing
+// nor repeats one. Only one Evaluator may run against a store.
+type Evaluator struct {
+	Store  *state.Store
+	Clock  clock.Clock // default clock.Real
+	Config Config
+	Source string // CloudEvents source
+	// Interval between evaluations in Run; default one minute.
+	Interval time.Duration
+	// Retention: ledger entries of deadlines older than this are dropped;
+	// default 45 days.
+	Retention time.Duration
+	Logger    *slog.Logger
+	// Committed is called after events were committed (to kick the relay).
+	Committed func(n int)
+	// Metrics, when set, receives the ledger size after each evaluation
+	// that changed it.
+	Metrics interface{ LedgerSize(n int) }
+
+	lastGC time.Time
+}
+
+// Run evaluates every Interval until ctx ends. It evaluates once at start.
+func (e *Evaluator) Run(ctx context.Context) error {
+	iv := e.Interval
+	if iv <= 0 {
+		iv = time.Minute
+	}
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		if _, err := e.EvaluateOnce(ctx); err != nil && ctx.Err() == nil {
+			e.log().Error("deadline evaluation failed; retrying at the next tick", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (e *Evaluator) log() *slog.Logger {
+	if e.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Logger
+}
+
+// EvaluateOnce evaluates every subscription's deadlines now and commits
+// what fires. It returns the number of events emitted.
+func (e *Evaluator) EvaluateOnce(ctx context.Context) (int, error) {
+	clk := e.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	now := clk.Now()
+	var ch state.Change
+	names := map[string]string{}
+	err := e.Store.View(func(r *state.ReadTx) error {
+		return r.ForEach(state.KindSubscription, func(key string, rec state.Record) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			f, err := DecodeFacts(rec.Meta)
+			if err != nil {
+				e.log().Warn("unreadable deadline facts; skipping subscription", "subscription", key, "err", err)
+				return nil
+			}
+			custID, subID := state.SplitKey(key)
+			entity := view.Entity(state.KindSubscription, custID, subID)
+			firings := Evaluate(entity, f, now, e.Config, r.LedgerHas)
+			if len(firings) == 0 {
+				return nil
+			}
+			name, ok := names[custID]
+			if !ok {
+				name = customerName(r, custID)
+				names[custID] = name
+			}
+			after := view.Of(state.KindSubscription, subID, rec.Raw)
+			for _, fi := range firings {
+				env, err := e.event(fi, custID, subID, name, after, f, now)
+				if err != nil {
+					return err
+				}
+				ch.Events = append(ch.Events, env)
+				ch.Ledger = append(ch.Ledger, fi.Ledger...)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("evaluating deadlines: %w", err)
+	}
+	if e.lastGC.IsZero() || now.Sub(e.lastGC) >= time.Hour {
+		ch.LedgerDeletes, err = e.expired(now)
+		if err != nil {
+			return 0, err
+		}
+	}
+	if err := e.Store.Commit(&ch); err != nil {
+		return 0, fmt.Errorf("committing deadline events: %w", err)
+	}
+	if len(ch.LedgerDeletes) > 0 || e.lastGC.IsZero() {
+		e.lastGC = now
+	}
+	if n := len(ch.Events); n > 0 {
+		e.log().Info("deadline events", "count", n)
+		if e.Committed != nil {
+			e.Committed(n)
+		}
+	}
+	return len(ch.Events), nil
+}
+
+// expired lists ledger keys of deadlines older than the retention.
+func (e *Evaluator) expired(now time.Time) ([]string, error) {
+	ret := e.Retention
+	if ret <= 0 {
+		ret = 45 * day
+	}
+	var old []string
+	err := e.Store.View(func(r *state.ReadTx) error {
+		return r.LedgerForEach(func(k string) error {
+			if at, ok := LedgerDeadline(k); ok && now.Sub(at) > ret {
+				old = append(old, k)
+			}
+			return nil
+		})
+	})
+	return old, err
+}
+
+func customerName(r *state.ReadTx, custID string) string {
+	snap, err := r.Customer(custID, state.KindCustomer)
+	if err != nil {
+		return ""
+	}
+	rec, ok := snap.Records[state.KindCustomer][""]
+	if !ok {
+		return ""
+	}
+	var c pc.Customer
+	if json.Unmarshal(rec.Raw, &c) != nil {
+		return ""
+	}
+	return c.CompanyProfile.CompanyName
+}
+
+func (e *Evaluator) event(fi Firing, custID, subID, name string, after events.View, f Facts, now time.Time) (events.Envelope, error) {
+	deadline := fi.Deadline
+	late := fi.Late
+	d := &events.Data{
+		CustomerID: custID, CustomerName: name, SubscriptionID: subID, After: &after,
+		Deadline: &deadline, Late: &late,
+	}
+	if fi.Kind != KindCancellationClosed {
+		rem := fi.Deadline.Sub(now)
+		remS := int64(rem / time.Second)
+		d.Threshold, d.ThresholdSeconds = events.FormatDuration(fi.Threshold), int64(fi.Threshold/time.Second)
+		d.Remaining, d.RemainingSeconds = events.FormatDuration(rem), &remS
+	}
+	switch fi.Kind {
+	case KindRefund:
+		q := fi.Quantity
+		d.Quantity = &q
+	case KindRenewal, KindTrial:
+		ar := f.AutoRenew
+		d.AutoRenewEnabled = &ar
+	}
+	env, _, err := events.New(e.Source, fi.Kind.EventType(),
+		events.IDKey{Entity: view.Entity(state.KindSubscription, custID, subID), Deadline: fi.Deadline, Threshold: fi.Threshold}, now, d)
+	return env, err
+}

@@ -1,0 +1,140 @@
+// Package deadline computes the NCE deadlines Partner Center never
+// announces — the cancellation window, per-seat refund windows, renewals and
+// trial ends — from the stored snapshots, and fires each threshold once.
+package deadline
+
+import (
+	"encoding/json"
+	"time"
+
+	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+)
+
+// Facts are the deadline-relevant facts of one subscription, kept next to
+// its snapshot (state.Record.Meta) so that evaluating deadlines never has to
+// decode Partner Center JSON.
+type Facts struct {
+	NCE       bool      `json:"nce,omitempty"`
+	Status    string    `json:"status,omitempty"`
+	Quantity  int       `json:"quantity"`
+	AutoRenew bool      `json:"autoRenew,omitempty"`
+	Trial     bool      `json:"trial,omitempty"`
+	Term      string    `json:"term,omitempty"` // ISO 8601 duration, e.g. P1Y
+	PartnerID string    `json:"partnerId,omitempty"`
+	CancelBy  time.Time `json:"cancelBy,omitzero"` // cancellationAllowedUntilDate
+	// CancelSeenOpen is the cancellation deadline as observed while it was
+	// still ahead; cancellation-window-closed fires only when it equals
+	// CancelBy, i.e. for a window the watcher saw open.
+	CancelSeenOpen time.Time `json:"cancelSeenOpen,omitzero"`
+	CommitmentEnd  time.Time `json:"commitmentEnd,omitzero"`
+	// Refund batches: each NCE seat increase can be refunded until its own
+	// instant. From the listing when it carries refundableQuantity, else
+	// from the last get-by-id fetch.
+	Refund          []Batch   `json:"refund,omitempty"`
+	RefundFromList  bool      `json:"refundFromList,omitempty"`
+	RefundFetchedAt time.Time `json:"refundFetchedAt,omitzero"`
+	// RefundFetchedQty is the quantity when the refund batches were fetched;
+	// a different quantity makes them stale.
+	RefundFetchedQty int `json:"refundFetchedQty,omitempty"`
+	// LastIncreaseAt is when a seat increase was last observed.
+	LastIncreaseAt time.Time `json:"lastIncreaseAt,omitzero"`
+}
+
+// Batch is one refundable batch of seats.
+type Batch struct {
+	Quantity int       `json:"quantity"`
+	Until    time.Time `json:"until"`
+}
+
+// FactsOf derives a subscription's facts from its listing, carrying over
+// what the listing cannot tell (refund batches fetched by id, the
+// seen-open mark, the last increase) from prev, which is nil at first
+// sighting.
+func FactsOf(s *pc.Subscription, prev *Facts, now time.Time) Facts {
+	f := Facts{
+		NCE:           s.IsNCE(),
+		Status:        string(s.Status),
+		Quantity:      s.Quantity,
+		AutoRenew:     s.AutoRenewEnabled,
+		Trial:         s.IsTrial,
+		Term:          s.TermDuration,
+		PartnerID:     s.PartnerID,
+		CancelBy:      s.CancellationAllowedUntilDate.T,
+		CommitmentEnd: s.CommitmentEnd().T,
+	}
+	if !f.CancelBy.IsZero() && now.Before(f.CancelBy) {
+		f.CancelSeenOpen = f.CancelBy
+	} else if prev != nil && prev.CancelSeenOpen.Equal(f.CancelBy) {
+		f.CancelSeenOpen = prev.CancelSeenOpen
+	}
+	if prev != nil {
+		f.LastIncreaseAt = prev.LastIncreaseAt
+		if s.Quantity > prev.Quantity {
+			f.LastIncreaseAt = now
+		}
+	}
+	if rq := s.RefundableQuantity; rq != nil {
+		f.RefundFromList = true
+		f.Refund = batchesOf(rq)
+	} else if prev != nil && !prev.RefundFromList {
+		f.Refund, f.RefundFetchedAt, f.RefundFetchedQty = prev.Refund, prev.RefundFetchedAt, prev.RefundFetchedQty
+	}
+	return f
+}
+
+// SetRefund records refund batches fetched by id.
+func (f *Facts) SetRefund(rq *pc.RefundableQuantity, now time.Time) {
+	f.Refund = batchesOf(rq)
+	f.RefundFetchedAt = now
+	f.RefundFetchedQty = f.Quantity
+}
+
+func batchesOf(rq *pc.RefundableQuantity) []Batch {
+	if rq == nil {
+		return nil
+	}
+	var out []Batch
+	for _, d := range rq.Details {
+		if d.AllowedUntilDateTime.Valid() && d.Quantity > 0 {
+			out = append(out, Batch{Quantity: d.Quantity, Until: d.AllowedUntilDateTime.T})
+		}
+	}
+	return out
+}
+
+// NeedsRefundFetch reports whether refund batches should be fetched by id:
+// an NCE subscription whose list entry lacks them, with its cancellation
+// window open or seats added in the last 7 days, whose batches were never
+// fetched, are stale (the quantity changed since), or older than refresh.
+func (f *Facts) NeedsRefundFetch(now time.Time, refresh time.Duration) bool {
+	if !f.NCE || f.RefundFromList || !live(f.Status) {
+		return false
+	}
+	windowOpen := !f.CancelBy.IsZero() && now.Before(f.CancelBy)
+	recentIncrease := !f.LastIncreaseAt.IsZero() && now.Sub(f.LastIncreaseAt) < 7*24*time.Hour
+	if !windowOpen && !recentIncrease {
+		return false
+	}
+	return f.RefundFetchedAt.IsZero() || f.RefundFetchedQty != f.Quantity || now.Sub(f.RefundFetchedAt) >= refresh
+}
+
+// Encode serialises facts for state.Record.Meta.
+func (f Facts) Encode() []byte {
+	b, _ := json.Marshal(f)
+	return b
+}
+
+// DecodeFacts reads facts written by Encode; empty meta gives zero facts.
+func DecodeFacts(b []byte) (Facts, error) {
+	var f Facts
+	if len(b) == 0 {
+		return f, nil
+	}
+	err := json.Unmarshal(b, &f)
+	return f, err
+}
+
+// live reports whether a status still has deadlines worth announcing.
+func live(status string) bool {
+	return pc.EnumEqual(status, "active") || pc.EnumEqual(status, "suspended") || status == ""
+}

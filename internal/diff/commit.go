@@ -1,0 +1,70 @@
+package diff
+
+import (
+	"fmt"
+
+	"github.com/pcwatch/pcwatch/internal/state"
+)
+
+// CommitCustomer diffs one customer's complete listing against the store
+// and commits the result — snapshot, pending marks and events — in one
+// transaction. An unchanged customer is compared inside a read transaction
+// and writes nothing. Only one goroutine may commit a given customer at a
+// time (the poller polls each customer from one worker).
+func CommitCustomer(s *state.Store, l *Listing, o Options) (*Result, error) {
+	var res *Result
+	err := s.View(func(r *state.ReadTx) error {
+		snap, err := r.Customer(l.CustomerID, l.Kinds...)
+		if err != nil {
+			return err
+		}
+		res, err = Customer(snap, l, o)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Commit(&res.Change); err != nil {
+		return nil, fmt.Errorf("customer %s: %w", l.CustomerID, err)
+	}
+	return res, nil
+}
+
+// CommitCustomerList diffs the complete customer list against the store
+// and commits the result in one transaction.
+func CommitCustomerList(s *state.Store, fresh []Entity, o Options) (*Result, error) {
+	var res *Result
+	err := s.View(func(r *state.ReadTx) error {
+		known := map[string]state.Record{}
+		if err := r.ForEach(state.KindCustomer, func(k string, rec state.Record) error {
+			known[k] = rec
+			return nil
+		}); err != nil {
+			return err
+		}
+		pending := map[string]state.Pending{}
+		if err := r.PendingAll(state.KindCustomer, func(k string, p state.Pending) error {
+			pending[k] = p
+			return nil
+		}); err != nil {
+			return err
+		}
+		tombs := map[string]uint64{}
+		if err := r.TombsAll(state.KindCustomer, func(k string, rev uint64) error {
+			tombs[k] = rev
+			return nil
+		}); err != nil {
+			return err
+		}
+		var err error
+		res, err = CustomerList(known, pending, tombs, r.Baselined(state.KindCustomer, ""), fresh, o)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Commit(&res.Change); err != nil {
+		return nil, fmt.Errorf("customer list: %w", err)
+	}
+	return res, nil
+}

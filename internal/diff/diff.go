@@ -1,0 +1,420 @@
+package diff
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pcwatch/pcwatch/internal/deadline"
+	"github.com/pcwatch/pcwatch/internal/events"
+	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/view"
+)
+
+// Options tune the differ. The zero value gives the documented defaults.
+type Options struct {
+	Source string    // CloudEvents source
+	Now    time.Time // detection instant
+	Cycle  uint64    // poll cycle number
+	// CreatedOnFirstSighting emits created/added events for the entities of
+	// a customer seen for the first time; by default that listing is a
+	// silent baseline.
+	CreatedOnFirstSighting bool
+	// MassRemovalShare: when more than this share of a customer's
+	// subscriptions (or of all customers) vanish in one listing, removals
+	// are held and ops.mass-removal-held is emitted. Default 0.5; 1 turns it
+	// off.
+	MassRemovalShare float64
+	// MassRemovalMin: the rule applies only when at least this many
+	// entities were known. Default 4.
+	MassRemovalMin int
+	// HoldCycles: after this many complete listings in which held entities
+	// stay missing, the hold is released and they are removed. Default 3.
+	HoldCycles int
+	// Ignored JSON Pointers; default DefaultIgnored.
+	Ignored []string
+}
+
+func (o Options) withDefaults() Options {
+	if o.MassRemovalShare <= 0 {
+		o.MassRemovalShare = 0.5
+	}
+	if o.MassRemovalMin <= 0 {
+		o.MassRemovalMin = 4
+	}
+	if o.HoldCycles <= 0 {
+		o.HoldCycles = 3
+	}
+	if o.Ignored == nil {
+		o.Ignored = DefaultIgnored
+	}
+	return o
+}
+
+// Result is what a diff produced: the state change to commit (events
+// included, already enveloped) and a count of events by type.
+type Result struct {
+	Change state.Change
+	Counts map[events.Type]int
+}
+
+// Events returns the number of events produced.
+func (r *Result) Events() int { return len(r.Change.Events) }
+
+type builder struct {
+	o      Options
+	res    *Result
+	custID string
+	name   string
+}
+
+func (b *builder) emit(t events.Type, key events.IDKey, d *events.Data) error {
+	d.CustomerID = b.custID
+	if d.CustomerName == "" {
+		d.CustomerName = b.name
+	}
+	env, _, err := events.New(b.o.Source, t, key, b.o.Now, d)
+	if err != nil {
+		return err
+	}
+	b.res.Change.Events = append(b.res.Change.Events, env)
+	b.res.Counts[t]++
+	return nil
+}
+
+// Listing is a complete fresh listing of one customer's entities of the
+// kinds in Kinds. Entities of kinds not in Kinds must not appear; kinds not
+// listed (or whose listing failed) are left untouched.
+type Listing struct {
+	CustomerID   string
+	CustomerName string
+	Kinds        []state.Kind
+	Entities     []Entity
+	// Refunds are refund batches fetched by id this cycle, by
+	// subscription id; nil entries mean "fetched, none".
+	Refunds map[string]*pc.RefundableQuantity
+}
+
+// Customer diffs one customer's listing against its stored snapshot (which
+// must hold the listed kinds). It never reads or writes the store itself:
+// the caller commits Result.Change, in one transaction.
+func Customer(snap *state.Snapshot, l *Listing, o Options) (*Result, error) {
+	o = o.withDefaults()
+	b := &builder{o: o, res: &Result{Counts: map[events.Type]int{}}, custID: l.CustomerID, name: l.CustomerName}
+	byKind := map[state.Kind][]Entity{}
+	for _, e := range l.Entities {
+		byKind[e.Kind] = append(byKind[e.Kind], e)
+	}
+	for _, k := range l.Kinds {
+		baseline := !snap.Baselined[k]
+		if err := b.diffKind(k, snap.Records[k], snap.Pending[k], snap.Tombs[k], byKind[k], baseline, l.Refunds); err != nil {
+			return nil, fmt.Errorf("customer %s, %ss: %w", l.CustomerID, k, err)
+		}
+		if baseline {
+			b.res.Change.Baselines = append(b.res.Change.Baselines, state.Ref{Kind: k, Key: l.CustomerID})
+		}
+	}
+	return b.res, nil
+}
+
+// CustomerList diffs the complete customer list. known holds the stored
+// customer records by id, pending their pending marks; baselined tells
+// whether a customer list was ever committed. A removed customer takes its
+// subscriptions, managed services and products with it (one
+// customer.removed event; its entities' removals are implied).
+func CustomerList(known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, baselined bool, fresh []Entity, o Options) (*Result, error) {
+	o = o.withDefaults()
+	b := &builder{o: o, res: &Result{Counts: map[events.Type]int{}}}
+	if err := b.diffKind(state.KindCustomer, known, pending, tombs, fresh, !baselined, nil); err != nil {
+		return nil, fmt.Errorf("customer list: %w", err)
+	}
+	if !baselined {
+		b.res.Change.Baselines = append(b.res.Change.Baselines, state.Ref{Kind: state.KindCustomer, Key: ""})
+	}
+	return b.res, nil
+}
+
+// recKey is the store key of an entity.
+func recKey(k state.Kind, customerID, id string) string {
+	if k == state.KindCustomer {
+		return id
+	}
+	return customerID + "/" + id
+}
+
+func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, fresh []Entity, baseline bool, refunds map[string]*pc.RefundableQuantity) error {
+	o := b.o
+	seen := make(map[string]bool, len(fresh))
+	for i := range fresh {
+		e := &fresh[i]
+		if seen[e.ID] {
+			return fmt.Errorf("%s %s listed twice in one listing", k, e.ID)
+		}
+		seen[e.ID] = true
+		custID := b.custID
+		if k == state.KindCustomer {
+			custID = e.ID
+		}
+		key := recKey(k, b.custID, e.ID)
+		ref := state.Ref{Kind: k, Key: key}
+		if _, ok := pending[e.ID]; ok {
+			b.res.Change.PendingDeletes = append(b.res.Change.PendingDeletes, ref)
+		}
+		hash := state.HashOf(e.Raw)
+		old, existed := known[e.ID]
+
+		var facts *deadline.Facts
+		var metaChanged bool
+		if k == state.KindSubscription && e.Sub != nil {
+			var prev *deadline.Facts
+			if existed {
+				if pf, err := deadline.DecodeFacts(old.Meta); err == nil && len(old.Meta) > 0 {
+					prev = &pf
+				}
+			}
+			f := deadline.FactsOf(e.Sub, prev, o.Now)
+			if rq, ok := refunds[e.ID]; ok {
+				f.SetRefund(rq, o.Now)
+			}
+			facts = &f
+			metaChanged = !existed || string(f.Encode()) != string(old.Meta)
+		}
+		meta := func() []byte {
+			if facts == nil {
+				return nil
+			}
+			return facts.Encode()
+		}
+
+		if existed && hash == old.Hash {
+			if metaChanged {
+				rec := old.Clone()
+				rec.Meta, rec.Updated = meta(), o.Now
+				b.res.Change.Puts = append(b.res.Change.Puts, state.Put{Kind: k, Key: key, Record: rec})
+			}
+			continue
+		}
+		raw := append([]byte(nil), e.Raw...)
+		if !existed {
+			// A returning entity continues after the revision of its
+			// removal, so its events never reuse an id.
+			rev := tombs[e.ID] + 1
+			rec := state.Record{Hash: hash, Rev: rev, FirstSeen: o.Now, Updated: o.Now, Meta: meta(), Raw: raw}
+			b.res.Change.Puts = append(b.res.Change.Puts, state.Put{Kind: k, Key: key, Record: rec})
+			if baseline && !o.CreatedOnFirstSighting {
+				continue
+			}
+			if err := b.emitAdded(k, custID, e, rev); err != nil {
+				return err
+			}
+			continue
+		}
+		changes, err := Changes(old.Raw, e.Raw, o.Ignored)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", k, e.ID, err)
+		}
+		rec := state.Record{Hash: hash, Rev: old.Rev, FirstSeen: old.FirstSeen, Updated: o.Now, Meta: meta(), Raw: raw}
+		if len(changes) > 0 {
+			rec.Rev++
+			if err := b.emitChanged(k, custID, e, old, rec.Rev, changes); err != nil {
+				return err
+			}
+		}
+		b.res.Change.Puts = append(b.res.Change.Puts, state.Put{Kind: k, Key: key, Record: rec})
+	}
+
+	// Entities known but missing from this complete listing.
+	var missing []string
+	for id := range known {
+		if !seen[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	slices.Sort(missing)
+	massKind := k == state.KindSubscription || k == state.KindCustomer
+	mass := massKind && len(known) >= o.MassRemovalMin && float64(len(missing))/float64(len(known)) > o.MassRemovalShare
+	if mass {
+		return b.hold(k, known, pending, missing)
+	}
+	for _, id := range missing {
+		if _, wasPending := pending[id]; wasPending {
+			// Missing from a second complete listing (or still missing
+			// after a hold dissolved): removed.
+			if err := b.remove(k, id, known[id]); err != nil {
+				return err
+			}
+			continue
+		}
+		p := state.Pending{Since: o.Now, Cycle: o.Cycle, Misses: 1}
+		b.res.Change.PendingPuts = append(b.res.Change.PendingPuts, state.PendingPut{Ref: state.Ref{Kind: k, Key: recKey(k, b.custID, id)}, Pending: p})
+	}
+	return nil
+}
+
+// hold keeps entities of a mass disappearance pending. It announces the
+// hold once per new set of missing entities, and releases it (removing the
+// entities) once they have stayed missing for HoldCycles listings.
+func (b *builder) hold(k state.Kind, known map[string]state.Record, pending map[string]state.Pending, missing []string) error {
+	o := b.o
+	newlyHeld := false
+	release := true
+	for _, id := range missing {
+		p, ok := pending[id]
+		if !ok || !p.Held {
+			newlyHeld = true
+		}
+		if !ok || !p.Held || p.HoldCount+1 < o.HoldCycles {
+			release = false
+		}
+	}
+	if release {
+		for _, id := range missing {
+			if err := b.remove(k, id, known[id]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, id := range missing {
+		p, ok := pending[id]
+		if !ok {
+			p = state.Pending{Since: o.Now, Cycle: o.Cycle}
+		}
+		p.Held = true
+		p.Misses++
+		p.HoldCount++
+		b.res.Change.PendingPuts = append(b.res.Change.PendingPuts, state.PendingPut{Ref: state.Ref{Kind: k, Key: recKey(k, b.custID, id)}, Pending: p})
+	}
+	if !newlyHeld {
+		return nil
+	}
+	ids := missing
+	if len(ids) > 100 {
+		ids = ids[:100]
+	}
+	h := sha256.New()
+	for _, id := range missing {
+		h.Write([]byte(id + "\n"))
+	}
+	hold := &events.Hold{Resource: string(view.Resource(k)), Missing: len(missing), Total: len(known),
+		Share: float64(len(missing)) / float64(len(known)), Threshold: o.MassRemovalShare, IDs: ids, Cycle: o.Cycle}
+	return b.emit(events.OpsMassRemovalHeld, events.IDKey{Entity: "ops/" + b.custID + "/" + string(k), Extra: hex.EncodeToString(h.Sum(nil))},
+		&events.Data{Hold: hold})
+}
+
+func (b *builder) remove(k state.Kind, id string, old state.Record) error {
+	ref := state.Ref{Kind: k, Key: recKey(k, b.custID, id)}
+	b.res.Change.Deletes = append(b.res.Change.Deletes, ref)
+	custID := b.custID
+	if k == state.KindCustomer {
+		custID = id
+		for _, kk := range []state.Kind{state.KindSubscription, state.KindManagedService, state.KindProduct} {
+			b.res.Change.DeletePrefixes = append(b.res.Change.DeletePrefixes, state.Ref{Kind: kk, Key: id})
+		}
+		b.res.Change.ForgetCustomers = append(b.res.Change.ForgetCustomers, id)
+	}
+	before := view.Of(k, id, old.Raw)
+	d := &events.Data{Before: &before, Revision: old.Rev + 1}
+	setIDs(d, k, custID, id)
+	var t events.Type
+	switch k {
+	case state.KindCustomer:
+		t = events.CustomerRemoved
+		d.CustomerName = before.CompanyName
+	case state.KindSubscription:
+		t = events.SubscriptionRemoved
+	case state.KindManagedService:
+		t = events.ManagedServiceRemoved
+	case state.KindProduct:
+		t = events.ProductRemoved
+	}
+	return b.emitFor(custID, t, events.IDKey{Entity: view.Entity(k, custID, id), Revision: old.Rev + 1}, d)
+}
+
+// emitFor emits an event about customer custID (the customer list differ
+// emits for many customers).
+func (b *builder) emitFor(custID string, t events.Type, key events.IDKey, d *events.Data) error {
+	saved := b.custID
+	b.custID = custID
+	defer func() { b.custID = saved }()
+	return b.emit(t, key, d)
+}
+
+func setIDs(d *events.Data, k state.Kind, custID, id string) {
+	d.CustomerID = custID
+	switch k {
+	case state.KindSubscription:
+		d.SubscriptionID = id
+	case state.KindManagedService:
+		d.ManagedServiceID = id
+	case state.KindProduct:
+		d.TargetView, d.ProductID, _ = strings.Cut(id, "/")
+	}
+}
+
+func (b *builder) emitAdded(k state.Kind, custID string, e *Entity, rev uint64) error {
+	after := e.View
+	d := &events.Data{After: &after, Revision: rev}
+	setIDs(d, k, custID, e.ID)
+	var t events.Type
+	switch k {
+	case state.KindCustomer:
+		t = events.CustomerAdded
+		d.CustomerName = after.CompanyName
+	case state.KindSubscription:
+		t = events.SubscriptionCreated
+	case state.KindManagedService:
+		t = events.ManagedServiceAdded
+	case state.KindProduct:
+		t = events.ProductAdded
+	}
+	return b.emitFor(custID, t, events.IDKey{Entity: view.Entity(k, custID, e.ID), Revision: rev}, d)
+}
+
+func (b *builder) emitChanged(k state.Kind, custID string, e *Entity, old state.Record, rev uint64, changes []events.Change) error {
+	key := events.IDKey{Entity: view.Entity(k, custID, e.ID), Revision: rev}
+	base := func() *events.Data {
+		after := e.View
+		d := &events.Data{After: &after, Revision: rev}
+		setIDs(d, k, custID, e.ID)
+		if k == state.KindCustomer {
+			d.CustomerName = after.CompanyName
+		}
+		return d
+	}
+	switch k {
+	case state.KindCustomer:
+		d := base()
+		d.Changes = changes
+		return b.emitFor(custID, events.CustomerUpdated, key, d)
+	case state.KindManagedService:
+		d := base()
+		d.Changes = changes
+		return b.emitFor(custID, events.ManagedServiceUpdated, key, d)
+	case state.KindProduct:
+		// The catalog has no product.updated: a product's description
+		// changing is not an operational event. The snapshot is updated.
+		return nil
+	}
+	var oldSub pc.Subscription
+	if err := json.Unmarshal(old.Raw, &oldSub); err != nil {
+		return fmt.Errorf("stored subscription %s: %w", e.ID, err)
+	}
+	for _, se := range subscriptionEvents(&oldSub, e.Sub, changes) {
+		d := base()
+		d.Changes = se.changes
+		d.Old, d.New, d.Delta = se.old, se.new, se.delta
+		if err := b.emitFor(custID, se.t, key, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
