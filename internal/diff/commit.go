@@ -31,19 +31,26 @@ func CommitCustomer(s *state.Store, l *Listing, o Options) (*Result, error) {
 }
 
 // CommitCustomerList diffs the complete customer list against the store
-// and commits the result in one transaction.
-func CommitCustomerList(s *state.Store, fresh []Entity, o Options) (*Result, error) {
+// and commits the result in one transaction. inScope, when not nil,
+// restricts the diff to the customers it accepts (a --customers filter):
+// known customers outside it are neither compared nor removed.
+func CommitCustomerList(s *state.Store, fresh []Entity, o Options, inScope func(id string) bool) (*Result, error) {
 	var res *Result
 	err := s.View(func(r *state.ReadTx) error {
 		known := map[string]state.Record{}
 		if err := r.ForEach(state.KindCustomer, func(k string, rec state.Record) error {
-			known[k] = rec
+			if inScope == nil || inScope(k) {
+				known[k] = rec
+			}
 			return nil
 		}); err != nil {
 			return err
 		}
 		pending := map[string]state.Pending{}
 		if err := r.PendingAll(state.KindCustomer, func(k string, p state.Pending) error {
+			if inScope != nil && !inScope(k) {
+				return nil
+			}
 			pending[k] = p
 			return nil
 		}); err != nil {

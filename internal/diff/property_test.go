@@ -62,7 +62,7 @@ func (w *world) poll() []*events.Event {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	if _, err := diff.CommitCustomerList(w.store, diff.Customers(custs), o); err != nil {
+	if _, err := diff.CommitCustomerList(w.store, diff.Customers(custs), o, nil); err != nil {
 		w.t.Fatal(err)
 	}
 	for _, c := range custs {

@@ -254,12 +254,17 @@ func (k IDKey) ID() string {
 }
 
 // FormatDuration renders a threshold or remaining time compactly: "72h",
-// "30d" is written as "720h", "3h58m", "45s".
+// "720h" (30 days), "3h58m", "45s". Durations of an hour or more are
+// rounded to the minute.
 func FormatDuration(d time.Duration) string {
 	if d < 0 {
 		return "-" + FormatDuration(-d)
 	}
-	d = d.Round(time.Second)
+	if d >= time.Hour {
+		d = d.Round(time.Minute)
+	} else {
+		d = d.Round(time.Second)
+	}
 	h, m, s := int64(d/time.Hour), int64(d%time.Hour/time.Minute), int64(d%time.Minute/time.Second)
 	var b strings.Builder
 	if h > 0 {

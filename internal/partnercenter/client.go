@@ -364,9 +364,21 @@ func (c *Client) resolve(uri string) (string, error) {
 	return p, nil
 }
 
+// Probe makes one small request (the first customer) to check that the API
+// is reachable and the credentials are accepted, retrying transient
+// failures for at most budget.
+func (c *Client) Probe(ctx context.Context, budget time.Duration) error {
+	var coll Collection[json.RawMessage]
+	return c.getJSONBudget(ctx, "customers", "/v1/customers?size=1", nil, &coll, budget)
+}
+
 // getJSON performs one logical GET (retries included) and decodes the body
 // into v.
 func (c *Client) getJSON(ctx context.Context, endpoint, path string, hdr []Header, v any) error {
+	return c.getJSONBudget(ctx, endpoint, path, hdr, v, c.budget)
+}
+
+func (c *Client) getJSONBudget(ctx context.Context, endpoint, path string, hdr []Header, v any, budget time.Duration) error {
 	reqID := NewID()
 	corrID := CorrelationID(ctx)
 	if corrID == "" {
@@ -375,7 +387,7 @@ func (c *Client) getJSON(ctx context.Context, endpoint, path string, hdr []Heade
 	bo := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(c.initial),
 		backoff.WithMaxInterval(c.maxWait),
-		backoff.WithMaxElapsedTime(c.budget),
+		backoff.WithMaxElapsedTime(budget),
 		backoff.WithRandomizationFactor(0.5),
 	)
 	bo.Clock = c.clk
@@ -433,7 +445,7 @@ func (c *Client) getJSON(ctx context.Context, endpoint, path string, hdr []Heade
 		}
 		wait := bo.NextBackOff()
 		if wait == backoff.Stop {
-			return fmt.Errorf("giving up after %d attempts within the %s retry budget: %w", attempt, c.budget, err)
+			return fmt.Errorf("giving up after %d attempts within the %s retry budget: %w", attempt, budget, err)
 		}
 		if retryAfter > wait {
 			wait = retryAfter

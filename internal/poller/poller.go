@@ -1,0 +1,545 @@
+// Package poller runs pcwatch's poll cycle: list customers (complete,
+// paged), then poll each customer's subscriptions, managed services and
+// products through a bounded worker pool that shares the client's rate
+// limiter, diff each complete listing against the snapshot and commit it
+// with its events in one transaction.
+//
+// A customer whose listing fails is retried next cycle; nothing of a failed
+// or partial listing is diffed, so a failure is never read as removals.
+// After a configurable number of consecutive failures an
+// ops.customer-poll-failed event is published; every cycle ends with an
+// ops.cycle-completed summary.
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pcwatch/pcwatch/internal/clock"
+	"github.com/pcwatch/pcwatch/internal/deadline"
+	"github.com/pcwatch/pcwatch/internal/diff"
+	"github.com/pcwatch/pcwatch/internal/events"
+	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/view"
+)
+
+// PartnerCenter is what the poller needs from the API client.
+type PartnerCenter interface {
+	ListCustomers(ctx context.Context) ([]pc.Customer, error)
+	ListSubscriptions(ctx context.Context, customerID string, f pc.SubscriptionFilter) ([]pc.Subscription, error)
+	GetSubscription(ctx context.Context, customerID, subscriptionID string) (*pc.Subscription, error)
+	ListManagedServices(ctx context.Context, customerID string) ([]pc.ManagedService, error)
+	ListProducts(ctx context.Context, customerID, targetView string) ([]pc.Product, error)
+	Stats() pc.Stats
+}
+
+// Metrics receives the poller's figures. Nil is allowed.
+type Metrics interface {
+	CustomerPolled(ok bool)
+	EventsEmitted(t events.Type, n int)
+	CycleCompleted(r *Report)
+}
+
+// Resources selects what is polled per customer.
+type Resources struct {
+	Subscriptions   bool
+	ManagedServices bool
+	Products        bool
+}
+
+// Options configure a Poller.
+type Options struct {
+	Client PartnerCenter
+	Store  *state.Store
+	Clock  clock.Clock // default clock.Real
+	Source string      // CloudEvents source
+	// Concurrency is the number of customers polled at once; default 8.
+	// All workers share the client's rate limiter.
+	Concurrency int
+	Resources   Resources
+	// TargetViews are the product catalog views polled when Products is on;
+	// default OnlineServices.
+	TargetViews []string
+	// Customers, when set, restricts polling to these customer ids.
+	Customers []string
+	// MPNIDs, when set, lists only subscriptions provided by these
+	// resellers (partner MPN ids), through Partner Center's mpn_id filter.
+	MPNIDs []string
+	// FailureThreshold: consecutive failed polls of a customer before
+	// ops.customer-poll-failed fires (again at each multiple). Default 3.
+	FailureThreshold int
+	// RefundFetchBudget caps get-subscription-by-id calls per cycle made to
+	// read per-seat refund windows. Default 200; negative disables.
+	RefundFetchBudget int
+	// RefundRefresh: refund batches older than this are fetched again
+	// while a window is open. Default 6h.
+	RefundRefresh time.Duration
+	Diff          diff.Options
+	Logger        *slog.Logger
+	Metrics       Metrics
+	// Committed is called after each commit that added events (to kick
+	// the outbox relay). It must not block.
+	Committed func()
+}
+
+// Poller runs cycles. Cycle must not be called concurrently.
+type Poller struct {
+	o   Options
+	log *slog.Logger
+}
+
+// New returns a poller.
+func New(o Options) (*Poller, error) {
+	if o.Client == nil || o.Store == nil {
+		return nil, errors.New("poller needs a Partner Center client and a state store")
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	if o.Resources == (Resources{}) {
+		o.Resources.Subscriptions = true
+	}
+	if len(o.TargetViews) == 0 {
+		o.TargetViews = []string{"OnlineServices"}
+	}
+	if o.FailureThreshold <= 0 {
+		o.FailureThreshold = 3
+	}
+	if o.RefundFetchBudget == 0 {
+		o.RefundFetchBudget = 200
+	}
+	if o.RefundRefresh <= 0 {
+		o.RefundRefresh = 6 * time.Hour
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	o.Diff.Source = o.Source
+	return &Poller{o: o, log: log}, nil
+}
+
+// Failure is one customer that could not be polled completely.
+type Failure struct {
+	CustomerID string
+	Name       string
+	Kinds      []state.Kind // kinds whose listing failed
+	Err        error
+}
+
+// Report summarises a cycle.
+type Report struct {
+	Number         uint64
+	StartedAt      time.Time
+	Duration       time.Duration
+	CustomerListOK bool
+	CustomerList   error // why the customer list failed, if it did
+	Customers      int   // customers polled
+	OK             int
+	Failures       []Failure
+	Events         int
+	ByType         map[events.Type]int
+	APIRequests    uint64
+	Throttled      uint64
+	Retries        uint64
+	RefundFetches  int
+}
+
+// Complete reports whether every customer (and the customer list) was
+// polled successfully.
+func (r *Report) Complete() bool { return r.CustomerListOK && len(r.Failures) == 0 }
+
+type target struct {
+	id, name string
+}
+
+// Cycle runs one poll cycle. It returns an error only when the cycle could
+// not run at all (the store failed, ctx ended); customer failures are in the
+// report. Cancelling ctx stops new work; a customer in flight is abandoned
+// without committing anything of it.
+func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
+	o := p.o
+	start := o.Clock.Now()
+	wallStart := time.Now()
+	stats0 := o.Client.Stats()
+	n, err := o.Store.NextCycle()
+	if err != nil {
+		return nil, fmt.Errorf("starting cycle: %w", err)
+	}
+	rep := &Report{Number: n, StartedAt: start, ByType: map[events.Type]int{}}
+	ctx = pc.WithCorrelationID(ctx, pc.NewID())
+	dopts := o.Diff
+	dopts.Now, dopts.Cycle = start, n
+
+	var mu sync.Mutex // guards rep
+	count := func(res *diff.Result) {
+		if res == nil || res.Events() == 0 {
+			return
+		}
+		mu.Lock()
+		rep.Events += res.Events()
+		for t, c := range res.Counts {
+			rep.ByType[t] += c
+			if o.Metrics != nil {
+				o.Metrics.EventsEmitted(t, c)
+			}
+		}
+		mu.Unlock()
+		if o.Committed != nil {
+			o.Committed()
+		}
+	}
+
+	targets, err := p.customers(ctx, dopts, rep, count)
+	if err != nil {
+		return nil, err
+	}
+	rep.Customers = len(targets)
+
+	var budget atomic.Int64
+	budget.Store(int64(o.RefundFetchBudget))
+	lastOK := map[string]time.Time{}
+	work := make(chan target)
+	var wg sync.WaitGroup
+	for w := 0; w < min(o.Concurrency, max(1, len(targets))); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range work {
+				res, fetches, f, err := p.pollCustomer(ctx, t, dopts, &budget)
+				if err != nil && ctx.Err() == nil {
+					// A store failure: nothing of this customer committed.
+					f = &Failure{CustomerID: t.id, Name: t.name, Err: err}
+				}
+				if ctx.Err() != nil {
+					continue // abandoned: not counted, retried next cycle
+				}
+				count(res)
+				failRes, ferr := p.recordFailure(t, f, dopts)
+				if ferr != nil {
+					p.log.Error("recording a customer's failure streak", "customer", t.id, "err", ferr)
+				}
+				count(failRes)
+				mu.Lock()
+				rep.RefundFetches += fetches
+				if f != nil {
+					rep.Failures = append(rep.Failures, *f)
+				} else {
+					rep.OK++
+					lastOK[t.id] = start
+				}
+				mu.Unlock()
+				if o.Metrics != nil {
+					o.Metrics.CustomerPolled(f == nil)
+				}
+			}
+		}()
+	}
+feed:
+	for _, t := range targets {
+		select {
+		case work <- t:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err := o.Store.SetLastOK(lastOK); err != nil {
+		p.log.Error("recording last successful polls", "err", err)
+	}
+	if ctx.Err() != nil {
+		return rep, ctx.Err()
+	}
+	sort.Slice(rep.Failures, func(i, j int) bool { return rep.Failures[i].CustomerID < rep.Failures[j].CustomerID })
+
+	st := o.Client.Stats()
+	rep.APIRequests, rep.Throttled, rep.Retries = st.Requests-stats0.Requests, st.Throttled-stats0.Throttled, st.Retries-stats0.Retries
+	rep.Duration = time.Since(wallStart)
+	if err := p.emitCycle(rep, dopts, count); err != nil {
+		return rep, err
+	}
+	if o.Metrics != nil {
+		o.Metrics.CycleCompleted(rep)
+	}
+	lvl := slog.LevelInfo
+	if !rep.Complete() {
+		lvl = slog.LevelWarn
+	}
+	p.log.Log(ctx, lvl, "poll cycle", "cycle", rep.Number, "customers", rep.Customers, "ok", rep.OK, "failed", len(rep.Failures),
+		"customer_list_ok", rep.CustomerListOK, "events", rep.Events, "requests", rep.APIRequests, "throttled", rep.Throttled,
+		"retries", rep.Retries, "refund_fetches", rep.RefundFetches, "duration", rep.Duration.Round(time.Millisecond))
+	return rep, nil
+}
+
+// customers lists and diffs the customer list, returning the customers to
+// poll. When the listing fails, the customers already known are polled and
+// the list itself is not diffed.
+func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report, count func(*diff.Result)) ([]target, error) {
+	o := p.o
+	inScope := func(id string) bool { return len(o.Customers) == 0 || slices.Contains(o.Customers, id) }
+	list, err := o.Client.ListCustomers(ctx)
+	if err == nil {
+		var fresh []pc.Customer
+		for _, c := range list {
+			if inScope(c.ID) {
+				fresh = append(fresh, c)
+			}
+		}
+		res, err := diff.CommitCustomerList(o.Store, diff.Customers(fresh), dopts, inScope)
+		if err != nil {
+			return nil, err
+		}
+		count(res)
+		rep.CustomerListOK = true
+		targets := make([]target, 0, len(fresh))
+		for _, c := range fresh {
+			targets = append(targets, target{c.ID, c.CompanyProfile.CompanyName})
+		}
+		return targets, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	rep.CustomerList = err
+	p.log.Warn("customer list failed; polling the customers already known, without diffing the list", "err", err)
+	var targets []target
+	err = o.Store.View(func(r *state.ReadTx) error {
+		return r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
+			if inScope(id) {
+				v := view.Of(state.KindCustomer, id, rec.Raw)
+				targets = append(targets, target{id, v.CompanyName})
+			}
+			return nil
+		})
+	})
+	return targets, err
+}
+
+// pollCustomer lists one customer's resources and commits what changed.
+// Kinds whose listing fails are left out (and reported); the others are
+// complete and committed.
+func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options, budget *atomic.Int64) (*diff.Result, int, *Failure, error) {
+	o := p.o
+	l := &diff.Listing{CustomerID: t.id, CustomerName: t.name}
+	var failed []state.Kind
+	var errs []error
+	if o.Resources.Subscriptions {
+		subs, err := p.listSubscriptions(ctx, t.id)
+		if err != nil {
+			failed, errs = append(failed, state.KindSubscription), append(errs, err)
+		} else {
+			l.Kinds = append(l.Kinds, state.KindSubscription)
+			l.Entities = append(l.Entities, diff.Subscriptions(subs)...)
+		}
+	}
+	if o.Resources.ManagedServices {
+		ms, err := o.Client.ListManagedServices(ctx, t.id)
+		if err != nil {
+			failed, errs = append(failed, state.KindManagedService), append(errs, err)
+		} else {
+			l.Kinds = append(l.Kinds, state.KindManagedService)
+			l.Entities = append(l.Entities, diff.ManagedServices(ms)...)
+		}
+	}
+	if o.Resources.Products {
+		var prods []diff.Entity
+		var perr error
+		for _, tv := range o.TargetViews {
+			ps, err := o.Client.ListProducts(ctx, t.id, tv)
+			if err != nil {
+				perr = fmt.Errorf("products (%s): %w", tv, err)
+				break
+			}
+			prods = append(prods, diff.Products(tv, ps)...)
+		}
+		if perr != nil {
+			failed, errs = append(failed, state.KindProduct), append(errs, perr)
+		} else {
+			l.Kinds = append(l.Kinds, state.KindProduct)
+			l.Entities = append(l.Entities, prods...)
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, 0, nil, ctx.Err()
+	}
+	fetches := 0
+	if slices.Contains(l.Kinds, state.KindSubscription) && o.RefundFetchBudget > 0 {
+		var err error
+		l.Refunds, fetches, err = p.fetchRefunds(ctx, t.id, l.Entities, dopts.Now, budget)
+		if err != nil {
+			return nil, fetches, nil, err
+		}
+	}
+	var res *diff.Result
+	if len(l.Kinds) > 0 {
+		var err error
+		res, err = diff.CommitCustomer(o.Store, l, dopts)
+		if err != nil {
+			return nil, fetches, nil, err
+		}
+	}
+	if len(failed) > 0 {
+		return res, fetches, &Failure{CustomerID: t.id, Name: t.name, Kinds: failed, Err: errors.Join(errs...)}, nil
+	}
+	return res, fetches, nil, nil
+}
+
+// listSubscriptions lists all subscriptions, or the union of those of the
+// configured resellers.
+func (p *Poller) listSubscriptions(ctx context.Context, customerID string) ([]pc.Subscription, error) {
+	if len(p.o.MPNIDs) == 0 {
+		return p.o.Client.ListSubscriptions(ctx, customerID, pc.SubscriptionFilter{})
+	}
+	var out []pc.Subscription
+	seen := map[string]bool{}
+	for _, mpn := range p.o.MPNIDs {
+		subs, err := p.o.Client.ListSubscriptions(ctx, customerID, pc.SubscriptionFilter{MPNID: mpn})
+		if err != nil {
+			return nil, fmt.Errorf("subscriptions of reseller %s: %w", mpn, err)
+		}
+		for _, s := range subs {
+			if !seen[s.ID] {
+				seen[s.ID] = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out, nil
+}
+
+// fetchRefunds reads refundableQuantity by id for NCE subscriptions that
+// need it (an open cancellation window or seats added in the last 7 days,
+// and no fresh batches), within the cycle's budget. A failed fetch is
+// logged and skipped: the listing stays complete, only the refund windows of
+// that subscription are not refreshed.
+func (p *Poller) fetchRefunds(ctx context.Context, customerID string, fresh []diff.Entity, now time.Time, budget *atomic.Int64) (map[string]*pc.RefundableQuantity, int, error) {
+	prev := map[string]deadline.Facts{}
+	err := p.o.Store.View(func(r *state.ReadTx) error {
+		snap, err := r.Customer(customerID, state.KindSubscription)
+		if err != nil {
+			return err
+		}
+		for id, rec := range snap.Records[state.KindSubscription] {
+			if f, err := deadline.DecodeFacts(rec.Meta); err == nil && len(rec.Meta) > 0 {
+				prev[id] = f
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	var out map[string]*pc.RefundableQuantity
+	fetches := 0
+	for _, e := range fresh {
+		if e.Sub == nil || e.Sub.RefundableQuantity != nil {
+			continue
+		}
+		var pf *deadline.Facts
+		if f, ok := prev[e.ID]; ok {
+			pf = &f
+		}
+		f := deadline.FactsOf(e.Sub, pf, now)
+		if !f.NeedsRefundFetch(now, p.o.RefundRefresh) {
+			continue
+		}
+		if budget.Add(-1) < 0 {
+			p.log.Debug("refund fetch budget spent for this cycle", "customer", customerID, "subscription", e.ID)
+			return out, fetches, nil
+		}
+		s, err := p.o.Client.GetSubscription(ctx, customerID, e.ID)
+		fetches++
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fetches, ctx.Err()
+			}
+			p.log.Warn("reading refund windows failed; will retry", "customer", customerID, "subscription", e.ID, "err", err)
+			continue
+		}
+		if out == nil {
+			out = map[string]*pc.RefundableQuantity{}
+		}
+		out[e.ID] = s.RefundableQuantity
+	}
+	return out, fetches, nil
+}
+
+// recordFailure updates a customer's failure streak and emits
+// ops.customer-poll-failed when it reaches the threshold (and each further
+// multiple); a success clears the streak.
+func (p *Poller) recordFailure(t target, f *Failure, dopts diff.Options) (*diff.Result, error) {
+	var cur state.Failure
+	var had bool
+	if err := p.o.Store.View(func(r *state.ReadTx) error {
+		cur, had = r.Failure(t.id)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if f == nil {
+		if !had {
+			return nil, nil
+		}
+		return nil, p.o.Store.Commit(&state.Change{Failures: map[string]*state.Failure{t.id: nil}})
+	}
+	if !had {
+		cur = state.Failure{FirstAt: dopts.Now}
+	}
+	cur.Count++
+	cur.LastAt = dopts.Now
+	cur.LastError = oneLine(f.Err.Error())
+	ch := &state.Change{Failures: map[string]*state.Failure{t.id: &cur}}
+	res := &diff.Result{Counts: map[events.Type]int{}}
+	if cur.Count%p.o.FailureThreshold == 0 {
+		d := &events.Data{CustomerID: t.id, CustomerName: t.name, Failure: &events.PollFailure{
+			ConsecutiveFailures: cur.Count, FirstFailedAt: cur.FirstAt, LastError: cur.LastError, Cycle: dopts.Cycle}}
+		env, _, err := events.New(p.o.Source, events.OpsCustomerPollFailed,
+			events.IDKey{Entity: "ops/" + t.id, Extra: fmt.Sprintf("%d/%d", cur.FirstAt.UnixNano(), cur.Count)}, dopts.Now, d)
+		if err != nil {
+			return nil, err
+		}
+		ch.Events = append(ch.Events, env)
+		res.Counts[events.OpsCustomerPollFailed]++
+	}
+	res.Change = *ch
+	return res, p.o.Store.Commit(ch)
+}
+
+func (p *Poller) emitCycle(rep *Report, dopts diff.Options, count func(*diff.Result)) error {
+	d := &events.Data{Cycle: &events.CycleSummary{
+		Number: rep.Number, StartedAt: rep.StartedAt, DurationSeconds: rep.Duration.Seconds(),
+		CustomersTotal: rep.Customers, CustomersOK: rep.OK, CustomersFailed: len(rep.Failures), CustomerListOK: rep.CustomerListOK,
+		EventsEmitted: rep.Events, APIRequests: rep.APIRequests, Throttled: rep.Throttled, Retries: rep.Retries,
+	}}
+	env, _, err := events.New(p.o.Source, events.OpsCycleCompleted, events.IDKey{Entity: "ops/cycle", Revision: rep.Number}, dopts.Now, d)
+	if err != nil {
+		return err
+	}
+	if err := p.o.Store.Commit(&state.Change{Events: []events.Envelope{env}}); err != nil {
+		return fmt.Errorf("committing the cycle summary: %w", err)
+	}
+	res := &diff.Result{Change: state.Change{Events: []events.Envelope{env}}, Counts: map[events.Type]int{events.OpsCycleCompleted: 1}}
+	count(res)
+	return nil
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", "; ")
+	if len(s) > 500 {
+		s = s[:500] + "..."
+	}
+	return s
+}

@@ -1,0 +1,462 @@
+package watcher
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pcwatch/pcwatch/internal/deadline"
+	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+)
+
+// Config is the watcher's configuration. Every field has a flag, a
+// PCWATCH_* environment variable and a key in the YAML config file; flags
+// win over the environment, the environment over the file. Credentials are
+// not here: they come only from the environment (or files named by it).
+type Config struct {
+	PCURL       string
+	Cloud       string
+	DataDir     string
+	NATSURL     string
+	NATSPort    int
+	Interval    time.Duration
+	Once        bool
+	Concurrency int
+	Rate        float64 // requests per minute
+	Resources   []string
+	TargetViews []string
+	Customers   []string
+	MPNIDs      []string
+	LogFormat   string
+	LogLevel    string
+	Listen      string
+	Source      string
+
+	DeadlineInterval       time.Duration
+	CancellationThresholds []time.Duration
+	RefundThresholds       []time.Duration
+	RenewalThresholds      []time.Duration
+	TrialThresholds        []time.Duration
+	RenewalAllTerms        bool
+
+	CreatedOnFirstSighting bool
+	MassRemovalShare       float64
+	HoldCycles             int
+	FailureThreshold       int
+	RefundFetchBudget      int
+
+	StreamMaxAge   time.Duration
+	StreamMaxBytes int64
+	StreamReplicas int
+
+	// Clock is a clock spec (internal/clock.Parse); empty is the wall
+	// clock. The demo and the chaos suite use an accelerated calendar.
+	Clock string
+}
+
+// Default returns the documented defaults.
+func Default() Config {
+	d := deadline.DefaultConfig()
+	return Config{
+		PCURL:                  pc.GlobalBaseURL,
+		DataDir:                "./data",
+		NATSPort:               4222,
+		Interval:               15 * time.Minute,
+		Concurrency:            8,
+		Rate:                   pc.DefaultRequestsPerMinute,
+		Resources:              []string{"subscriptions"},
+		TargetViews:            []string{"OnlineServices"},
+		LogFormat:              "text",
+		LogLevel:               "info",
+		Listen:                 "127.0.0.1:9464",
+		DeadlineInterval:       time.Minute,
+		CancellationThresholds: d.Cancellation,
+		RefundThresholds:       d.Refund,
+		RenewalThresholds:      d.Renewal,
+		TrialThresholds:        d.Trial,
+		MassRemovalShare:       0.5,
+		HoldCycles:             3,
+		FailureThreshold:       3,
+		RefundFetchBudget:      200,
+		StreamMaxAge:           30 * 24 * time.Hour,
+		StreamMaxBytes:         1 << 30,
+		StreamReplicas:         1,
+	}
+}
+
+// option is one setting: its flag name (the env var is PCWATCH_ + the name
+// upper-cased with '-' as '_', the YAML key the name with '-' as '_').
+type option struct {
+	name  string
+	usage string
+	set   func(c *Config, v string) error
+	show  func(c *Config) string
+}
+
+func (o option) env() string  { return "PCWATCH_" + strings.ToUpper(strings.ReplaceAll(o.name, "-", "_")) }
+func (o option) yaml() string { return strings.ReplaceAll(o.name, "-", "_") }
+
+func str(p func(*Config) *string) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error { *p(c) = strings.TrimSpace(v); return nil },
+		func(c *Config) string { return *p(c) }
+}
+
+func list(p func(*Config) *[]string) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error {
+			var out []string
+			for _, s := range strings.Split(v, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					out = append(out, s)
+				}
+			}
+			*p(c) = out
+			return nil
+		},
+		func(c *Config) string { return strings.Join(*p(c), ",") }
+}
+
+func dur(p func(*Config) *time.Duration) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil || d <= 0 {
+				return fmt.Errorf("%q is not a positive duration (write e.g. 90s, 15m or 1h)", v)
+			}
+			*p(c) = d
+			return nil
+		},
+		func(c *Config) string { return p(c).String() }
+}
+
+func thresholds(p func(*Config) *[]time.Duration) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error {
+			ds, err := deadline.ParseThresholds(v)
+			if err != nil {
+				return err
+			}
+			*p(c) = ds
+			return nil
+		},
+		func(c *Config) string {
+			var s []string
+			for _, d := range *p(c) {
+				if d%(24*time.Hour) == 0 {
+					s = append(s, fmt.Sprintf("%dd", d/(24*time.Hour)))
+				} else {
+					s = append(s, strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m"))
+				}
+			}
+			return strings.Join(s, ",")
+		}
+}
+
+func integer(p func(*Config) *int, lo, hi int) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < lo || n > hi {
+				return fmt.Errorf("%q is not a whole number between %d and %d", v, lo, hi)
+			}
+			*p(c) = n
+			return nil
+		},
+		func(c *Config) string { return strconv.Itoa(*p(c)) }
+}
+
+func boolean(p func(*Config) *bool) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error {
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("%q is not true or false", v)
+			}
+			*p(c) = b
+			return nil
+		},
+		func(c *Config) string { return strconv.FormatBool(*p(c)) }
+}
+
+func number(p func(*Config) *float64, lo, hi float64) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || f < lo || f > hi {
+				return fmt.Errorf("%q is not a number between %g and %g", v, lo, hi)
+			}
+			*p(c) = f
+			return nil
+		},
+		func(c *Config) string { return strconv.FormatFloat(*p(c), 'g', -1, 64) }
+}
+
+func opt(name, usage string, f func(*Config, string) error, s func(*Config) string) option {
+	return option{name: name, usage: usage, set: f, show: s}
+}
+
+// options is the single table flags, environment and file are read from.
+var options = func() []option {
+	o := []option{}
+	add := func(name, usage string, f func(*Config, string) error, s func(*Config) string) {
+		o = append(o, opt(name, usage, f, s))
+	}
+	f, s := str(func(c *Config) *string { return &c.PCURL })
+	add("pc-url", "Partner Center API base URL (without /v1)", f, s)
+	add("cloud", "shorthand for --pc-url: global, usgov or china", func(c *Config, v string) error {
+		cl, err := pc.LookupCloud(v)
+		if err != nil {
+			return err
+		}
+		c.Cloud, c.PCURL = cl.Name, cl.BaseURL
+		return nil
+	}, func(c *Config) string { return c.Cloud })
+	f, s = str(func(c *Config) *string { return &c.DataDir })
+	add("data-dir", "directory for the state file and the embedded NATS store", f, s)
+	f, s = str(func(c *Config) *string { return &c.NATSURL })
+	add("nats-url", "NATS server URL; empty runs an embedded server", f, s)
+	f, s = integer(func(c *Config) *int { return &c.NATSPort }, -1, 65535)
+	add("nats-port", "port of the embedded NATS server (127.0.0.1); -1 picks a free one", f, s)
+	f, s = dur(func(c *Config) *time.Duration { return &c.Interval })
+	add("interval", "time between poll cycles (10% jitter is added)", f, s)
+	f, s = boolean(func(c *Config) *bool { return &c.Once })
+	add("once", "run one cycle and one deadline evaluation, drain the outbox, exit (0 all polled, 1 some failed)", f, s)
+	f, s = integer(func(c *Config) *int { return &c.Concurrency }, 1, 256)
+	add("concurrency", "customers polled at once (they share the rate limit)", f, s)
+	f, s = number(func(c *Config) *float64 { return &c.Rate }, 1, 100000)
+	add("rate", "Partner Center requests per minute, for all workers together", f, s)
+	f, s = list(func(c *Config) *[]string { return &c.Resources })
+	add("resources", "what to poll per customer: subscriptions,managedservices,products", f, s)
+	f, s = list(func(c *Config) *[]string { return &c.TargetViews })
+	add("target-views", "product catalog views polled when products are on", f, s)
+	f, s = list(func(c *Config) *[]string { return &c.Customers })
+	add("customers", "poll only these customer ids (comma-separated)", f, s)
+	f, s = list(func(c *Config) *[]string { return &c.MPNIDs })
+	add("mpn-id", "poll only subscriptions of these resellers (partner MPN ids)", f, s)
+	f, s = str(func(c *Config) *string { return &c.LogFormat })
+	add("log-format", "text or json", f, s)
+	f, s = str(func(c *Config) *string { return &c.LogLevel })
+	add("log-level", "debug, info, warn or error", f, s)
+	f, s = str(func(c *Config) *string { return &c.Listen })
+	add("listen", "address of the operations HTTP server (/healthz, /readyz, /metrics, /api/...); empty disables", f, s)
+	f, s = str(func(c *Config) *string { return &c.Source })
+	add("source", "CloudEvents source; default the Partner Center URL, plus /tenants/<id> when a tenant is configured", f, s)
+	f, s = dur(func(c *Config) *time.Duration { return &c.DeadlineInterval })
+	add("deadline-interval", "time between deadline evaluations", f, s)
+	f, s = thresholds(func(c *Config) *[]time.Duration { return &c.CancellationThresholds })
+	add("cancellation-thresholds", "warn this long before an NCE cancellation window closes", f, s)
+	f, s = thresholds(func(c *Config) *[]time.Duration { return &c.RefundThresholds })
+	add("refund-thresholds", "warn this long before a seat batch's refund window closes", f, s)
+	f, s = thresholds(func(c *Config) *[]time.Duration { return &c.RenewalThresholds })
+	add("renewal-thresholds", "warn this long before a commitment end", f, s)
+	f, s = thresholds(func(c *Config) *[]time.Duration { return &c.TrialThresholds })
+	add("trial-thresholds", "warn this long before a trial ends", f, s)
+	f, s = boolean(func(c *Config) *bool { return &c.RenewalAllTerms })
+	add("renewal-all-terms", "announce renewals of monthly terms too (default: a year or more)", f, s)
+	f, s = boolean(func(c *Config) *bool { return &c.CreatedOnFirstSighting })
+	add("created-on-first-sighting", "emit created/added events for a customer's first listing instead of a silent baseline", f, s)
+	f, s = number(func(c *Config) *float64 { return &c.MassRemovalShare }, 0.01, 1)
+	add("mass-removal-share", "hold removals when more than this share of a customer's subscriptions vanish at once (1 disables)", f, s)
+	f, s = integer(func(c *Config) *int { return &c.HoldCycles }, 1, 1000)
+	add("hold-cycles", "complete listings a held mass removal must persist before removals are emitted", f, s)
+	f, s = integer(func(c *Config) *int { return &c.FailureThreshold }, 1, 1000)
+	add("failure-threshold", "consecutive failed polls of a customer before ops.customer-poll-failed", f, s)
+	f, s = integer(func(c *Config) *int { return &c.RefundFetchBudget }, -1, 1000000)
+	add("refund-fetch-budget", "get-subscription-by-id calls per cycle to read per-seat refund windows (-1 disables)", f, s)
+	f, s = dur(func(c *Config) *time.Duration { return &c.StreamMaxAge })
+	add("stream-max-age", "how long PCWATCH_EVENTS keeps events", f, s)
+	add("stream-max-bytes", "size cap of PCWATCH_EVENTS in bytes", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < 1<<20 {
+			return fmt.Errorf("%q is not a byte count of at least 1048576", v)
+		}
+		c.StreamMaxBytes = n
+		return nil
+	}, func(c *Config) string { return strconv.FormatInt(c.StreamMaxBytes, 10) })
+	f, s = integer(func(c *Config) *int { return &c.StreamReplicas }, 1, 5)
+	add("stream-replicas", "replicas of PCWATCH_EVENTS (a NATS cluster)", f, s)
+	f, s = str(func(c *Config) *string { return &c.Clock })
+	add("clock", "clock spec (testing and the demo): start=RFC3339,epoch=RFC3339,speed=N", f, s)
+	return o
+}()
+
+// ConfigError is a configuration problem; the watcher exits with status 2.
+type ConfigError struct{ Msg string }
+
+func (e *ConfigError) Error() string { return e.Msg }
+
+func cfgErr(format string, a ...any) error { return &ConfigError{Msg: fmt.Sprintf(format, a...)} }
+
+// Load builds the configuration from args (after the subcommand), the
+// environment (getenv) and the config file named by --config or
+// PCWATCH_CONFIG. Errors are *ConfigError and name the flag, variable or
+// file line at fault.
+func Load(name string, args []string, getenv func(string) string) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet("watcher "+name, flag.ContinueOnError)
+	fs.SetOutput(new(strings.Builder))
+	configPath := fs.String("config", getenv("PCWATCH_CONFIG"), "YAML config file (env PCWATCH_CONFIG)")
+	flagVals := map[string]*string{}
+	for _, o := range options {
+		v := new(string)
+		flagVals[o.name] = v
+		help := fmt.Sprintf("%s (env %s, default %q)", o.usage, o.env(), o.show(&c))
+		if slices.Contains(boolOptions, o.name) {
+			fs.Var(boolFlag{v}, o.name, help) // may be given bare: --once
+			continue
+		}
+		fs.StringVar(v, o.name, "", help)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, cfgErr("%v (run 'watcher %s -h' for the flags)", err, name)
+	}
+	if fs.NArg() > 0 {
+		return c, cfgErr("unexpected argument %q (run 'watcher %s -h' for the flags)", fs.Arg(0), name)
+	}
+	if *configPath != "" {
+		if err := c.loadFile(*configPath); err != nil {
+			return c, err
+		}
+	}
+	for _, o := range options {
+		if v := getenv(o.env()); v != "" {
+			if err := o.set(&c, v); err != nil {
+				return c, cfgErr("environment %s: %v", o.env(), err)
+			}
+		}
+	}
+	var ferr error
+	fs.Visit(func(f *flag.Flag) {
+		if ferr != nil || f.Name == "config" {
+			return
+		}
+		for _, o := range options {
+			if o.name == f.Name {
+				if err := o.set(&c, *flagVals[o.name]); err != nil {
+					ferr = cfgErr("flag --%s: %v", o.name, err)
+				}
+			}
+		}
+	})
+	if ferr != nil {
+		return c, ferr
+	}
+	return c, c.validate()
+}
+
+var boolOptions = []string{"once", "renewal-all-terms", "created-on-first-sighting"}
+
+type boolFlag struct{ v *string }
+
+func (b boolFlag) String() string {
+	if b.v == nil {
+		return ""
+	}
+	return *b.v
+}
+func (b boolFlag) Set(s string) error { *b.v = s; return nil }
+func (b boolFlag) IsBoolFlag() bool   { return true }
+
+// loadFile applies a YAML file of option keys. Unknown keys are errors.
+func (c *Config) loadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfgErr("config file: %v", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return cfgErr("config file %s: %v", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil
+	}
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return cfgErr("config file %s line %d: want a mapping of settings (key: value)", path, m.Line)
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		var o *option
+		for j := range options {
+			if options[j].yaml() == k.Value {
+				o = &options[j]
+			}
+		}
+		if o == nil {
+			return cfgErr("config file %s line %d: unknown key %q (keys are the flag names with '_' for '-', e.g. data_dir)", path, k.Line, k.Value)
+		}
+		val := v.Value
+		if v.Kind == yaml.SequenceNode {
+			var parts []string
+			for _, it := range v.Content {
+				parts = append(parts, it.Value)
+			}
+			val = strings.Join(parts, ",")
+		} else if v.Kind != yaml.ScalarNode {
+			return cfgErr("config file %s line %d: %s: want a value or a list", path, v.Line, k.Value)
+		}
+		if err := o.set(c, val); err != nil {
+			return cfgErr("config file %s line %d: %s: %v", path, v.Line, k.Value, err)
+		}
+	}
+	return nil
+}
+
+var knownResources = []string{"subscriptions", "managedservices", "products"}
+
+func (c *Config) validate() error {
+	u, err := url.Parse(c.PCURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return cfgErr("--pc-url %q: want an absolute https URL such as %s, or --cloud global|usgov|china", c.PCURL, pc.GlobalBaseURL)
+	}
+	if c.NATSURL != "" {
+		nu, err := url.Parse(c.NATSURL)
+		if err != nil || nu.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, nu.Scheme) {
+			return cfgErr("--nats-url %q: want e.g. nats://host:4222 or tls://host:4222 (empty runs an embedded server)", c.NATSURL)
+		}
+	}
+	for _, r := range c.Resources {
+		if !slices.Contains(knownResources, strings.ToLower(r)) {
+			return cfgErr("--resources: unknown resource %q (want some of %s)", r, strings.Join(knownResources, ","))
+		}
+	}
+	if len(c.Resources) == 0 {
+		return cfgErr("--resources: nothing to poll (want some of %s)", strings.Join(knownResources, ","))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return cfgErr("--log-format %q: want text or json", c.LogFormat)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		return cfgErr("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			return cfgErr("--listen %q: want host:port such as 127.0.0.1:9464 (empty disables)", c.Listen)
+		}
+	}
+	if c.DataDir == "" {
+		return cfgErr("--data-dir is empty")
+	}
+	return nil
+}
+
+// has reports whether a resource is enabled.
+func (c *Config) has(r string) bool {
+	return slices.ContainsFunc(c.Resources, func(x string) bool { return strings.EqualFold(x, r) })
+}
+
+// Usage returns the flag reference (for -h and the README).
+func Usage() string {
+	c := Default()
+	var b strings.Builder
+	for _, o := range options {
+		fmt.Fprintf(&b, "  --%s\t%s\n    \tenv %s, file key %s, default %q\n", o.name, o.usage, o.env(), o.yaml(), o.show(&c))
+	}
+	return b.String()
+}

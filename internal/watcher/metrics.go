@@ -1,0 +1,117 @@
+package watcher
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/poller"
+)
+
+// metrics are the watcher's Prometheus figures, on their own registry. They
+// implement the observer interfaces of the client, poller, relay and
+// deadline evaluator.
+type metrics struct {
+	reg          *prometheus.Registry
+	cycleSeconds prometheus.Histogram
+	cycles       *prometheus.CounterVec
+	customers    *prometheus.CounterVec
+	requests     *prometheus.CounterVec
+	reqSeconds   *prometheus.HistogramVec
+	throttled    prometheus.Counter
+	retries      *prometheus.CounterVec
+	eventsByType *prometheus.CounterVec
+	outboxDepth  prometheus.Gauge
+	published    prometheus.Counter
+	publishFail  prometheus.Counter
+	lastSuccess  prometheus.Gauge
+	lastCycle    prometheus.Gauge
+	ledgerSize   prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		cycleSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pcwatch_cycle_duration_seconds",
+			Help: "Wall time of poll cycles.", Buckets: prometheus.ExponentialBuckets(0.5, 2, 14)}),
+		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_cycles_total",
+			Help: "Poll cycles by result (complete, partial)."}, []string{"result"}),
+		customers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_customers_polled_total",
+			Help: "Customer polls by result (ok, failed)."}, []string{"result"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_api_requests_total",
+			Help: "Partner Center HTTP attempts by endpoint and status (0: no response)."}, []string{"endpoint", "status"}),
+		reqSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pcwatch_api_request_duration_seconds",
+			Help: "Partner Center request latency.", Buckets: prometheus.DefBuckets}, []string{"endpoint"}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{Name: "pcwatch_api_throttled_total",
+			Help: "Partner Center 429 answers."}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_api_retries_total",
+			Help: "Partner Center retries by endpoint and reason."}, []string{"endpoint", "reason"}),
+		eventsByType: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_events_emitted_total",
+			Help: "Events committed to the outbox, by type."}, []string{"type"}),
+		outboxDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pcwatch_outbox_depth",
+			Help: "Events waiting in the outbox for a JetStream acknowledgement."}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "pcwatch_events_published_total",
+			Help: "Events acknowledged by JetStream."}),
+		publishFail: prometheus.NewCounter(prometheus.CounterOpts{Name: "pcwatch_publish_failures_total",
+			Help: "Relay drains that stopped on a publish failure."}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pcwatch_last_successful_cycle_timestamp_seconds",
+			Help: "When the last cycle that polled every customer finished (Unix time)."}),
+		lastCycle: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pcwatch_last_cycle_timestamp_seconds",
+			Help: "When the last cycle finished (Unix time)."}),
+		ledgerSize: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pcwatch_deadline_ledger_entries",
+			Help: "Deadline thresholds recorded as fired."}),
+	}
+	m.reg.MustRegister(m.cycleSeconds, m.cycles, m.customers, m.requests, m.reqSeconds, m.throttled, m.retries,
+		m.eventsByType, m.outboxDepth, m.published, m.publishFail, m.lastSuccess, m.lastCycle, m.ledgerSize,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// partnercenter.Observer
+func (m *metrics) ObserveRequest(endpoint string, status int, d time.Duration) {
+	m.requests.WithLabelValues(endpoint, strconv.Itoa(status)).Inc()
+	m.reqSeconds.WithLabelValues(endpoint).Observe(d.Seconds())
+	if status == 429 {
+		m.throttled.Inc()
+	}
+}
+
+func (m *metrics) ObserveRetry(endpoint, reason string, _ time.Duration) {
+	m.retries.WithLabelValues(endpoint, reason).Inc()
+}
+
+// poller.Metrics
+func (m *metrics) CustomerPolled(ok bool) {
+	if ok {
+		m.customers.WithLabelValues("ok").Inc()
+	} else {
+		m.customers.WithLabelValues("failed").Inc()
+	}
+}
+
+func (m *metrics) EventsEmitted(t events.Type, n int) {
+	m.eventsByType.WithLabelValues(string(t)).Add(float64(n))
+}
+
+func (m *metrics) CycleCompleted(r *poller.Report) {
+	m.cycleSeconds.Observe(r.Duration.Seconds())
+	now := float64(time.Now().Unix())
+	m.lastCycle.Set(now)
+	if r.Complete() {
+		m.cycles.WithLabelValues("complete").Inc()
+		m.lastSuccess.Set(now)
+	} else {
+		m.cycles.WithLabelValues("partial").Inc()
+	}
+}
+
+// events.RelayMetrics
+func (m *metrics) OutboxDepth(n int) { m.outboxDepth.Set(float64(n)) }
+func (m *metrics) Published(n int)   { m.published.Add(float64(n)) }
+func (m *metrics) PublishFailed()    { m.publishFail.Inc() }
+
+// deadline ledger
+func (m *metrics) LedgerSize(n int) { m.ledgerSize.Set(float64(n)) }

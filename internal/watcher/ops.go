@@ -1,0 +1,237 @@
+package watcher
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pcwatch/pcwatch/internal/clock"
+	"github.com/pcwatch/pcwatch/internal/deadline"
+	"github.com/pcwatch/pcwatch/internal/poller"
+	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/view"
+)
+
+// health answers /readyz.
+type health struct {
+	store    *state.Store
+	nc       *nats.Conn
+	interval time.Duration
+	started  time.Time
+
+	mu        sync.Mutex
+	lastCycle time.Time
+	lastRep   *poller.Report
+}
+
+func (h *health) cycled(r *poller.Report) {
+	h.mu.Lock()
+	h.lastCycle, h.lastRep = time.Now(), r
+	h.mu.Unlock()
+}
+
+// maxOutboxUnhealthy: beyond this many waiting events with NATS down, the
+// watcher reports not ready.
+const maxOutboxUnhealthy = 10000
+
+// ready reports readiness and why not: the state file is open, events can
+// flow (NATS connected, or the outbox is still small), and a cycle finished
+// recently (within three intervals plus a grace period for the first one).
+func (h *health) ready() (bool, []string) {
+	var why []string
+	depth, err := h.store.OutboxLen()
+	if err != nil {
+		why = append(why, "state file: "+err.Error())
+	}
+	if !h.nc.IsConnected() && depth > maxOutboxUnhealthy {
+		why = append(why, fmt.Sprintf("NATS disconnected and %d events waiting in the outbox", depth))
+	}
+	h.mu.Lock()
+	last := h.lastCycle
+	h.mu.Unlock()
+	limit := 3*h.interval + 5*time.Minute
+	switch {
+	case last.IsZero() && time.Since(h.started) > limit:
+		why = append(why, "no poll cycle has completed since start")
+	case !last.IsZero() && time.Since(last) > limit:
+		why = append(why, fmt.Sprintf("last poll cycle finished %s ago", time.Since(last).Round(time.Second)))
+	}
+	return len(why) == 0, why
+}
+
+func opsHandler(m *metrics, h *health, store *state.Store, dcfg deadline.Config, clk clock.Clock) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ok, why := h.ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for _, s := range why {
+				fmt.Fprintln(w, s)
+			}
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, r *http.Request) {
+		s, err := Inspect(store)
+		writeJSON(w, s, err)
+	})
+	mux.HandleFunc("GET /api/deadlines", func(w http.ResponseWriter, r *http.Request) {
+		ds, err := Upcoming(store, dcfg, clk.Now())
+		writeJSON(w, ds, err)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// StateSummary is what `watcher state` and /api/state show.
+type StateSummary struct {
+	Cycle         uint64                `json:"cycle"`
+	Customers     int                   `json:"customers"`
+	Subscriptions int                   `json:"subscriptions"`
+	Managed       int                   `json:"managedServices"`
+	Products      int                   `json:"products"`
+	Pending       int                   `json:"pendingRemovals"`
+	LedgerEntries int                   `json:"deadlineLedgerEntries"`
+	Outbox        int                   `json:"outboxDepth"`
+	PerCustomer   []CustomerStateRecord `json:"perCustomer"`
+}
+
+// CustomerStateRecord is one customer's line.
+type CustomerStateRecord struct {
+	ID               string     `json:"id"`
+	Name             string     `json:"name"`
+	Subscriptions    int        `json:"subscriptions"`
+	LastSuccess      *time.Time `json:"lastSuccess,omitempty"`
+	FailingSince     *time.Time `json:"failingSince,omitempty"`
+	ConsecutiveFails int        `json:"consecutiveFailures,omitempty"`
+	LastError        string     `json:"lastError,omitempty"`
+}
+
+// Inspect summarises the state file.
+func Inspect(store *state.Store) (*StateSummary, error) {
+	counts, err := store.Counts()
+	if err != nil {
+		return nil, err
+	}
+	cycle, err := store.Cycle()
+	if err != nil {
+		return nil, err
+	}
+	lastOK, err := store.LastOK()
+	if err != nil {
+		return nil, err
+	}
+	s := &StateSummary{Cycle: cycle, Customers: counts.Records[state.KindCustomer], Subscriptions: counts.Records[state.KindSubscription],
+		Managed: counts.Records[state.KindManagedService], Products: counts.Records[state.KindProduct],
+		Pending: counts.Pending, LedgerEntries: counts.Ledger, Outbox: counts.Outbox}
+	subs := map[string]int{}
+	err = store.View(func(r *state.ReadTx) error {
+		if err := r.ForEach(state.KindSubscription, func(k string, _ state.Record) error {
+			c, _ := state.SplitKey(k)
+			subs[c]++
+			return nil
+		}); err != nil {
+			return err
+		}
+		return r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
+			cr := CustomerStateRecord{ID: id, Name: view.Of(state.KindCustomer, id, rec.Raw).CompanyName, Subscriptions: subs[id]}
+			if t, ok := lastOK[id]; ok {
+				cr.LastSuccess = &t
+			}
+			if f, ok := r.Failure(id); ok {
+				cr.FailingSince, cr.ConsecutiveFails, cr.LastError = &f.FirstAt, f.Count, f.LastError
+			}
+			s.PerCustomer = append(s.PerCustomer, cr)
+			return nil
+		})
+	})
+	return s, err
+}
+
+// UpcomingDeadline is one line of `watcher deadlines`.
+type UpcomingDeadline struct {
+	CustomerID     string        `json:"customerId"`
+	CustomerName   string        `json:"customerName"`
+	SubscriptionID string        `json:"subscriptionId"`
+	Offer          string        `json:"offer"`
+	Kind           deadline.Kind `json:"kind"`
+	ClosesAt       time.Time     `json:"closesAt"`
+	In             string        `json:"in"`
+	InSeconds      int64         `json:"inSeconds"`
+	Quantity       int           `json:"quantity,omitempty"`
+	AutoRenew      *bool         `json:"autoRenewEnabled,omitempty"`
+}
+
+// Upcoming lists future deadlines, soonest first.
+func Upcoming(store *state.Store, cfg deadline.Config, now time.Time) ([]UpcomingDeadline, error) {
+	var out []UpcomingDeadline
+	names := map[string]string{}
+	err := store.View(func(r *state.ReadTx) error {
+		if err := r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
+			names[id] = view.Of(state.KindCustomer, id, rec.Raw).CompanyName
+			return nil
+		}); err != nil {
+			return err
+		}
+		return r.ForEach(state.KindSubscription, func(k string, rec state.Record) error {
+			f, err := deadline.DecodeFacts(rec.Meta)
+			if err != nil {
+				return nil
+			}
+			ds := deadline.Deadlines(f, cfg)
+			if len(ds) == 0 {
+				return nil
+			}
+			cust, sub := state.SplitKey(k)
+			v := view.Of(state.KindSubscription, sub, rec.Raw)
+			for _, d := range ds {
+				if !d.At.After(now) {
+					continue
+				}
+				u := UpcomingDeadline{CustomerID: cust, CustomerName: names[cust], SubscriptionID: sub, Offer: v.OfferName,
+					Kind: d.Kind, ClosesAt: d.At, In: fmtDur(d.At.Sub(now)), InSeconds: int64(d.At.Sub(now) / time.Second), Quantity: d.Quantity}
+				if d.Kind == deadline.KindRenewal || d.Kind == deadline.KindTrial {
+					ar := f.AutoRenew
+					u.AutoRenew = &ar
+				}
+				out = append(out, u)
+			}
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ClosesAt.Before(out[j].ClosesAt) })
+	return out, err
+}
+
+// fmtDur renders "2d 3h", "3h 58m", "12m".
+func fmtDur(d time.Duration) string {
+	d = d.Round(time.Minute)
+	days, hours, mins := d/(24*time.Hour), d%(24*time.Hour)/time.Hour, d%time.Hour/time.Minute
+	switch {
+	case days > 0:
+		return fmt.Sprintf("%dd %dh", days, hours)
+	case hours > 0:
+		return fmt.Sprintf("%dh %dm", hours, mins)
+	default:
+		return fmt.Sprintf("%dm", mins)
+	}
+}

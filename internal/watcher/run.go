@@ -1,0 +1,383 @@
+// Package watcher assembles pcwatch's watcher: Partner Center client, state
+// store, embedded or remote NATS, outbox relay, poll loop, deadline
+// evaluator and the operations HTTP server. cmd/watcher parses flags and
+// signals and calls Run; tests and the demo embed it the same way.
+package watcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/oauth2"
+
+	"github.com/pcwatch/pcwatch/internal/clock"
+	"github.com/pcwatch/pcwatch/internal/deadline"
+	"github.com/pcwatch/pcwatch/internal/diff"
+	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsembed"
+	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/poller"
+	"github.com/pcwatch/pcwatch/internal/state"
+)
+
+// Options configure Run.
+type Options struct {
+	Config Config
+	// Getenv reads credentials and NATS auth; default os.Getenv.
+	Getenv func(string) string
+	Logger *slog.Logger
+	// Stderr receives the one-line failure summaries of --once; default
+	// os.Stderr.
+	Stderr io.Writer
+	// TokenSource, when set, is used instead of credentials from the
+	// environment (the demo, tests).
+	TokenSource oauth2.TokenSource
+	// HTTPClient carries Partner Center requests; default a client with
+	// sane timeouts.
+	HTTPClient *http.Client
+	// Started is called once everything runs, before the first cycle.
+	Started func(*Runtime)
+	// Cycled is called after every cycle.
+	Cycled func(*poller.Report)
+}
+
+// Runtime describes a started watcher.
+type Runtime struct {
+	NATSURL   string // where events are published
+	Embedded  bool   // NATS runs in this process
+	StatePath string
+	Listen    string // bound operations address, "" if disabled
+	Store     *state.Store
+	Conn      *nats.Conn
+}
+
+// StartupError is a problem found before the first cycle (Partner Center
+// unreachable or refusing the credentials, the state file locked or
+// foreign, the stream misconfigured); the watcher exits with status 2.
+type StartupError struct{ Err error }
+
+func (e *StartupError) Error() string { return e.Err.Error() }
+func (e *StartupError) Unwrap() error { return e.Err }
+
+// ErrPartial is returned by a --once run in which some customers (or the
+// customer list) could not be polled; the watcher exits with status 1.
+var ErrPartial = errors.New("some customers could not be polled")
+
+// stack runs cleanups in reverse order of registration: shutdown mirrors
+// start-up.
+type stack []func()
+
+func (s *stack) push(f func()) { *s = append(*s, f) }
+func (s *stack) run() {
+	for i := len(*s) - 1; i >= 0; i-- {
+		(*s)[i]()
+	}
+}
+
+// Run runs the watcher until ctx ends (or, with Once, for one cycle). On
+// cancellation it stops starting new work, abandons customers in flight
+// without committing anything of them, flushes the outbox for a few seconds
+// if NATS is reachable, and closes everything in reverse order.
+func Run(ctx context.Context, o Options) (err error) {
+	c := o.Config
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	log := o.Logger
+	if log == nil {
+		log = NewLogger(os.Stderr, c.LogFormat, c.LogLevel)
+	}
+	clk, err := clock.Parse(c.Clock)
+	if err != nil {
+		return &ConfigError{Msg: "--clock: " + err.Error()}
+	}
+	var cleanup stack
+	defer cleanup.run()
+	m := newMetrics()
+
+	// Partner Center.
+	ts := o.TokenSource
+	tenant := o.Getenv("PCWATCH_PC_TENANT_ID")
+	if ts == nil {
+		creds, err := pc.CredentialsFromEnv(o.Getenv)
+		if err != nil {
+			return &ConfigError{Msg: err.Error()}
+		}
+		cloud := pc.Clouds["global"]
+		if c.Cloud != "" {
+			cloud = pc.Clouds[c.Cloud]
+		}
+		if ts, err = creds.TokenSource(ctx, cloud, nil); err != nil {
+			return &ConfigError{Msg: err.Error()}
+		}
+		log.Info("Partner Center credentials", "credentials", creds)
+	}
+	hc := o.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: max(8, c.Concurrency*2),
+			TLSHandshakeTimeout: 15 * time.Second, ResponseHeaderTimeout: 90 * time.Second, IdleConnTimeout: 90 * time.Second,
+		}}
+	}
+	client, err := pc.New(pc.Options{BaseURL: c.PCURL, TokenSource: ts, HTTPClient: hc, RequestsPerMinute: c.Rate,
+		Burst: max(1, min(c.Concurrency, 20)), Observer: m, Logger: log.With("component", "partnercenter")})
+	if err != nil {
+		return &ConfigError{Msg: err.Error()}
+	}
+	source := c.Source
+	if source == "" {
+		source = client.BaseURL()
+		if tenant != "" {
+			source += "/tenants/" + tenant
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = client.Probe(pctx, 20*time.Second)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return &StartupError{fmt.Errorf("Partner Center at %s is not usable: %w (check --pc-url/--cloud, network and proxy settings, and the PCWATCH_PC_* credentials)", client.BaseURL(), err)}
+	}
+
+	// State.
+	statePath := filepath.Join(c.DataDir, state.FileName)
+	store, err := state.Open(statePath, state.Options{})
+	if err != nil {
+		return &StartupError{err}
+	}
+	cleanup.push(func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing the state file", "err", err)
+		}
+	})
+	rt := &Runtime{StatePath: statePath, Store: store}
+
+	// NATS.
+	natsURL := c.NATSURL
+	if natsURL == "" {
+		srv, err := natsembed.Start(natsembed.Options{Port: c.NATSPort, StoreDir: filepath.Join(c.DataDir, "nats"), Logger: log})
+		if err != nil {
+			return &StartupError{err}
+		}
+		cleanup.push(srv.Shutdown)
+		natsURL, rt.Embedded = srv.ClientURL(), true
+	}
+	nc, err := events.Connect(natsOptions(natsURL, o.Getenv, log))
+	if err != nil {
+		return &StartupError{err}
+	}
+	cleanup.push(nc.Close)
+	rt.NATSURL, rt.Conn = natsURL, nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return &StartupError{err}
+	}
+	streamOpts := events.StreamOptions{MaxAge: c.StreamMaxAge, MaxBytes: c.StreamMaxBytes, Replicas: c.StreamReplicas}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, serr := events.EnsureStream(sctx, js, streamOpts)
+	cancel()
+	var sce *events.StreamConfigError
+	if errors.As(serr, &sce) {
+		return &StartupError{serr}
+	}
+
+	relay, err := events.NewRelay(events.RelayOptions{Conn: nc, Outbox: store, Metrics: m, Logger: log.With("component", "relay")})
+	if err != nil {
+		return err
+	}
+	dcfg := deadline.Config{Cancellation: c.CancellationThresholds, Refund: c.RefundThresholds, Renewal: c.RenewalThresholds,
+		Trial: c.TrialThresholds, RenewalAllTerms: c.RenewalAllTerms, LateAfter: max(5*time.Minute, 2*c.DeadlineInterval)}
+	eval := &deadline.Evaluator{Store: store, Clock: clk, Config: dcfg, Source: source, Interval: c.DeadlineInterval,
+		Logger: log.With("component", "deadlines"), Committed: func(int) { relay.Kick() }, Metrics: m}
+	pl, err := poller.New(poller.Options{
+		Client: client, Store: store, Clock: clk, Source: source, Concurrency: c.Concurrency,
+		Resources:   poller.Resources{Subscriptions: c.has("subscriptions"), ManagedServices: c.has("managedservices"), Products: c.has("products")},
+		TargetViews: c.TargetViews, Customers: c.Customers, MPNIDs: c.MPNIDs, FailureThreshold: c.FailureThreshold,
+		RefundFetchBudget: c.RefundFetchBudget,
+		Diff: diff.Options{CreatedOnFirstSighting: c.CreatedOnFirstSighting, MassRemovalShare: c.MassRemovalShare,
+			HoldCycles: c.HoldCycles},
+		Logger: log.With("component", "poller"), Metrics: m, Committed: relay.Kick,
+	})
+	if err != nil {
+		return err
+	}
+
+	// Background actors: the stream keeper (while NATS is unreachable at
+	// start), the relay, the deadline evaluator, the operations server.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	cleanup.push(func() {
+		// Give the relay a last chance to drain, then stop the actors.
+		if nc.IsConnected() {
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if n, err := relay.Flush(fctx); err != nil {
+				log.Warn("shutdown: outbox not fully drained; the rest goes out at next start", "published", n, "err", err)
+			}
+			cancel()
+		}
+		stopBG()
+		wg.Wait()
+	})
+	if serr != nil {
+		log.Warn("NATS not reachable yet; polling continues and events wait in the outbox", "nats", redact(natsURL), "err", serr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			keepStream(bg, js, streamOpts, log, relay.Kick)
+		}()
+	}
+	h := &health{store: store, nc: nc, interval: c.Interval, started: time.Now()}
+	if c.Listen != "" {
+		ln, err := net.Listen("tcp", c.Listen)
+		if err != nil {
+			return &StartupError{fmt.Errorf("operations server cannot listen on %s: %w (choose another --listen, or empty to disable)", c.Listen, err)}
+		}
+		rt.Listen = ln.Addr().String()
+		srv := &http.Server{Handler: opsHandler(m, h, store, dcfg, clk), ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		cleanup.push(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+		})
+	}
+	log.Info("watcher started", "partner_center", client.BaseURL(), "source", source, "state", statePath,
+		"nats", redact(natsURL), "embedded_nats", rt.Embedded, "listen", rt.Listen, "interval", c.Interval, "once", c.Once)
+	if o.Started != nil {
+		o.Started(rt)
+	}
+
+	if c.Once {
+		return runOnce(ctx, pl, eval, relay, o, log)
+	}
+
+	wg.Add(2)
+	go func() { defer wg.Done(); relay.Run(bg) }()
+	go func() { defer wg.Done(); eval.Run(bg) }()
+	for {
+		rep, err := pl.Cycle(ctx)
+		if ctx.Err() != nil {
+			log.Info("shutting down: customers in flight were abandoned without committing")
+			return nil
+		}
+		if err != nil {
+			log.Error("poll cycle failed", "err", err)
+		} else {
+			h.cycled(rep)
+			if o.Cycled != nil {
+				o.Cycled(rep)
+			}
+		}
+		wait := jitter(c.Interval)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// runOnce: one cycle, one deadline evaluation, outbox drained.
+func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, relay *events.Relay, o Options, log *slog.Logger) error {
+	rep, err := pl.Cycle(ctx)
+	if err != nil {
+		return err
+	}
+	if o.Cycled != nil {
+		o.Cycled(rep)
+	}
+	if _, err := eval.EvaluateOnce(ctx); err != nil {
+		return err
+	}
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := relay.Flush(fctx); err != nil {
+		return fmt.Errorf("events are safe in the outbox but were not all published: %w", err)
+	}
+	if rep.Complete() {
+		return nil
+	}
+	if !rep.CustomerListOK {
+		fmt.Fprintf(o.Stderr, "customer list: %s\n", oneLine(rep.CustomerList))
+	}
+	for _, f := range rep.Failures {
+		var kinds []string
+		for _, k := range f.Kinds {
+			kinds = append(kinds, string(k))
+		}
+		fmt.Fprintf(o.Stderr, "customer %s (%s) %s: %s\n", f.CustomerID, f.Name, strings.Join(kinds, ","), oneLine(f.Err))
+	}
+	return ErrPartial
+}
+
+func oneLine(err error) string {
+	if err == nil {
+		return ""
+	}
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+// keepStream retries creating the stream until it exists.
+func keepStream(ctx context.Context, js jetstream.JetStream, so events.StreamOptions, log *slog.Logger, ready func()) {
+	wait := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := events.EnsureStream(sctx, js, so)
+		cancel()
+		if err == nil {
+			log.Info("JetStream stream ready", "stream", events.StreamName)
+			ready()
+			return
+		}
+		log.Debug("JetStream stream not ready", "err", err)
+		wait = min(30*time.Second, wait*2)
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
+}
+
+func natsOptions(url string, getenv func(string) string, log *slog.Logger) events.NATSOptions {
+	return events.NATSOptions{URL: url, Name: "pcwatch-watcher", Logger: log.With("component", "nats-client"),
+		User: getenv("PCWATCH_NATS_USER"), Password: getenv("PCWATCH_NATS_PASSWORD"), Token: getenv("PCWATCH_NATS_TOKEN"),
+		NKeySeedFile: getenv("PCWATCH_NATS_NKEY"), CredsFile: getenv("PCWATCH_NATS_CREDS"),
+		TLSCAFile: getenv("PCWATCH_NATS_TLS_CA"), TLSCertFile: getenv("PCWATCH_NATS_TLS_CERT"), TLSKeyFile: getenv("PCWATCH_NATS_TLS_KEY")}
+}
+
+func redact(u string) string { return events.NATSOptions{URL: u}.String() }
+
+// NewLogger builds the slog logger for --log-format and --log-level.
+func NewLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	ho := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
