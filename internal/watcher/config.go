@@ -32,6 +32,7 @@ type Config struct {
 	Once        bool
 	Concurrency int
 	Rate        float64 // requests per minute
+	RetryBudget time.Duration
 	Resources   []string
 	TargetViews []string
 	Customers   []string
@@ -73,6 +74,7 @@ func Default() Config {
 		Interval:               15 * time.Minute,
 		Concurrency:            8,
 		Rate:                   pc.DefaultRequestsPerMinute,
+		RetryBudget:            pc.DefaultRetryBudget,
 		Resources:              []string{"subscriptions"},
 		TargetViews:            []string{"OnlineServices"},
 		LogFormat:              "text",
@@ -228,6 +230,8 @@ var options = func() []option {
 	add("concurrency", "customers polled at once (they share the rate limit)", f, s)
 	f, s = number(func(c *Config) *float64 { return &c.Rate }, 1, 100000)
 	add("rate", "Partner Center requests per minute, for all workers together", f, s)
+	f, s = dur(func(c *Config) *time.Duration { return &c.RetryBudget })
+	add("retry-budget", "how long one Partner Center request may spend retrying (429, 5xx, network) before the customer counts as failed", f, s)
 	f, s = list(func(c *Config) *[]string { return &c.Resources })
 	add("resources", "what to poll per customer: subscriptions,managedservices,products", f, s)
 	f, s = list(func(c *Config) *[]string { return &c.TargetViews })

@@ -135,7 +135,7 @@ func Run(ctx context.Context, o Options) (err error) {
 			TLSHandshakeTimeout: 15 * time.Second, ResponseHeaderTimeout: 90 * time.Second, IdleConnTimeout: 90 * time.Second,
 		}}
 	}
-	client, err := pc.New(pc.Options{BaseURL: c.PCURL, TokenSource: ts, HTTPClient: hc, RequestsPerMinute: c.Rate,
+	client, err := pc.New(pc.Options{BaseURL: c.PCURL, TokenSource: ts, HTTPClient: hc, RequestsPerMinute: c.Rate, RetryBudget: c.RetryBudget,
 		Burst: max(1, min(c.Concurrency, 20)), Observer: m, Logger: log.With("component", "partnercenter")})
 	if err != nil {
 		return &ConfigError{Msg: err.Error()}
@@ -148,7 +148,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = client.Probe(pctx, 20*time.Second)
+	err = client.Probe(pctx, min(20*time.Second, c.RetryBudget))
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
