@@ -50,8 +50,10 @@ type Options struct {
 	HTTPClient *http.Client
 	// Started is called once everything runs, before the first cycle.
 	Started func(*Runtime)
-	// Cycled is called after every cycle.
+	// Cycled is called after every cycle, before the wait for the next.
 	Cycled func(*poller.Report)
+	// Clock overrides Config.Clock (tests).
+	Clock clock.Clock
 }
 
 // Runtime describes a started watcher.
@@ -103,9 +105,12 @@ func Run(ctx context.Context, o Options) (err error) {
 	if log == nil {
 		log = NewLogger(os.Stderr, c.LogFormat, c.LogLevel)
 	}
-	clk, err := clock.Parse(c.Clock)
-	if err != nil {
-		return &ConfigError{Msg: "--clock: " + err.Error()}
+	clk := o.Clock
+	if clk == nil {
+		var err error
+		if clk, err = clock.Parse(c.Clock); err != nil {
+			return &ConfigError{Msg: "--clock: " + err.Error()}
+		}
 	}
 	var cleanup stack
 	defer cleanup.run()

@@ -1,0 +1,215 @@
+package watcher
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/oauth2"
+
+	"github.com/pcwatch/pcwatch/internal/clock"
+	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsembed"
+	"github.com/pcwatch/pcwatch/internal/pcsim"
+	"github.com/pcwatch/pcwatch/internal/poller"
+)
+
+type running struct {
+	rt     chan *Runtime
+	cycles chan *poller.Report
+	done   chan error
+	cancel context.CancelFunc
+	sim    *pcsim.Sim
+}
+
+func startWatcher(t *testing.T, mod func(*Config)) *running {
+	t.Helper()
+	clk := clock.NewFake(time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC))
+	sim := pcsim.New(pcsim.Options{Seed: 3, Customers: 10, Clock: clk, Token: "tok"})
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	c := Default()
+	c.PCURL, c.DataDir, c.NATSPort, c.Listen = srv.URL, t.TempDir(), -1, "127.0.0.1:0"
+	c.Interval, c.DeadlineInterval, c.Rate = 20*time.Millisecond, 20*time.Millisecond, 1e5
+	c.Resources = []string{"subscriptions", "managedservices"}
+	if mod != nil {
+		mod(&c)
+	}
+	r := &running{rt: make(chan *Runtime, 1), cycles: make(chan *poller.Report, 100), done: make(chan error, 1), sim: sim}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() {
+		r.done <- Run(ctx, Options{Config: c, Clock: clk, Logger: NewLogger(testLog(), "text", "error"),
+			TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "tok"}),
+			Started:     func(rt *Runtime) { r.rt <- rt },
+			Cycled: func(rep *poller.Report) {
+				select {
+				case r.cycles <- rep:
+				default:
+				}
+			}})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-r.done; err != nil {
+			t.Errorf("Run returned %v after cancel", err)
+		}
+	})
+	return r
+}
+
+func (r *running) waitCycle(t *testing.T) *poller.Report {
+	t.Helper()
+	select {
+	case rep := <-r.cycles:
+		return rep
+	case err := <-r.done:
+		t.Fatalf("watcher stopped: %v", err)
+	}
+	return nil
+}
+
+// waitEvent reads PCWATCH_EVENTS until an event of type typ arrives.
+func waitEvent(t *testing.T, rt *Runtime, typ events.Type) *events.Data {
+	t.Helper()
+	js, _ := jetstream.New(rt.Conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var cons jetstream.Consumer
+	for {
+		var err error
+		if cons, err = js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{}); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no consumer on %s: %v", events.StreamName, err)
+		}
+		time.Sleep(50 * time.Millisecond) // NATS may still be reconnecting
+	}
+	for {
+		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		if ctx.Err() != nil {
+			t.Fatalf("no %s event on JetStream", typ)
+		}
+		if err != nil {
+			continue
+		}
+		ev, err := events.Decode(m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type == typ {
+			d, _ := ev.DecodeData()
+			return d
+		}
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestRunLoopEndToEnd(t *testing.T) {
+	r := startWatcher(t, nil)
+	rt := <-r.rt
+	if !rt.Embedded {
+		t.Fatal("no NATS URL configured should run an embedded server")
+	}
+	r.waitCycle(t) // baseline
+	c, sub := activeSub(t, r.sim)
+	if err := r.sim.IncreaseSeats(c.ID, sub.ID, 4); err != nil {
+		t.Fatal(err)
+	}
+	d := waitEvent(t, rt, events.SubscriptionQuantityChanged)
+	if d.SubscriptionID != sub.ID || *d.Delta != 4 {
+		t.Errorf("quantity event = %+v", d)
+	}
+	base := "http://" + rt.Listen
+	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	if code, body := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d %q", code, body)
+	}
+	_, metrics := get(t, base+"/metrics")
+	for _, want := range []string{"pcwatch_cycles_total{result=\"complete\"}", `pcwatch_events_emitted_total{type="io.pcwatch.subscription.quantity-changed"} 1`,
+		`pcwatch_api_requests_total{endpoint="subscriptions",status="200"}`, "pcwatch_outbox_depth", "pcwatch_last_successful_cycle_timestamp_seconds",
+		"pcwatch_cycle_duration_seconds_bucket", "pcwatch_deadline_ledger_entries"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	_, st := get(t, base+"/api/state")
+	var sum StateSummary
+	if err := json.Unmarshal([]byte(st), &sum); err != nil || sum.Customers != 10 || len(sum.PerCustomer) != 10 {
+		t.Errorf("/api/state = %s (%v)", st, err)
+	}
+	if code, _ := get(t, base+"/api/deadlines"); code != 200 {
+		t.Errorf("/api/deadlines = %d", code)
+	}
+}
+
+// TestNATSDownAtStart: polling goes on while NATS is unreachable, events
+// wait in the outbox, and they all go out once NATS comes up.
+func TestNATSDownAtStart(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	r := startWatcher(t, func(c *Config) { c.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(port) })
+	rt := <-r.rt
+	r.waitCycle(t)
+	c, sub := activeSub(t, r.sim)
+	if err := r.sim.SetAutoRenew(c.ID, sub.ID, !sub.AutoRenewEnabled); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCycle(t)
+	rep := r.waitCycle(t)
+	if !rep.Complete() {
+		t.Fatalf("polling failed while NATS was down: %+v", rep)
+	}
+	if n, _ := rt.Store.OutboxLen(); n == 0 {
+		t.Fatal("events did not wait in the outbox while NATS was down")
+	}
+	srv, err := natsembed.Start(natsembed.Options{Port: port, StoreDir: filepath.Join(t.TempDir(), "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	d := waitEvent(t, rt, events.SubscriptionAutoRenewChanged)
+	if d.SubscriptionID != sub.ID {
+		t.Errorf("auto-renew event for %s", d.SubscriptionID)
+	}
+}
+
+
+func testLog() io.Writer { return io.Discard }
+
+// activeSub finds an active NCE subscription (one that accepts changes).
+func activeSub(t *testing.T, sim *pcsim.Sim) (pcsim.CustomerState, pcsim.SubscriptionState) {
+	t.Helper()
+	for _, c := range sim.State().Customers {
+		for _, s := range c.Subscriptions {
+			if s.Status == "active" && s.CancellationAllowedUntil != nil && !s.IsTrial {
+				return c, s
+			}
+		}
+	}
+	t.Fatal("no active NCE subscription in the dataset")
+	return pcsim.CustomerState{}, pcsim.SubscriptionState{}
+}
