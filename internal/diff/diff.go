@@ -98,6 +98,14 @@ type Listing struct {
 	// Refunds are refund batches fetched by id this cycle, by
 	// subscription id; nil entries mean "fetched, none".
 	Refunds map[string]*pc.RefundableQuantity
+	// TargetViews are the product catalog views listed. Known products of
+	// other views are out of scope: dropped silently, not removed, and a
+	// view listed for the first time is a silent baseline.
+	TargetViews []string
+	// MPNIDs, when set, are the resellers whose subscriptions were listed
+	// (the mpn_id filter). Known subscriptions of other resellers are out
+	// of scope: dropped silently, not removed.
+	MPNIDs []string
 }
 
 // Customer diffs one customer's listing against its stored snapshot (which
@@ -111,15 +119,60 @@ func Customer(snap *state.Snapshot, l *Listing, o Options) (*Result, error) {
 		byKind[e.Kind] = append(byKind[e.Kind], e)
 	}
 	for _, k := range l.Kinds {
-		baseline := !snap.Baselined[k]
-		if err := b.diffKind(k, snap.Records[k], snap.Pending[k], snap.Tombs[k], byKind[k], baseline, l.Refunds); err != nil {
-			return nil, fmt.Errorf("customer %s, %ss: %w", l.CustomerID, k, err)
-		}
-		if baseline {
+		known := b.scope(k, snap, l)
+		baseline := func(*Entity) bool { return !snap.Baselined[k] }
+		if k == state.KindProduct {
+			baseline = func(e *Entity) bool { return !snap.BaselinedScopes[k][e.TargetView] }
+			for _, tv := range l.TargetViews {
+				if !snap.BaselinedScopes[k][tv] {
+					b.res.Change.Baselines = append(b.res.Change.Baselines, state.Ref{Kind: k, Key: l.CustomerID + "/" + tv})
+				}
+			}
+		} else if !snap.Baselined[k] {
 			b.res.Change.Baselines = append(b.res.Change.Baselines, state.Ref{Kind: k, Key: l.CustomerID})
+		}
+		if err := b.diffKind(k, known, snap.Pending[k], snap.Tombs[k], byKind[k], baseline, l.Refunds); err != nil {
+			return nil, fmt.Errorf("customer %s, %ss: %w", l.CustomerID, k, err)
 		}
 	}
 	return b.res, nil
+}
+
+// scope returns the known records of kind k that the listing covers, and
+// silently drops the others (products of views no longer listed,
+// subscriptions of resellers outside the mpn_id filter): a narrower
+// configuration is not a mass removal.
+func (b *builder) scope(k state.Kind, snap *state.Snapshot, l *Listing) map[string]state.Record {
+	known := snap.Records[k]
+	var out func(id string, rec state.Record) bool
+	switch {
+	case k == state.KindProduct:
+		out = func(id string, _ state.Record) bool {
+			view, _, _ := strings.Cut(id, "/")
+			return !slices.Contains(l.TargetViews, view)
+		}
+		for view := range snap.BaselinedScopes[k] {
+			if !slices.Contains(l.TargetViews, view) {
+				b.res.Change.BaselineDeletes = append(b.res.Change.BaselineDeletes, state.Ref{Kind: k, Key: l.CustomerID + "/" + view})
+			}
+		}
+	case k == state.KindSubscription && len(l.MPNIDs) > 0:
+		out = func(_ string, rec state.Record) bool {
+			f, err := deadline.DecodeFacts(rec.Meta)
+			return err == nil && !slices.Contains(l.MPNIDs, f.PartnerID)
+		}
+	default:
+		return known
+	}
+	in := make(map[string]state.Record, len(known))
+	for id, rec := range known {
+		if out(id, rec) {
+			b.res.Change.Deletes = append(b.res.Change.Deletes, state.Ref{Kind: k, Key: recKey(k, l.CustomerID, id)})
+			continue
+		}
+		in[id] = rec
+	}
+	return in
 }
 
 // CustomerList diffs the complete customer list. known holds the stored
@@ -130,7 +183,7 @@ func Customer(snap *state.Snapshot, l *Listing, o Options) (*Result, error) {
 func CustomerList(known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, baselined bool, fresh []Entity, o Options) (*Result, error) {
 	o = o.withDefaults()
 	b := &builder{o: o, res: &Result{Counts: map[events.Type]int{}}}
-	if err := b.diffKind(state.KindCustomer, known, pending, tombs, fresh, !baselined, nil); err != nil {
+	if err := b.diffKind(state.KindCustomer, known, pending, tombs, fresh, func(*Entity) bool { return !baselined }, nil); err != nil {
 		return nil, fmt.Errorf("customer list: %w", err)
 	}
 	if !baselined {
@@ -147,7 +200,7 @@ func recKey(k state.Kind, customerID, id string) string {
 	return customerID + "/" + id
 }
 
-func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, fresh []Entity, baseline bool, refunds map[string]*pc.RefundableQuantity) error {
+func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, fresh []Entity, baseline func(*Entity) bool, refunds map[string]*pc.RefundableQuantity) error {
 	o := b.o
 	seen := make(map[string]bool, len(fresh))
 	for i := range fresh {
@@ -206,7 +259,7 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 			rev := tombs[e.ID] + 1
 			rec := state.Record{Hash: hash, Rev: rev, FirstSeen: o.Now, Updated: o.Now, Meta: meta(), Raw: raw}
 			b.res.Change.Puts = append(b.res.Change.Puts, state.Put{Kind: k, Key: key, Record: rec})
-			if baseline && !o.CreatedOnFirstSighting {
+			if baseline(e) && !o.CreatedOnFirstSighting {
 				continue
 			}
 			if err := b.emitAdded(k, custID, e, rev); err != nil {

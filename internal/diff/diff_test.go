@@ -394,3 +394,53 @@ func TestChanges(t *testing.T) {
 		t.Error("bad stored JSON accepted")
 	}
 }
+
+func TestScopeChangesAreNotEvents(t *testing.T) {
+	prod := func(view, id string) Entity {
+		var p pc.Product
+		json.Unmarshal([]byte(fmt.Sprintf(`{"id":%q,"title":"P %s"}`, id, id)), &p)
+		return Products(view, []pc.Product{p})[0]
+	}
+	empty := func() *state.Snapshot {
+		return &state.Snapshot{CustomerID: "c1", Records: map[state.Kind]map[string]state.Record{state.KindProduct: {}, state.KindSubscription: {}},
+			Pending: map[state.Kind]map[string]state.Pending{}, Baselined: map[state.Kind]bool{},
+			BaselinedScopes: map[state.Kind]map[string]bool{state.KindProduct: {}}}
+	}
+	o := Options{Source: "s", Now: now}
+	// Baseline of view A.
+	snap := empty()
+	res, _ := Customer(snap, &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindProduct}, TargetViews: []string{"A"},
+		Entities: []Entity{prod("A", "p1")}}, o)
+	if res.Events() != 0 || len(res.Change.Baselines) != 1 || res.Change.Baselines[0].Key != "c1/A" {
+		t.Fatalf("baseline of A: %+v", res.Change)
+	}
+	snap.BaselinedScopes[state.KindProduct]["A"] = true
+	snap.Records[state.KindProduct]["A/p1"] = res.Change.Puts[0].Record
+	// View B added to the configuration: a silent baseline, not a flood.
+	res, _ = Customer(snap, &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindProduct}, TargetViews: []string{"A", "B"},
+		Entities: []Entity{prod("A", "p1"), prod("B", "p2"), prod("B", "p3")}}, o)
+	if res.Events() != 0 || len(res.Change.Puts) != 2 {
+		t.Fatalf("adding view B emitted %d events", res.Events())
+	}
+	// View A dropped from the configuration: its products leave silently.
+	res, _ = Customer(snap, &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindProduct}, TargetViews: []string{"B"},
+		Entities: []Entity{prod("B", "p2")}}, o)
+	if res.Events() != 0 || len(res.Change.Deletes) != 1 || len(res.Change.BaselineDeletes) != 1 || len(res.Change.PendingPuts) != 0 {
+		t.Fatalf("dropping view A: events %d, change %+v", res.Events(), res.Change)
+	}
+	// A new product in a baselined view is an event.
+	res, _ = Customer(snap, &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindProduct}, TargetViews: []string{"A"},
+		Entities: []Entity{prod("A", "p1"), prod("A", "p9")}}, o)
+	ev, _ := events.Decode(res.Change.Events[0].Body)
+	if res.Events() != 1 || ev.Type != events.ProductAdded || ev.Subject != "customers/c1/products/A/p9" {
+		t.Fatalf("new product: %+v", res.Change.Events)
+	}
+
+	// Subscriptions outside a new mpn_id filter leave silently.
+	sn := snapWith(t, nceJSON, legacyJSON) // partner 4847383 and direct
+	res, _ = Customer(sn, &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindSubscription}, MPNIDs: []string{"4847383"},
+		Entities: []Entity{subEntity(t, nceJSON)}}, o)
+	if res.Events() != 0 || len(res.Change.Deletes) != 1 || res.Change.Deletes[0].Key != "c1/83ef9d05-4169-4ef9-9657-0e86b1eab1de" || len(res.Change.PendingPuts) != 0 {
+		t.Fatalf("narrowing to a reseller: events %d, change %+v", res.Events(), res.Change)
+	}
+}

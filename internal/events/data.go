@@ -197,7 +197,7 @@ func SubjectToken(id string) string {
 }
 
 // CESubject returns the CloudEvents subject:
-// customers/<id>[/subscriptions|managedservices|products/<id>].
+// customers/<id>[/subscriptions/<id>|/managedservices/<id>|/products/<targetView>/<id>].
 func CESubject(d *Data) string {
 	if d.CustomerID == "" {
 		return ""
@@ -209,7 +209,11 @@ func CESubject(d *Data) string {
 	case d.ManagedServiceID != "":
 		s += "/managedservices/" + d.ManagedServiceID
 	case d.ProductID != "":
-		s += "/products/" + d.ProductID
+		s += "/products/"
+		if d.TargetView != "" {
+			s += d.TargetView + "/"
+		}
+		s += d.ProductID
 	}
 	return s
 }

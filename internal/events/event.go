@@ -97,9 +97,6 @@ func New(source string, t Type, key IDKey, at time.Time, d *Data) (Envelope, *Ev
 	if d.CustomerID == "" && info.Resource != ResourceOps {
 		return Envelope{}, nil, fmt.Errorf("event %s: customerId is required", t)
 	}
-	if d.Changes == nil && info.Resource != ResourceOps {
-		d.Changes = []Change{}
-	}
 	data, err := json.Marshal(d)
 	if err != nil {
 		return Envelope{}, nil, fmt.Errorf("event %s: encoding data: %w", t, err)

@@ -333,7 +333,7 @@ func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report,
 // complete and committed.
 func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options, budget *atomic.Int64) (*diff.Result, int, *Failure, error) {
 	o := p.o
-	l := &diff.Listing{CustomerID: t.id, CustomerName: t.name}
+	l := &diff.Listing{CustomerID: t.id, CustomerName: t.name, TargetViews: o.TargetViews, MPNIDs: o.MPNIDs}
 	var failed []state.Kind
 	var errs []error
 	if o.Resources.Subscriptions {

@@ -357,8 +357,8 @@ func (c *cancelAfter) CustomerPolled(bool) {
 		c.cancel()
 	}
 }
-func (c *cancelAfter) EventsEmitted(events.Type, int)  {}
-func (c *cancelAfter) CycleCompleted(*poller.Report) {}
+func (c *cancelAfter) EventsEmitted(events.Type, int) {}
+func (c *cancelAfter) CycleCompleted(*poller.Report)  {}
 
 // TestRestartMidCycle: a watcher stopped in the middle of a cycle and
 // restarted on the same state file produces exactly the events of a run

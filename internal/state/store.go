@@ -228,6 +228,9 @@ type Snapshot struct {
 	// customer's entities of that kind was ever committed. Until then a
 	// listing is a baseline, not a flood of additions.
 	Baselined map[Kind]bool
+	// BaselinedScopes tells the same for scopes within a kind (product
+	// target views), keyed by scope.
+	BaselinedScopes map[Kind]map[string]bool
 	// Tombs holds, per kind and resource id, the revision of removed
 	// entities, so an entity that comes back continues its revisions and
 	// never reuses an event id.
@@ -266,11 +269,17 @@ func (s *Store) View(fn func(*ReadTx) error) error {
 // kinds (KindCustomer reads the customer record itself, keyed "").
 func (r *ReadTx) Customer(customerID string, kinds ...Kind) (*Snapshot, error) {
 	snap := &Snapshot{CustomerID: customerID, Records: map[Kind]map[string]Record{}, Pending: map[Kind]map[string]Pending{},
-		Baselined: map[Kind]bool{}, Tombs: map[Kind]map[string]uint64{}}
+		Baselined: map[Kind]bool{}, BaselinedScopes: map[Kind]map[string]bool{}, Tombs: map[Kind]map[string]uint64{}}
 	pend := r.tx.Bucket(bPending)
 	tombs := r.tx.Bucket(bTombs)
 	for _, k := range kinds {
 		snap.Baselined[k] = r.Baselined(k, customerID)
+		snap.BaselinedScopes[k] = map[string]bool{}
+		bp := baselineKey(k, customerID+"/")
+		bc := r.tx.Bucket(bBaseline).Cursor()
+		for kk, _ := bc.Seek(bp); kk != nil && bytes.HasPrefix(kk, bp); kk, _ = bc.Next() {
+			snap.BaselinedScopes[k][string(kk[len(bp):])] = true
+		}
 		snap.Tombs[k] = map[string]uint64{}
 		if k != KindCustomer {
 			tp := pendingKey(k, customerID+"/")
@@ -427,8 +436,10 @@ type Change struct {
 	LedgerDeletes  []string
 	Failures       map[string]*Failure // customer id -> streak; nil deletes
 	// Baselines records that a complete listing of Kind was committed for
-	// customer Key ("" for the customer list).
-	Baselines []Ref
+	// customer Key ("" for the customer list, "customerId/scope" for a
+	// scope such as a product target view).
+	Baselines       []Ref
+	BaselineDeletes []Ref
 	// ForgetCustomers drops removed customers' bookkeeping: last success,
 	// failure streak and baseline marks.
 	ForgetCustomers []string
@@ -438,7 +449,7 @@ type Change struct {
 func (c *Change) Empty() bool {
 	return len(c.Puts) == 0 && len(c.Deletes) == 0 && len(c.DeletePrefixes) == 0 && len(c.PendingPuts) == 0 &&
 		len(c.PendingDeletes) == 0 && len(c.Events) == 0 && len(c.Ledger) == 0 && len(c.LedgerDeletes) == 0 && len(c.Failures) == 0 &&
-		len(c.Baselines) == 0 && len(c.ForgetCustomers) == 0
+		len(c.Baselines) == 0 && len(c.BaselineDeletes) == 0 && len(c.ForgetCustomers) == 0
 }
 
 // Commit applies c atomically. Concurrent commits are batched into shared
@@ -575,9 +586,17 @@ func apply(tx *bolt.Tx, c *Change) error {
 			return err
 		}
 	}
+	for _, r := range c.BaselineDeletes {
+		if err := bb.Delete(baselineKey(r.Kind, r.Key)); err != nil {
+			return err
+		}
+	}
 	for _, id := range c.ForgetCustomers {
 		for _, k := range Kinds {
 			if err := bb.Delete(baselineKey(k, id)); err != nil {
+				return err
+			}
+			if err := deletePrefix(bb, baselineKey(k, id+"/")); err != nil {
 				return err
 			}
 		}

@@ -104,7 +104,9 @@ type option struct {
 	show  func(c *Config) string
 }
 
-func (o option) env() string  { return "PCWATCH_" + strings.ToUpper(strings.ReplaceAll(o.name, "-", "_")) }
+func (o option) env() string {
+	return "PCWATCH_" + strings.ToUpper(strings.ReplaceAll(o.name, "-", "_"))
+}
 func (o option) yaml() string { return strings.ReplaceAll(o.name, "-", "_") }
 
 func str(p func(*Config) *string) (func(*Config, string) error, func(*Config) string) {

@@ -385,4 +385,3 @@ func NewLogger(w io.Writer, format, level string) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, ho))
 }
-

@@ -197,7 +197,6 @@ func TestNATSDownAtStart(t *testing.T) {
 	}
 }
 
-
 func testLog() io.Writer { return io.Discard }
 
 // activeSub finds an active NCE subscription (one that accepts changes).
