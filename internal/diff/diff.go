@@ -220,6 +220,13 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 		}
 		hash := state.HashOf(e.Raw)
 		old, existed := known[e.ID]
+		rq, fetched := refunds[e.ID]
+		if existed && hash == old.Hash && !fetched {
+			// Unchanged, and no refund batches were fetched for it: its
+			// facts cannot have changed either (they derive from the raw
+			// JSON and the batches). The common case costs a hash.
+			continue
+		}
 
 		var facts *deadline.Facts
 		var metaChanged bool
@@ -231,7 +238,7 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 				}
 			}
 			f := deadline.FactsOf(e.Sub, prev, o.Now)
-			if rq, ok := refunds[e.ID]; ok {
+			if fetched {
 				f.SetRefund(rq, o.Now)
 			}
 			facts = &f
@@ -414,7 +421,7 @@ func setIDs(d *events.Data, k state.Kind, custID, id string) {
 }
 
 func (b *builder) emitAdded(k state.Kind, custID string, e *Entity, rev uint64) error {
-	after := e.View
+	after := e.view()
 	d := &events.Data{After: &after, Revision: rev}
 	setIDs(d, k, custID, e.ID)
 	var t events.Type
@@ -435,7 +442,7 @@ func (b *builder) emitAdded(k state.Kind, custID string, e *Entity, rev uint64) 
 func (b *builder) emitChanged(k state.Kind, custID string, e *Entity, old state.Record, rev uint64, changes []events.Change) error {
 	key := events.IDKey{Entity: view.Entity(k, custID, e.ID), Revision: rev}
 	base := func() *events.Data {
-		after := e.View
+		after := e.view()
 		d := &events.Data{After: &after, Revision: rev}
 		setIDs(d, k, custID, e.ID)
 		if k == state.KindCustomer {

@@ -12,7 +12,7 @@ type Entity struct {
 	Kind       state.Kind
 	ID         string // resource id within the customer; "" for the customer itself
 	Raw        []byte // as received
-	View       events.View
+	View       events.View      // compact view; see view()
 	Sub        *pc.Subscription // subscriptions: the typed view
 	TargetView string           // products
 }
@@ -22,7 +22,8 @@ func Subscriptions(subs []pc.Subscription) []Entity {
 	out := make([]Entity, len(subs))
 	for i := range subs {
 		s := &subs[i]
-		out[i] = Entity{Kind: state.KindSubscription, ID: s.ID, Raw: s.Raw, View: view.Subscription(s), Sub: s}
+		// The compact view is built only for entities that produce events.
+		out[i] = Entity{Kind: state.KindSubscription, ID: s.ID, Raw: s.Raw, Sub: s}
 	}
 	return out
 }
@@ -53,4 +54,13 @@ func Customers(cs []pc.Customer) []Entity {
 		out[i] = Entity{Kind: state.KindCustomer, ID: cs[i].ID, Raw: cs[i].Raw, View: view.Customer(&cs[i])}
 	}
 	return out
+}
+
+// view returns the entity's compact view, building it from the typed
+// subscription when it was not set.
+func (e *Entity) view() events.View {
+	if e.View.ID == "" && e.Sub != nil {
+		e.View = view.Subscription(e.Sub)
+	}
+	return e.View
 }

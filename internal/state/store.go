@@ -117,6 +117,9 @@ func Open(path string, o Options) (*Store, error) {
 	case err != nil:
 		return nil, &OpenError{Path: path, Err: err}
 	}
+	// Commits from concurrent poll workers are batched into one fsync;
+	// bbolt's default 10ms wait for company would dominate a lone commit.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	s := &Store{db: db, path: path}
 	if err := s.init(o.ReadOnly); err != nil {
 		db.Close()
