@@ -64,7 +64,7 @@ func Relay(o RelayOptions) (*RelayResult, error) {
 		q := i % 50
 		d := &events.Data{CustomerID: fmt.Sprintf("c%05d", i/10), CustomerName: "Contoso Ltd", SubscriptionID: fmt.Sprintf("s%07d", i), Revision: 2,
 			Old: events.JSONValue(q), New: events.JSONValue(q + 1), Delta: new(int),
-			After: &events.View{ID: fmt.Sprintf("s%07d", i), OfferID: "CFQ7TTC0LH18:0001:CFQ7TTC0P0WS", OfferName: "Microsoft 365 Business Basic", Status: "active"},
+			After:   &events.View{ID: fmt.Sprintf("s%07d", i), OfferID: "CFQ7TTC0LH18:0001:CFQ7TTC0P0WS", OfferName: "Microsoft 365 Business Basic", Status: "active"},
 			Changes: []events.Change{{Path: "/quantity", Old: events.JSONValue(q), New: events.JSONValue(q + 1)}}}
 		*d.Delta = 1
 		evs[i], _, err = events.New("bench", events.SubscriptionQuantityChanged,

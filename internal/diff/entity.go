@@ -10,8 +10,8 @@ import (
 // Entity is one entity of a fresh listing.
 type Entity struct {
 	Kind       state.Kind
-	ID         string // resource id within the customer; "" for the customer itself
-	Raw        []byte // as received
+	ID         string           // resource id within the customer; "" for the customer itself
+	Raw        []byte           // as received
 	View       events.View      // compact view; see view()
 	Sub        *pc.Subscription // subscriptions: the typed view
 	TargetView string           // products
