@@ -466,3 +466,21 @@ func Usage() string {
 	}
 	return b.String()
 }
+
+// MarkdownReference renders the option table for the README.
+func MarkdownReference() string {
+	c := Default()
+	var b strings.Builder
+	b.WriteString("| Flag | Environment | Config file key | Default | Meaning |\n|---|---|---|---|---|\n")
+	b.WriteString("| `--config` | `PCWATCH_CONFIG` | | | YAML file of the keys below |\n")
+	for _, o := range options {
+		def := o.show(&c)
+		if def == "" {
+			def = " "
+		} else {
+			def = "`" + def + "`"
+		}
+		fmt.Fprintf(&b, "| `--%s` | `%s` | `%s` | %s | %s |\n", o.name, o.env(), o.yaml(), def, strings.ReplaceAll(o.usage, "|", "\\|"))
+	}
+	return b.String()
+}
