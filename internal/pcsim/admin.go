@@ -238,6 +238,9 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case path == "/admin/stats" && method == http.MethodDelete:
 		s.ResetStats()
 		w.WriteHeader(http.StatusNoContent)
+	case path == "/admin/freeze" && method == http.MethodPost:
+		at := s.Freeze()
+		adminJSON(w, http.StatusOK, map[string]any{"frozenAt": at})
 	case path == "/admin/advance" && method == http.MethodPost:
 		var req struct {
 			Duration jsonDuration `json:"duration"`
@@ -262,7 +265,7 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			Mutations []Mutation `json:"mutations"`
 		}{s.Now(), muts})
 	default:
-		for _, p := range []string{"/admin/state", "/admin/mutations", "/admin/mutate", "/admin/random", "/admin/faults", "/admin/inject", "/admin/stats", "/admin/advance"} {
+		for _, p := range []string{"/admin/state", "/admin/mutations", "/admin/mutate", "/admin/random", "/admin/faults", "/admin/inject", "/admin/stats", "/admin/advance", "/admin/freeze"} {
 			if path == p {
 				adminFail(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed on %s", method, r.URL.Path))
 				return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -200,5 +201,25 @@ func TestRun(t *testing.T) {
 	}
 	if err := Run(context.Background(), RunOptions{Addr: "256.0.0.1:99999"}); err == nil {
 		t.Fatal("bad address accepted")
+	}
+}
+
+func TestAdminFreeze(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	sim := New(Options{Seed: 1, Customers: 3, Clock: clk})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/admin/freeze", "application/json", nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("freeze: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	at := sim.Now()
+	clk.Advance(90 * 24 * time.Hour)
+	if !sim.Now().Equal(at) {
+		t.Errorf("time moved after freeze: %v -> %v", at, sim.Now())
+	}
+	if muts := sim.Advance(); len(muts) != 0 {
+		t.Errorf("%d lifecycle transitions after freeze", len(muts))
 	}
 }

@@ -84,7 +84,7 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if c := r.Header.Get("MS-CorrelationId"); c != "" {
 		h.Set("MS-CorrelationId", c)
 	}
-	h.Set("Date", s.clk.Now().UTC().Format(http.TimeFormat))
+	h.Set("Date", s.Now().Format(http.TimeFormat))
 
 	if r.Method != http.MethodGet {
 		h.Set("Allow", http.MethodGet)

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pcwatch/pcwatch/internal/clock"
@@ -132,6 +133,7 @@ func invalid(format string, a ...any) error {
 type Sim struct {
 	opts   Options
 	clk    clock.Clock
+	frozen atomic.Pointer[time.Time] // set by Freeze
 	wall   clock.Clock
 	sleep  func(context.Context, time.Duration) error
 	logger *slog.Logger
@@ -194,7 +196,7 @@ func New(opts Options) *Sim {
 	s.byID = make(map[string]*customer, opts.Customers)
 	s.cause = CauseExplicit
 
-	now := s.clk.Now().UTC()
+	now := s.Now()
 	s.custs = make([]*customer, 0, opts.Customers)
 	for i := 0; i < opts.Customers; i++ {
 		c := s.genCustomer(i, now)
@@ -230,7 +232,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // the business clock's current reading, which it returns.
 func (s *Sim) lock() time.Time {
 	s.mu.Lock()
-	now := s.clk.Now().UTC()
+	now := s.Now()
 	s.syncLocked(now)
 	return now
 }
@@ -254,7 +256,7 @@ func (s *Sim) Advance() []Mutation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	start := len(s.log)
-	s.syncLocked(s.clk.Now().UTC())
+	s.syncLocked(s.Now())
 	return append([]Mutation(nil), s.log[start:]...)
 }
 
@@ -269,12 +271,28 @@ func (s *Sim) AdvanceClock(d time.Duration) ([]Mutation, error) {
 	defer s.mu.Unlock()
 	f.Advance(d)
 	start := len(s.log)
-	s.syncLocked(f.Now().UTC())
+	s.syncLocked(s.Now())
 	return append([]Mutation(nil), s.log[start:]...), nil
 }
 
 // Now returns the business clock's reading.
-func (s *Sim) Now() time.Time { return s.clk.Now().UTC() }
+func (s *Sim) Now() time.Time {
+	if t := s.frozen.Load(); t != nil {
+		return *t
+	}
+	return s.clk.Now().UTC()
+}
+
+// Freeze stops business time at its current reading: from then on the
+// simulator's calendar stands still (no lifecycle transition falls due),
+// whatever its clock does. The chaos suite freezes it for its quiet final
+// phase, so the ground truth stays put while the watcher settles.
+// Freezing twice keeps the first instant.
+func (s *Sim) Freeze() time.Time {
+	now := s.clk.Now().UTC()
+	s.frozen.CompareAndSwap(nil, &now)
+	return *s.frozen.Load()
+}
 
 // Log returns the mutations with Seq > sinceSeq, oldest first.
 func (s *Sim) Log(sinceSeq uint64) []Mutation {
