@@ -1,0 +1,461 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pcwatch/pcwatch/internal/clock"
+	"github.com/pcwatch/pcwatch/internal/events"
+)
+
+// ConsumerName is the durable JetStream consumer of a channel.
+func ConsumerName(channel string) string { return "notify-" + channel }
+
+// testHooks let tests observe and perturb the consumers. Nil fields are
+// skipped.
+type testHooks struct {
+	// beforeAck may return false to drop the ack of a delivered message,
+	// as if it were lost.
+	beforeAck func(channel, id string, attempt int) bool
+	// inProgress is called after each InProgress ack during a send.
+	inProgress func(channel, id string)
+	// result is called when a message has been handled.
+	result func(channel, id, result string)
+	// listening is called with the health address once it listens.
+	listening func(addr string)
+}
+
+// received is a message and when it came out of the consumer.
+type received struct {
+	msg jetstream.Msg
+	at  time.Time
+}
+
+// channelRunner is the consumer of one channel: it keeps its durable
+// consumer in place and handles its messages, each channel independently
+// of the others.
+type channelRunner struct {
+	name   string
+	ch     *Channel
+	cfg    *Config
+	snd    sender
+	js     jetstream.JetStream
+	store  *deliveryStore
+	m      *metrics
+	log    *slog.Logger
+	clk    clock.Clock
+	hooks  *testHooks
+	rnd    func() float64
+	onDLQ  func()
+	ready  func() // called once the consumer first runs
+	once   sync.Once
+	active atomic.Bool
+}
+
+// errStreamMissing says PCWATCH_EVENTS does not exist (yet).
+var errStreamMissing = errors.New("JetStream stream " + events.StreamName + " does not exist yet")
+
+// run keeps the consumer running until ctx ends; sends in flight then get
+// until workCtx ends to finish.
+func (r *channelRunner) run(ctx, workCtx context.Context) {
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(500*time.Millisecond),
+		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
+	for {
+		started := time.Now()
+		err := r.consume(ctx, workCtx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) > time.Minute {
+			bo.Reset()
+		}
+		wait := bo.NextBackOff()
+		switch {
+		case errors.Is(err, errStreamMissing):
+			r.log.Warn("waiting for the event stream: "+events.StreamName+" does not exist yet; is the watcher running and connected to this NATS server?", "retry_in", wait.Round(time.Millisecond))
+		default:
+			r.log.Warn("channel consumer stopped; restarting", "err", err, "retry_in", wait.Round(time.Millisecond))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// consumerConfig is the wanted configuration of the channel's consumer.
+func (r *channelRunner) consumerConfig() jetstream.ConsumerConfig {
+	d := r.cfg.Delivery
+	c := jetstream.ConsumerConfig{
+		Durable:       ConsumerName(r.name),
+		Description:   fmt.Sprintf("pcwatch notifier channel %s (%s)", r.name, r.ch.Kind),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckWait:       d.AckWait.D(),
+		MaxAckPending: d.MaxAckPending,
+		MaxDeliver:    -1, // the notifier counts attempts and dead-letters itself
+	}
+	setFilter(&c, r.cfg.FilterSubjects(r.name))
+	return c
+}
+
+func setFilter(c *jetstream.ConsumerConfig, subs []string) {
+	if len(subs) == 1 {
+		c.FilterSubject, c.FilterSubjects = subs[0], nil
+	} else {
+		c.FilterSubject, c.FilterSubjects = "", subs
+	}
+}
+
+// ensureConsumer creates the durable consumer (delivering only events
+// published from now on, so a new channel gets no flood of history) or
+// brings an existing one, which resumes where it left off, to the current
+// filter and limits.
+func (r *channelRunner) ensureConsumer(ctx context.Context, s jetstream.Stream) (jetstream.Consumer, error) {
+	want := r.consumerConfig()
+	c, err := s.Consumer(ctx, want.Durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		c, err = s.CreateConsumer(ctx, want)
+		if err != nil {
+			return nil, fmt.Errorf("creating consumer %s: %w", want.Durable, err)
+		}
+		r.log.Info("created consumer; it delivers events published from now on", "consumer", want.Durable, "filter", filterOf(want))
+		return c, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up consumer %s: %w", want.Durable, err)
+	}
+	have := c.CachedInfo().Config
+	upd := have
+	upd.Description, upd.AckPolicy, upd.AckWait, upd.MaxAckPending, upd.MaxDeliver = want.Description, want.AckPolicy, want.AckWait, want.MaxAckPending, want.MaxDeliver
+	upd.FilterSubject, upd.FilterSubjects = want.FilterSubject, want.FilterSubjects
+	if reflect.DeepEqual(have, upd) {
+		return c, nil
+	}
+	c, err = s.UpdateConsumer(ctx, upd)
+	if err != nil {
+		return nil, fmt.Errorf("updating consumer %s to filter %v: %w", want.Durable, filterOf(want), err)
+	}
+	r.log.Info("updated consumer", "consumer", want.Durable, "filter", filterOf(want))
+	return c, nil
+}
+
+func filterOf(c jetstream.ConsumerConfig) []string {
+	if c.FilterSubject != "" {
+		return []string{c.FilterSubject}
+	}
+	return c.FilterSubjects
+}
+
+// consume runs the consumer until ctx ends or it fails. Messages are
+// spread over delivery.concurrency senders by entity, so the events of one
+// subscription are sent one at a time, in order.
+func (r *channelRunner) consume(ctx, workCtx context.Context) error {
+	s, err := r.js.Stream(ctx, events.StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return errStreamMissing
+	}
+	if err != nil {
+		return fmt.Errorf("looking up stream %s: %w", events.StreamName, err)
+	}
+	cons, err := r.ensureConsumer(ctx, s)
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(r.cfg.Delivery.MaxAckPending))
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", ConsumerName(r.name), err)
+	}
+	defer it.Stop()
+
+	n := r.cfg.Delivery.Concurrency
+	queues := make([]chan received, n)
+	var wg sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan received, r.cfg.Delivery.MaxAckPending)
+		wg.Go(func() {
+			for rm := range queues[i] {
+				if ctx.Err() != nil {
+					// Shutting down: hand it back at once rather than
+					// after ack_wait.
+					_ = rm.msg.Nak()
+					continue
+				}
+				r.handle(workCtx, rm)
+			}
+		})
+	}
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+	}()
+	r.active.Store(true)
+	defer r.active.Store(false)
+	r.once.Do(func() {
+		r.log.Info("channel consumer running", "consumer", ConsumerName(r.name), "target", r.snd.target())
+		if r.ready != nil {
+			r.ready()
+		}
+	})
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				handBack(it)
+				return nil
+			}
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				r.log.Debug("consumer heartbeat missed (NATS unreachable?)")
+				continue
+			}
+			return fmt.Errorf("consumer %s: %w", ConsumerName(r.name), err)
+		}
+		queues[partition(msg.Subject(), n)] <- received{msg: msg, at: time.Now()}
+	}
+}
+
+// handBack stops the iterator so that the server sends nothing more, and
+// naks what it had already sent, so that those messages are redelivered at
+// once (to another notifier, or to this one after a restart) rather than
+// after ack_wait.
+func handBack(it jetstream.MessagesContext) {
+	it.Drain()
+	for {
+		msg, err := it.Next(jetstream.NextMaxWait(2 * time.Second))
+		if err != nil {
+			return
+		}
+		_ = msg.Nak()
+	}
+}
+
+// partition maps a subject to a sender by entity:
+// pcwatch.events.<resource>.<change>.<customer>[.<id>] without the change.
+func partition(subject string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	toks := strings.Split(subject, ".")
+	if len(toks) > 4 && toks[1] == "events" {
+		toks = append(toks[2:3:3], toks[4:]...)
+	}
+	h := fnv.New32a()
+	for _, t := range toks {
+		h.Write([]byte(t))
+		h.Write([]byte{0})
+	}
+	return int(h.Sum32() % uint32(n))
+}
+
+// keepAliveEvery is how often a long send tells JetStream it is still
+// working on a message.
+func (r *channelRunner) keepAliveEvery() time.Duration {
+	return min(r.cfg.Delivery.AckWait.D()/4, 5*time.Second)
+}
+
+func (r *channelRunner) finish(id, result string) string {
+	r.m.notifications.WithLabelValues(r.name, result).Inc()
+	if r.hooks != nil && r.hooks.result != nil {
+		r.hooks.result(r.name, id, result)
+	}
+	return result
+}
+
+// handle takes one message through decode, routing, deduplication and the
+// send, and settles it: Ack, NakWithDelay, or dead-letter and Term.
+func (r *channelRunner) handle(ctx context.Context, rm received) string {
+	msg := rm.msg
+	r.m.received.WithLabelValues(r.name).Inc()
+	meta, err := msg.Metadata()
+	if err != nil {
+		// Cannot happen for a consumer's message; carry on without a
+		// delivery count rather than lose it.
+		r.log.Warn("message without JetStream metadata", "subject", msg.Subject(), "err", err)
+		meta = &jetstream.MsgMetadata{NumDelivered: 1}
+	}
+	attempt := int(meta.NumDelivered)
+	if time.Since(rm.at) > r.keepAliveEvery() {
+		_ = msg.InProgress()
+	}
+	ev, d, err := decodeEvent(msg.Data())
+	if err != nil {
+		se := &SendError{Channel: r.name, Reason: ReasonUndecodable, Permanent: true, Err: err}
+		return r.deadLetter(ctx, msg, meta, nil, nil, se, "", 0)
+	}
+	log := r.log.With("event_id", ev.ID, "type", shortType(ev.Type), "attempt", attempt)
+	dec := r.cfg.Route(ev, d, r.clk.Now())
+	if dec.Silenced {
+		log.Debug("silenced", "silence", dec.Silence)
+		r.ack(ctx, msg, ev.ID, attempt)
+		return r.finish(ev.ID, ResultSilenced)
+	}
+	if !slices.Contains(dec.Channels, r.name) {
+		r.ack(ctx, msg, ev.ID, attempt)
+		return r.finish(ev.ID, ResultFiltered)
+	}
+	key := deliveryKey(r.name, ev.ID)
+	cl, err := r.store.claim(ctx, r.name, key, meta.Sequence.Stream, meta.NumDelivered)
+	if err != nil {
+		r.m.failures.WithLabelValues(r.name, ReasonDedupe).Inc()
+		delay := retryDelay(attempt, nil, r.cfg.Delivery.RetryInitial.D(), r.cfg.Delivery.RetryMax.D(), r.rnd())
+		log.Warn("cannot check for an earlier delivery; retrying later rather than risk a duplicate", "err", err, "retry_in", delay)
+		_ = msg.NakWithDelay(delay)
+		return r.finish(ev.ID, ResultRetry)
+	}
+	switch cl.outcome {
+	case duplicate:
+		log.Debug("already delivered")
+		r.ack(ctx, msg, ev.ID, attempt)
+		return r.finish(ev.ID, ResultDuplicate)
+	case busy:
+		log.Debug("another copy of this event is being sent; looking again later", "retry_in", cl.wait)
+		_ = msg.NakWithDelay(cl.wait)
+		return r.finish(ev.ID, ResultDeferred)
+	}
+	if cl.takeover != nil {
+		log.Warn("sending again an event whose earlier send was interrupted (a notifier died or stalled mid-send): the receiver may get it twice, with the same event id",
+			"previous_owner", cl.takeover.Owner, "previous_attempt_at", cl.takeover.At)
+	}
+	r.store.setInflight(key, true)
+	defer r.store.setInflight(key, false)
+
+	var serr error
+	td, err := renderMessage(ev, d, r.cfg.overrides, r.name)
+	if err != nil {
+		serr = &SendError{Channel: r.name, Reason: ReasonRender, Permanent: true, Err: err}
+	} else {
+		n := &notification{Event: ev, Data: d, Body: msg.Data(), Message: td, Subject: msg.Subject(), Attempt: attempt}
+		serr = r.send(ctx, msg, n)
+	}
+	if serr == nil {
+		if err := r.store.delivered(ctx, key); err != nil {
+			log.Warn("delivered, but the delivery could not be recorded: another copy of this event would be sent again", "err", err)
+		}
+		r.ack(ctx, msg, ev.ID, attempt)
+		log.Info("delivered", "customer_id", d.CustomerID)
+		return r.finish(ev.ID, ResultDelivered)
+	}
+	se := asSendError(r.name, serr)
+	r.m.failures.WithLabelValues(r.name, se.Reason).Inc()
+	if !se.Permanent && attempt < r.cfg.Delivery.MaxAttempts {
+		if err := r.store.release(ctx, key, cl.rev, stateFailed); err != nil {
+			log.Debug("could not release the delivery record", "err", err)
+		}
+		delay := retryDelay(attempt, se, r.cfg.Delivery.RetryInitial.D(), r.cfg.Delivery.RetryMax.D(), r.rnd())
+		log.Warn("send failed; will retry", "err", se, "retry_in", delay.Round(time.Millisecond), "max_attempts", r.cfg.Delivery.MaxAttempts)
+		_ = msg.NakWithDelay(delay)
+		return r.finish(ev.ID, ResultRetry)
+	}
+	return r.deadLetter(ctx, msg, meta, ev, d, se, key, cl.rev)
+}
+
+func asSendError(channel string, err error) *SendError {
+	var se *SendError
+	if errors.As(err, &se) {
+		return se
+	}
+	return &SendError{Channel: channel, Reason: ReasonNetwork, Err: err}
+}
+
+// send runs one attempt, telling JetStream every keepAliveEvery that the
+// message is still being worked on.
+func (r *channelRunner) send(ctx context.Context, msg jetstream.Msg, n *notification) error {
+	sctx, cancel := context.WithTimeout(ctx, r.ch.Timeout.D())
+	defer cancel()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(r.keepAliveEvery())
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+				if r.hooks != nil && r.hooks.inProgress != nil {
+					r.hooks.inProgress(r.name, n.Event.ID)
+				}
+			}
+		}
+	})
+	start := time.Now()
+	err := r.snd.send(sctx, n)
+	close(done)
+	wg.Wait()
+	r.m.attempts.WithLabelValues(r.name).Inc()
+	r.m.duration.WithLabelValues(r.name).Observe(time.Since(start).Seconds())
+	return err
+}
+
+// ack acknowledges and waits for the server to confirm; a lost ack only
+// means a redelivery, which the delivery record turns into a duplicate.
+func (r *channelRunner) ack(ctx context.Context, msg jetstream.Msg, id string, attempt int) {
+	if r.hooks != nil && r.hooks.beforeAck != nil && !r.hooks.beforeAck(r.name, id, attempt) {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := msg.DoubleAck(actx); err != nil {
+		r.log.Debug("ack not confirmed; a redelivery will be recognised as a duplicate", "event_id", id, "err", err)
+	}
+}
+
+// deadLetter publishes the message to the DLQ and terminates it; if the DLQ
+// cannot be written the message is retried later instead.
+func (r *channelRunner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, ev *events.Event, d *events.Data, se *SendError, key string, rev uint64) string {
+	attempt := int(meta.NumDelivered)
+	e := DLQEntry{Time: r.clk.Now().UTC(), Channel: r.name, Reason: se.Reason, Status: se.Status, Attempts: attempt,
+		Subject: msg.Subject(), StreamSeq: meta.Sequence.Stream}
+	if se.Err != nil {
+		e.Error = se.Err.Error()
+	}
+	id := ""
+	if ev != nil {
+		id = ev.ID
+		e.EventID, e.Type, e.CustomerID = ev.ID, shortType(ev.Type), d.CustomerID
+	}
+	if se.Reason == ReasonUndecodable {
+		r.m.failures.WithLabelValues(r.name, ReasonUndecodable).Inc()
+	}
+	log := r.log.With("event_id", id, "subject", msg.Subject(), "attempt", attempt, "reason", se.Reason)
+	if err := publishDLQ(ctx, r.js, e, msg.Data()); err != nil {
+		delay := retryDelay(attempt, nil, r.cfg.Delivery.RetryInitial.D(), r.cfg.Delivery.RetryMax.D(), r.rnd())
+		log.Error("cannot write the dead-letter queue; will retry the message", "err", err, "retry_in", delay)
+		if key != "" {
+			_ = r.store.release(ctx, key, rev, stateFailed)
+		}
+		_ = msg.NakWithDelay(delay)
+		return r.finish(id, ResultRetry)
+	}
+	if key != "" {
+		_ = r.store.release(ctx, key, rev, stateDead)
+	}
+	_ = msg.TermWithReason("dead-lettered by the pcwatch notifier: " + se.Reason)
+	if r.onDLQ != nil {
+		r.onDLQ()
+	}
+	why := "permanent failure"
+	if !se.Permanent {
+		why = fmt.Sprintf("no success after %d attempts", attempt)
+	}
+	log.Error("event sent to the dead-letter queue ("+why+"); fix the cause, then `notifier dlq replay`", "err", se.Err, "status", se.Status, "dlq_subject", DLQSubjectPrefix+r.name)
+	return r.finish(id, ResultDLQ)
+}

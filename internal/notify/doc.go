@@ -1,0 +1,85 @@
+// Package notify is pcwatch's notifier: it consumes the CloudEvents the
+// watcher publishes on NATS JetStream (stream PCWATCH_EVENTS) and delivers
+// them as alerts — Standard Webhooks-signed webhooks, Slack Block Kit
+// messages, Teams Adaptive Cards, plain-text email and NATS republishes —
+// routed by a YAML configuration (see deploy/notifier.example.yaml and
+// Config). cmd/notifier is its command line; Run is the embeddable entry
+// point.
+//
+// # Consumers
+//
+// Each channel has its own durable pull consumer, notify-<channel>, filtered
+// to the subjects its routes can match (Config.FilterSubjects); routing,
+// silences and the finer matchers (customers, offers, resellers, quantity
+// deltas, time left) run in process. A consumer created now delivers only
+// events published from now on (DeliverPolicy New: a new channel gets no
+// flood of history); an existing one resumes where it left off. Channels
+// never wait for one another. Within a channel, delivery.concurrency sends
+// run at once, and the events of one entity (a subscription, a customer)
+// always go through the same sender, in order. A long send tells JetStream
+// it is still working (InProgress) so that ack_wait does not expire under
+// it; a channel's timeout must be shorter than ack_wait anyway.
+//
+// Each message is decoded (not a pcwatch CloudEvent: dead-lettered with
+// reason "undecodable" and terminated), routed (silenced, or not for this
+// channel: acknowledged), deduplicated, rendered and sent. A retryable
+// failure — a network error, a timeout, HTTP 408, 429 or 5xx, an SMTP 4xx —
+// is negatively acknowledged with a delay: the receiver's Retry-After
+// (seconds or an HTTP date) when it sent one, else exponential backoff by
+// delivery count from delivery.retry_initial to delivery.retry_max. A
+// permanent failure (any other 4xx, an SMTP 5xx, a payload the channel
+// cannot take, a template that fails on the event) and the failure of the
+// last attempt (delivery.max_attempts, counted by JetStream's delivery
+// count) publish the message to pcwatch.dlq.<channel> in stream PCWATCH_DLQ
+// (created when missing; file storage, 30 days) with headers naming the
+// reason, the HTTP status, the attempts, the channel and the original
+// subject, and then terminate it. ListDLQ and ReplayDLQ (`notifier dlq list`
+// and `notifier dlq replay`) read and resend them.
+//
+// While the stream PCWATCH_EVENTS does not exist (the watcher has not
+// started) or NATS cannot be reached, Run logs why and retries with
+// backoff; /readyz says not ready meanwhile.
+//
+// # Exactly once per channel, and its limits
+//
+// JetStream delivers at least once: a message is redelivered when its ack is
+// lost, when the notifier dies before acknowledging it, and when the watcher
+// publishes the same event twice (the stream's duplicate window drops most
+// of those). The notifier turns this into exactly once per channel in the
+// normal case with the key-value bucket PCWATCH_DELIVERIES (history 1, TTL
+// delivery.dedupe_ttl, default 7 days), keyed <channel>.<event id>:
+//
+//  1. Before sending, the consumer writes a "sending" record with a
+//     compare-and-set create or update, naming this process, the stream
+//     sequence and the delivery count. Two copies of one event cannot both
+//     win: the loser sees "sending" and looks again later.
+//  2. After the receiver accepted the event it writes "delivered", then
+//     acknowledges the message and waits for JetStream to confirm the ack.
+//  3. A message whose event is recorded "delivered" is acknowledged without
+//     sending: a lost ack, a redelivery, a second copy of the event.
+//  4. A failed attempt turns the record into "failed" (or "dead" once
+//     dead-lettered), so the next attempt may claim it.
+//
+// The honest limit is the window between a send the receiver accepted and
+// the "delivered" record: if the process dies there (kill -9, power loss, a
+// crash), or dies while a send is in flight and the receiver processed it
+// without the notifier seeing the answer, JetStream redelivers the message
+// after ack_wait, the new owner finds the record still "sending" for that
+// very message and sends the event again. That is at-least-once, bounded by
+// the sends in flight at the moment of death (at most delivery.concurrency
+// per channel). The resend carries the same event id everywhere — the
+// webhook-id header (Standard Webhooks receivers must deduplicate on it),
+// X-Pcwatch-Event-Id, the email Message-ID (<event id.channel@domain>), the
+// Slack and Teams footer, the NATS Nats-Msg-Id header — so receivers can
+// drop it. The same applies when a sender stalls past ack_wait despite its
+// InProgress acks and JetStream hands the message to another notifier. A
+// record that could not be written after a successful send (NATS lost at
+// that moment) is remembered in memory for 8192 deliveries, but not across
+// a restart. Records expire after dedupe_ttl: an event redelivered later
+// than that (a replay of an old stream) is sent again. Replays from the
+// dead-letter queue use and update the same records.
+//
+// Secrets — webhook URLs with tokens, signing secrets, SMTP passwords —
+// never appear in logs, errors, metrics or the DLQ: URLs are reduced to
+// scheme and host.
+package notify

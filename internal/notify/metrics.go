@@ -1,0 +1,72 @@
+package notify
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Results: the result label of pcwatch_notifier_notifications_total, one
+// per message a channel's consumer handled.
+const (
+	ResultDelivered = "delivered" // sent and acknowledged by the receiver
+	ResultDuplicate = "duplicate" // already delivered earlier; acknowledged without sending
+	ResultFiltered  = "filtered"  // not routed to this channel
+	ResultSilenced  = "silenced"  // muted by a silence
+	ResultRetry     = "retry"     // failed; redelivery scheduled
+	ResultDeferred  = "deferred"  // another copy of the event is in flight; looked at again later
+	ResultDLQ       = "dlq"       // sent to the dead-letter queue
+)
+
+var results = []string{ResultDelivered, ResultDuplicate, ResultFiltered, ResultSilenced, ResultRetry, ResultDeferred, ResultDLQ}
+
+// metrics are the notifier's Prometheus metrics, on a registry of its own.
+type metrics struct {
+	reg           *prometheus.Registry
+	received      *prometheus.CounterVec
+	notifications *prometheus.CounterVec
+	failures      *prometheus.CounterVec
+	attempts      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	dlq           prometheus.Gauge
+}
+
+func newMetrics(channels []string) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pcwatch_notifier_events_received_total",
+			Help: "Messages a channel's consumer received (redeliveries included).",
+		}, []string{"channel"}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pcwatch_notifier_notifications_total",
+			Help: "Messages handled per channel, by result: delivered, duplicate, filtered, silenced, retry, deferred, dlq.",
+		}, []string{"channel", "result"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pcwatch_notifier_failures_total",
+			Help: "Failed sends and undeliverable messages per channel, by reason.",
+		}, []string{"channel", "reason"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pcwatch_notifier_attempts_total",
+			Help: "Send attempts per channel.",
+		}, []string{"channel"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pcwatch_notifier_send_duration_seconds",
+			Help:    "Duration of one send attempt.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"channel"}),
+		dlq: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pcwatch_notifier_dlq_messages",
+			Help: "Messages in the dead-letter stream PCWATCH_DLQ.",
+		}),
+	}
+	m.reg.MustRegister(m.received, m.notifications, m.failures, m.attempts, m.duration, m.dlq,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, ch := range channels {
+		m.received.WithLabelValues(ch)
+		m.attempts.WithLabelValues(ch)
+		for _, r := range results {
+			m.notifications.WithLabelValues(ch, r)
+		}
+	}
+	return m
+}

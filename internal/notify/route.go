@@ -1,0 +1,269 @@
+package notify
+
+import (
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pcwatch/pcwatch/internal/events"
+)
+
+type compiledMatch struct {
+	types          []string // globs on the short type
+	customers      []string
+	offers         []string // globs
+	partnerIDs     []string
+	minDelta       int
+	remainingUnder time.Duration
+}
+
+type compiledRoute struct {
+	name     string
+	m        compiledMatch
+	channels []string
+	cont     bool
+}
+
+type compiledSilence struct {
+	m       compiledMatch
+	until   time.Time
+	comment string
+}
+
+type compiledOverride struct {
+	glob        string
+	title, text *templateT
+}
+
+func (m compiledMatch) empty() bool {
+	return len(m.types) == 0 && len(m.customers) == 0 && len(m.offers) == 0 && len(m.partnerIDs) == 0 &&
+		m.minDelta == 0 && m.remainingUnder == 0
+}
+
+// shortType is the type without the io.pcwatch. prefix.
+func shortType(t events.Type) string { return strings.TrimPrefix(string(t), events.TypePrefix) }
+
+// matches reports whether the event satisfies every condition of m.
+func (m compiledMatch) matches(ev *events.Event, d *events.Data) bool {
+	if len(m.types) > 0 && !slices.ContainsFunc(m.types, func(g string) bool {
+		ok, _ := path.Match(g, shortType(ev.Type))
+		return ok
+	}) {
+		return false
+	}
+	if len(m.customers) > 0 && !slices.Contains(m.customers, d.CustomerID) {
+		return false
+	}
+	if len(m.offers) > 0 {
+		var names []string
+		for _, v := range []*events.View{d.After, d.Before} {
+			if v != nil && v.OfferName != "" {
+				names = append(names, v.OfferName)
+			}
+		}
+		if !slices.ContainsFunc(m.offers, func(g string) bool {
+			return slices.ContainsFunc(names, func(n string) bool { ok, _ := path.Match(g, n); return ok })
+		}) {
+			return false
+		}
+	}
+	if len(m.partnerIDs) > 0 {
+		var ids []string
+		for _, v := range []*events.View{d.After, d.Before} {
+			if v != nil && v.PartnerID != "" {
+				ids = append(ids, v.PartnerID)
+			}
+		}
+		if !slices.ContainsFunc(m.partnerIDs, func(p string) bool { return slices.Contains(ids, p) }) {
+			return false
+		}
+	}
+	if m.minDelta > 0 {
+		if d.Delta == nil || abs(*d.Delta) < m.minDelta {
+			return false
+		}
+	}
+	if m.remainingUnder > 0 {
+		left, ok := remaining(ev, d)
+		if !ok || left >= m.remainingUnder {
+			return false
+		}
+	}
+	return true
+}
+
+// remaining is the time left before a deadline event's deadline, as the
+// watcher computed it, or else as of the event time.
+func remaining(ev *events.Event, d *events.Data) (time.Duration, bool) {
+	if d.RemainingSeconds != nil {
+		return time.Duration(*d.RemainingSeconds) * time.Second, true
+	}
+	if d.Deadline != nil {
+		return d.Deadline.Sub(ev.Time), true
+	}
+	return 0, false
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// Decision is where one event goes.
+type Decision struct {
+	// Channels receive the event, in the order routes name them, each once.
+	Channels []string
+	// Routes are the names of the routes that matched; "default" when the
+	// default route applied.
+	Routes []string
+	// Silenced is set when an active silence matched; Channels is then
+	// empty and Silence holds the silence's comment.
+	Silenced bool
+	Silence  string
+}
+
+// Route decides which channels receive an event at instant now (which only
+// matters for silences): routes are tried in order, each matching route adds
+// its channels and ends the walk unless it has continue: true; when none
+// matched the default route applies. An active silence that matches mutes
+// the event everywhere.
+func (c *Config) Route(ev *events.Event, d *events.Data, now time.Time) Decision {
+	var dec Decision
+	for _, s := range c.silences {
+		if now.Before(s.until) && s.m.matches(ev, d) {
+			dec.Silenced, dec.Silence = true, s.comment
+			if dec.Silence == "" {
+				dec.Silence = "silenced until " + s.until.UTC().Format(time.RFC3339)
+			}
+			return dec
+		}
+	}
+	add := func(chs []string) {
+		for _, ch := range chs {
+			if !slices.Contains(dec.Channels, ch) {
+				dec.Channels = append(dec.Channels, ch)
+			}
+		}
+	}
+	for _, r := range c.routes {
+		if !r.m.matches(ev, d) {
+			continue
+		}
+		dec.Routes = append(dec.Routes, r.name)
+		add(r.channels)
+		if !r.cont {
+			break
+		}
+	}
+	if len(dec.Routes) == 0 && len(c.deflt) > 0 {
+		dec.Routes = []string{"default"}
+		add(c.deflt)
+	}
+	return dec
+}
+
+// FilterSubjects returns the NATS subjects a channel's consumer must see:
+// the subjects of the event types its routes name (a type glob on the
+// change becomes pcwatch.events.<resource>.>, a glob on the resource
+// pcwatch.events.>, ops types pcwatch.ops.>), or everything when the
+// channel is on the default route or on a route without types. The subjects
+// never overlap, as JetStream requires.
+func (c *Config) FilterSubjects(channel string) []string {
+	var subs []string
+	all := func() []string { return slices.Clone(events.StreamSubjects) }
+	for _, r := range c.routes {
+		if !slices.Contains(r.channels, channel) {
+			continue
+		}
+		if len(r.m.types) == 0 {
+			return all()
+		}
+		for _, g := range r.m.types {
+			subs = append(subs, subjectsForGlob(g)...)
+		}
+	}
+	if slices.Contains(c.deflt, channel) {
+		return all()
+	}
+	return reduceSubjects(subs)
+}
+
+func hasMeta(s string) bool { return strings.ContainsAny(s, `*?[\`) }
+
+func subjectsForGlob(g string) []string {
+	res, change, dot := strings.Cut(g, ".")
+	if dot && !hasMeta(res) {
+		if !hasMeta(change) {
+			if res == string(events.ResourceOps) {
+				return []string{"pcwatch.ops." + change}
+			}
+			return []string{"pcwatch.events." + res + "." + change + ".>"}
+		}
+		if res == string(events.ResourceOps) {
+			return []string{"pcwatch.ops.>"}
+		}
+		return []string{"pcwatch.events." + res + ".>"}
+	}
+	// A glob over the resource: the event space of every resource it can
+	// match.
+	var out []string
+	for _, in := range events.Catalog {
+		if ok, _ := path.Match(g, shortType(in.Type)); !ok {
+			continue
+		}
+		s := "pcwatch.events.>"
+		if in.Resource == events.ResourceOps {
+			s = "pcwatch.ops.>"
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// reduceSubjects drops duplicates and subjects another one covers.
+func reduceSubjects(subs []string) []string {
+	slices.Sort(subs)
+	subs = slices.Compact(subs)
+	var out []string
+	for i, s := range subs {
+		covered := false
+		for j, t := range subs {
+			if i != j && subjectCovers(t, s) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// subjectCovers reports whether filter t matches every subject filter s
+// matches.
+func subjectCovers(t, s string) bool {
+	tt, st := strings.Split(t, "."), strings.Split(s, ".")
+	for i, tok := range tt {
+		if tok == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) {
+			return false
+		}
+		switch {
+		case tok == "*":
+			if st[i] == ">" {
+				return false
+			}
+		case tok != st[i]:
+			return false
+		}
+	}
+	return len(tt) == len(st)
+}

@@ -1,0 +1,318 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pcwatch/pcwatch/internal/clock"
+	"github.com/pcwatch/pcwatch/internal/events"
+)
+
+// DefaultNATSURL is the watcher's embedded NATS server.
+const DefaultNATSURL = "nats://127.0.0.1:4222"
+
+// Options configure Run.
+type Options struct {
+	// Config is the validated configuration (LoadConfig). Required.
+	Config *Config
+	// NATS says how to reach NATS; URL defaults to DefaultNATSURL.
+	NATS events.NATSOptions
+	// Listen is the health and metrics address; default the
+	// configuration's listen, else DefaultListen. Port 0 picks one.
+	Listen string
+	// Logger receives the notifier's logs; nil discards them.
+	Logger *slog.Logger
+	// Clock decides which silences are active and stamps signatures and
+	// mails; default the wall clock.
+	Clock clock.Clock
+	// HTTPClient sends webhooks, Slack and Teams messages; default a client
+	// that follows no redirects. Timeouts come from the channels.
+	HTTPClient *http.Client
+	// ShutdownGrace is how long sends in flight may finish once ctx ends;
+	// default 10s. Those still running are then cancelled and their
+	// messages redelivered later.
+	ShutdownGrace time.Duration
+	// Ready, when set, is called once the health endpoint listens and every
+	// channel's consumer runs.
+	Ready func(ReadyInfo)
+
+	hooks *testHooks
+}
+
+// ReadyInfo describes a notifier that is ready.
+type ReadyInfo struct {
+	Addr     string   // the health and metrics address
+	Channels []string // the channels consuming (those some route uses)
+	Instance string   // this process's id in delivery records
+}
+
+// Run runs the notifier until ctx ends: one durable JetStream consumer per
+// channel, the dead-letter stream and the deliveries bucket, and the
+// /healthz, /readyz and /metrics endpoints. It waits for NATS and for the
+// event stream rather than failing when they are not there yet. It returns
+// nil after a clean shutdown, or the error that stopped it from starting.
+func Run(ctx context.Context, o Options) error {
+	if o.Config == nil || len(o.Config.names) == 0 {
+		return errors.New("notify.Run: no configuration (load it with notify.LoadConfig)")
+	}
+	cfg := o.Config
+	if o.NATS.URL == "" {
+		o.NATS.URL = DefaultNATSURL
+	}
+	if o.NATS.Name == "" {
+		o.NATS.Name = "pcwatch-notifier"
+	}
+	if o.Listen == "" {
+		o.Listen = cfg.ListenAddr()
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = newHTTPClient()
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 10 * time.Second
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.NATS.Logger == nil {
+		o.NATS.Logger = log
+	}
+	host, _ := os.Hostname()
+	instance := fmt.Sprintf("%s-%d-%s", strings.ReplaceAll(host, ".", "_"), os.Getpid(), randomHex(3))
+	for _, w := range cfg.warnings {
+		log.Warn("configuration: " + w)
+	}
+
+	// Shutdown mirrors start-up: cleanups run last-in, first-out.
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+
+	m := newMetrics(cfg.names)
+	h := &health{}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("health and metrics endpoint: %w (choose another address with --listen or listen:)", err)
+	}
+	srv := &http.Server{Handler: h.handler(m), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	cleanups = append(cleanups, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	log.Info("health and metrics listening", "addr", ln.Addr().String())
+	if o.hooks != nil && o.hooks.listening != nil {
+		o.hooks.listening(ln.Addr().String())
+	}
+
+	nc, err := events.Connect(o.NATS)
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, nc.Close)
+	h.set(nc, nil)
+	log.Info("connecting to NATS", "nats", o.NATS.String())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("JetStream: %w", err)
+	}
+
+	natsDesc := o.NATS.String()
+	kv := setupWithRetry(ctx, log, func(ctx context.Context) (jetstream.KeyValue, error) {
+		if !nc.IsConnected() {
+			return nil, fmt.Errorf("%s is not reachable (set --nats-url or PCWATCH_NATS_URL)", natsDesc)
+		}
+		if _, err := EnsureDLQ(ctx, js); err != nil {
+			return nil, err
+		}
+		return EnsureDeliveries(ctx, js, cfg.Delivery.DedupeTTL.D())
+	})
+	if kv == nil {
+		return nil // ctx ended while waiting for NATS
+	}
+	store := newDeliveryStore(kv, instance, o.Clock, func(ch string) time.Duration {
+		return cfg.Delivery.AckWait.D() + cfg.Channels[ch].Timeout.D()
+	})
+
+	refreshDLQ := make(chan struct{}, 1)
+	kick := func() {
+		select {
+		case refreshDLQ <- struct{}{}:
+		default:
+		}
+	}
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	cleanups = append(cleanups, cancelWork)
+	readyc := make(chan string, len(cfg.names))
+	var runners []*channelRunner
+	var active []string
+	for _, name := range cfg.names {
+		if len(cfg.FilterSubjects(name)) == 0 {
+			log.Warn("channel is not used by any route: not consuming for it", "channel", name)
+			continue
+		}
+		active = append(active, name)
+		ch := cfg.Channels[name]
+		snd, err := newSender(ch, senderDeps{http: o.HTTPClient, conn: nc, clock: o.Clock})
+		if err != nil {
+			return err
+		}
+		r := &channelRunner{
+			name: name, ch: ch, cfg: cfg, snd: snd, js: js, store: store, m: m, clk: o.Clock, hooks: o.hooks,
+			log: log.With("channel", name), rnd: rand.Float64, onDLQ: kick,
+			ready: func() { readyc <- name },
+		}
+		runners = append(runners, r)
+	}
+	h.set(nc, runners)
+
+	var wg sync.WaitGroup
+	for _, r := range runners {
+		wg.Go(func() { r.run(ctx, workCtx) })
+	}
+	wg.Go(func() { refreshDLQGauge(ctx, js, m, refreshDLQ) })
+	wg.Go(func() {
+		for range runners {
+			select {
+			case <-readyc:
+			case <-ctx.Done():
+				return
+			}
+		}
+		log.Info("notifier ready", "channels", strings.Join(active, ","), "instance", instance)
+		if o.Ready != nil {
+			o.Ready(ReadyInfo{Addr: ln.Addr().String(), Channels: active, Instance: instance})
+		}
+	})
+
+	<-ctx.Done()
+	log.Info("shutting down: letting sends in flight finish", "grace", o.ShutdownGrace)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(o.ShutdownGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		log.Warn("shutdown grace over: cancelling sends still in flight; their events will be redelivered")
+		cancelWork()
+		<-done
+	}
+	log.Info("notifier stopped")
+	return nil
+}
+
+// setupWithRetry runs f until it succeeds or ctx ends, logging why it
+// waits.
+func setupWithRetry[T any](ctx context.Context, log *slog.Logger, f func(context.Context) (T, error)) T {
+	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(500*time.Millisecond),
+		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		v, err := f(actx)
+		cancel()
+		if err == nil {
+			return v
+		}
+		var zero T
+		if ctx.Err() != nil {
+			return zero
+		}
+		wait := bo.NextBackOff()
+		log.Warn("waiting for NATS JetStream (is the watcher or NATS running?)", "err", err, "retry_in", wait.Round(time.Millisecond))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return zero
+		case <-t.C:
+		}
+	}
+}
+
+// refreshDLQGauge keeps the DLQ gauge current: every 30s and after each
+// dead-lettering.
+func refreshDLQGauge(ctx context.Context, js jetstream.JetStream, m *metrics, kick <-chan struct{}) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if s, err := js.Stream(actx, DLQStream); err == nil {
+			m.dlq.Set(float64(s.CachedInfo().State.Msgs))
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-kick:
+		}
+	}
+}
+
+// health serves /healthz, /readyz and /metrics.
+type health struct {
+	nc      *nats.Conn
+	mu      sync.Mutex
+	runners []*channelRunner
+}
+
+func (h *health) set(nc *nats.Conn, runners []*channelRunner) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.nc, h.runners = nc, runners
+}
+
+func (h *health) handler(m *metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		h.mu.Lock()
+		nc, runners := h.nc, h.runners
+		h.mu.Unlock()
+		var problems []string
+		if nc == nil || !nc.IsConnected() {
+			problems = append(problems, "NATS not connected")
+		}
+		if len(runners) == 0 {
+			problems = append(problems, "consumers not started")
+		}
+		for _, r := range runners {
+			if !r.active.Load() {
+				problems = append(problems, "channel "+r.name+": consumer not running")
+			}
+		}
+		if len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, strings.Join(problems, "\n"))
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	return mux
+}
