@@ -45,6 +45,15 @@ func TestCheckAcceptsTheExample(t *testing.T) {
 	}
 }
 
+// The demo configuration the watcher's demo points to needs no secret.
+func TestCheckAcceptsTheDemoConfig(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"check", "--config", "../../deploy/notifier.demo.yaml"}, &out, &errOut, func(string) string { return "" })
+	if code != 0 || out.String() != "config OK: 1 channel, 2 routes\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+}
+
 func writeFile(t *testing.T, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)

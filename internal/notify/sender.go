@@ -107,9 +107,9 @@ func newSender(ch *Channel, deps senderDeps) (sender, error) {
 	case KindWebhook:
 		return newWebhook(ch, deps)
 	case KindSlack:
-		return &slackSender{ch: ch, post: poster{hc: deps.http, ch: ch.name, clk: deps.clock, url: ch.url}}, nil
+		return pace(&slackSender{ch: ch, post: poster{hc: deps.http, ch: ch.name, clk: deps.clock, url: ch.url}}, KindSlack, deps.clock, nil), nil
 	case KindTeams:
-		return &teamsSender{ch: ch, post: poster{hc: deps.http, ch: ch.name, clk: deps.clock, url: ch.url}}, nil
+		return pace(&teamsSender{ch: ch, post: poster{hc: deps.http, ch: ch.name, clk: deps.clock, url: ch.url}}, KindTeams, deps.clock, nil), nil
 	case KindEmail:
 		return &emailSender{ch: ch, clk: deps.clock}, nil
 	case KindNATS:

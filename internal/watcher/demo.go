@@ -112,7 +112,7 @@ func Demo(ctx context.Context, o DemoOptions) error {
 			fmt.Fprintf(o.Out, "  NATS (JetStream)          %s   stream %s, subjects pcwatch.events.> and pcwatch.ops.>\n", rt.NATSURL, events.StreamName)
 			fmt.Fprintf(o.Out, "  operations                http://%s/metrics  /readyz  /api/deadlines\n", rt.Listen)
 			fmt.Fprintf(o.Out, "  try: nats --server %s sub 'pcwatch.events.subscription.>'\n", rt.NATSURL)
-			fmt.Fprintf(o.Out, "       PCWATCH_NATS_URL=%s go run ./cmd/notifier run --config deploy/notifier.example.yaml\n", rt.NATSURL)
+			fmt.Fprintf(o.Out, "       PCWATCH_NATS_URL=%s go run ./cmd/notifier run --config deploy/notifier.demo.yaml   (then: nats sub 'alerts.>')\n", rt.NATSURL)
 			fmt.Fprintf(o.Out, "The first cycle is a silent baseline; changes and deadlines follow. Ctrl-C to stop.\n\n")
 			sub, err := rt.Conn.Subscribe("pcwatch.>", pr.handle)
 			if err != nil {
