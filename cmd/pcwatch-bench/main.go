@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -230,8 +229,6 @@ func gitRev() string {
 	}
 	return strings.TrimSpace(string(out))
 }
-
-var errSkip = errors.New("skipped")
 
 const methodology = `
 ## How each figure is measured

@@ -174,7 +174,7 @@ func TestOnceExitCodes(t *testing.T) {
 		{"bad cloud", tok, []string{"run", "--cloud", "mars"}, "unknown cloud \"mars\": want global, usgov or china"},
 		{"bad resource", tok, []string{"run", "--resources", "subscriptions,invoices"}, "unknown resource \"invoices\""},
 		{"missing credentials", nil, runArgs(url, t.TempDir()), "no Partner Center credentials"},
-		{"unreachable Partner Center", tok, runArgs("http://127.0.0.1:9", t.TempDir()), "Partner Center at http://127.0.0.1:9 is not usable"},
+		{"unreachable Partner Center", tok, runArgs("http://127.0.0.1:9", t.TempDir()), "Partner Center API at http://127.0.0.1:9 is not usable"},
 		{"refused token", []string{"PCWATCH_PC_TOKEN=wrong"}, runArgs(url, t.TempDir()), "HTTP 401"},
 		{"unknown command", nil, []string{"serve"}, "unknown command \"serve\""},
 	}

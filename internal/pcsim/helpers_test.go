@@ -99,21 +99,6 @@ func findSub(t testing.TB, s *Sim, pred func(CustomerState, SubscriptionState) b
 	return "", SubscriptionState{}
 }
 
-func subState(t testing.TB, s *Sim, custID, subID string) (SubscriptionState, bool) {
-	t.Helper()
-	for _, c := range s.State().Customers {
-		if c.ID != custID {
-			continue
-		}
-		for _, sub := range c.Subscriptions {
-			if sub.ID == subID {
-				return sub, true
-			}
-		}
-	}
-	return SubscriptionState{}, false
-}
-
 // topLevel decodes a JSON object into its properties.
 func topLevel(t testing.TB, b []byte) map[string]json.RawMessage {
 	t.Helper()

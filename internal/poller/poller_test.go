@@ -226,7 +226,9 @@ func TestMutationsBecomeEventsWithinOneCycle(t *testing.T) {
 	must(err)
 	must(e.sim.RemoveSubscription(c3, subs[3].ID))
 
-	rep = e.cycle(p)
+	if rep := e.cycle(p); !rep.Complete() {
+		t.Fatalf("cycle after the mutations: %+v", rep.Failures)
+	}
 	evs := since(e.stream(), base)
 	want := []string{"subscription.auto-renew-changed", "subscription.created", "subscription.quantity-changed", "subscription.status-changed"}
 	if got := types(evs); !slices.Equal(got, want) {

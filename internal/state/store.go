@@ -205,14 +205,6 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-// key joins a customer id and a resource id.
-func key(customerID, id string) string {
-	if id == "" {
-		return customerID
-	}
-	return customerID + "/" + id
-}
-
 // SplitKey splits a snapshot key into customer and resource ids.
 func SplitKey(k string) (customerID, id string) {
 	customerID, id, _ = strings.Cut(k, "/")

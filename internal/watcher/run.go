@@ -159,7 +159,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return &StartupError{fmt.Errorf("Partner Center at %s is not usable: %w (check --pc-url/--cloud, network and proxy settings, and the PCWATCH_PC_* credentials)", client.BaseURL(), err)}
+		return &StartupError{fmt.Errorf("the Partner Center API at %s is not usable: %w (check --pc-url/--cloud, network and proxy settings, and the PCWATCH_PC_* credentials)", client.BaseURL(), err)}
 	}
 
 	// State.
