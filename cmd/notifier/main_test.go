@@ -20,6 +20,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
+	"github.com/pcwatch/pcwatch/internal/natstest"
 	"github.com/pcwatch/pcwatch/internal/notify"
 )
 
@@ -204,23 +205,10 @@ func (w *lineWatcher) wait(t *testing.T) {
 
 func startNATS(t *testing.T) (*natsembed.Server, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := events.Connect(events.NATSOptions{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	if _, err := events.EnsureStream(ctx, js, events.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return srv, nc, js
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv.ClientURL())
+	natstest.EnsureEvents(t, nc, events.StreamOptions{})
+	return srv, nc, natstest.JetStream(t, nc)
 }
 
 func quantityEvent(t *testing.T, c string, sub, rev int) events.Envelope {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/events"
-	"github.com/pcwatch/pcwatch/internal/natsembed"
+	"github.com/pcwatch/pcwatch/internal/natstest"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
@@ -83,29 +82,10 @@ func runArgs(url, dir string, extra ...string) []string {
 // streamIDs reads the stream the watcher left in its data directory.
 func streamIDs(t *testing.T, dir string) map[string]int {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{Port: -1, StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := natstest.StartAt(t, filepath.Join(dir, "nats"), -1)
 	defer srv.Shutdown()
-	nc, err := events.Connect(events.NATSOptions{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx := context.Background()
-	s, err := js.Stream(ctx, events.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, _ := s.Info(ctx)
 	ids := map[string]int{}
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range natstest.ReadStream(t, natstest.Connect(t, srv.ClientURL()), events.StreamName) {
 		ids[m.Header.Get(jetstream.MsgIDHeader)]++
 	}
 	return ids

@@ -6,10 +6,55 @@
 package bench
 
 import (
+	"context"
+	"path/filepath"
 	"sort"
 	"syscall"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsembed"
 )
+
+// server is an embedded nats-server as the watcher runs it (file storage,
+// SyncAlways), a connection, and PCWATCH_EVENTS on it.
+type server struct {
+	srv    *natsembed.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+func startServer(dir string) (*server, error) {
+	srv, err := natsembed.Start(natsembed.Options{Port: -1, StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		return nil, err
+	}
+	s := &server{srv: srv}
+	if s.nc, err = events.Connect(events.NATSOptions{URL: srv.ClientURL()}); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(256)); err != nil {
+		s.close()
+		return nil, err
+	}
+	if s.stream, err = events.EnsureStream(context.Background(), s.js, events.StreamOptions{}); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *server) close() {
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	s.srv.Shutdown()
+}
 
 // cpuTime is the CPU (user+system) this process used so far.
 func cpuTime() time.Duration {

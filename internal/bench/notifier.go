@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/events"
-	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/notify"
 )
 
@@ -77,25 +76,14 @@ func Notifier(o NotifierOptions) (*NotifierResult, error) {
 	}
 	idle := min(300, o.Events)
 	res := &NotifierResult{Events: o.Events, Concurrency: notify.DefaultConcurrency}
-	srv, err := natsembed.Start(natsembed.Options{Port: -1, StoreDir: filepath.Join(o.Dir, "notify-nats")})
+	s, err := startServer(filepath.Join(o.Dir, "notify"))
 	if err != nil {
 		return nil, err
 	}
-	defer srv.Shutdown()
-	nc, err := events.Connect(events.NATSOptions{URL: srv.ClientURL()})
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(256))
-	if err != nil {
-		return nil, err
-	}
+	defer s.close()
+	js, srv := s.js, s.srv
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := events.EnsureStream(ctx, js, events.StreamOptions{}); err != nil {
-		return nil, err
-	}
 
 	// The floor first: a bare consumer on the same stream.
 	floorRec := newRecorder(o.Events)

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/events"
-	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
@@ -40,25 +39,12 @@ func Relay(o RelayOptions) (*RelayResult, error) {
 	if o.Repeat == 0 {
 		o.Repeat = 3
 	}
-	srv, err := natsembed.Start(natsembed.Options{Port: -1, StoreDir: filepath.Join(o.Dir, "nats")})
+	s, err := startServer(o.Dir)
 	if err != nil {
 		return nil, err
 	}
-	defer srv.Shutdown()
-	nc, err := events.Connect(events.NATSOptions{URL: srv.ClientURL()})
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(256))
-	if err != nil {
-		return nil, err
-	}
-	ctx := context.Background()
-	stream, err := events.EnsureStream(ctx, js, events.StreamOptions{})
-	if err != nil {
-		return nil, err
-	}
+	defer s.close()
+	nc, js, stream, ctx := s.nc, s.js, s.stream, context.Background()
 	evs := make([]events.Envelope, o.Events)
 	for i := range evs {
 		q := i % 50

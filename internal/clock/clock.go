@@ -7,6 +7,7 @@
 package clock
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -125,4 +126,22 @@ func Parse(spec string) (Clock, error) {
 		return nil, fmt.Errorf("clock spec %q: start is required", spec)
 	}
 	return a, nil
+}
+
+// Sleep waits d of wall time or until ctx ends, whichever comes first; it
+// returns ctx's error in the second case. It is the default wait of the
+// components that take an injectable sleep (tests pass one that advances a
+// Fake clock instead).
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

@@ -384,19 +384,10 @@ func (b *builder) remove(k state.Kind, id string, old state.Record) error {
 	before := view.Of(k, id, old.Raw)
 	d := &events.Data{Before: &before, Revision: old.Rev + 1}
 	setIDs(d, k, custID, id)
-	var t events.Type
-	switch k {
-	case state.KindCustomer:
-		t = events.CustomerRemoved
+	if k == state.KindCustomer {
 		d.CustomerName = before.CompanyName
-	case state.KindSubscription:
-		t = events.SubscriptionRemoved
-	case state.KindManagedService:
-		t = events.ManagedServiceRemoved
-	case state.KindProduct:
-		t = events.ProductRemoved
 	}
-	return b.emitFor(custID, t, events.IDKey{Entity: view.Entity(k, custID, id), Revision: old.Rev + 1}, d)
+	return b.emitFor(custID, kindTypes[k].removed, events.IDKey{Entity: view.Entity(k, custID, id), Revision: old.Rev + 1}, d)
 }
 
 // emitFor emits an event about customer custID (the customer list differ
@@ -406,6 +397,15 @@ func (b *builder) emitFor(custID string, t events.Type, key events.IDKey, d *eve
 	b.custID = custID
 	defer func() { b.custID = saved }()
 	return b.emit(t, key, d)
+}
+
+// kindTypes are the event types of an entity of each kind appearing and
+// disappearing.
+var kindTypes = map[state.Kind]struct{ added, removed events.Type }{
+	state.KindCustomer:       {events.CustomerAdded, events.CustomerRemoved},
+	state.KindSubscription:   {events.SubscriptionCreated, events.SubscriptionRemoved},
+	state.KindManagedService: {events.ManagedServiceAdded, events.ManagedServiceRemoved},
+	state.KindProduct:        {events.ProductAdded, events.ProductRemoved},
 }
 
 func setIDs(d *events.Data, k state.Kind, custID, id string) {
@@ -424,19 +424,10 @@ func (b *builder) emitAdded(k state.Kind, custID string, e *Entity, rev uint64) 
 	after := e.view()
 	d := &events.Data{After: &after, Revision: rev}
 	setIDs(d, k, custID, e.ID)
-	var t events.Type
-	switch k {
-	case state.KindCustomer:
-		t = events.CustomerAdded
+	if k == state.KindCustomer {
 		d.CustomerName = after.CompanyName
-	case state.KindSubscription:
-		t = events.SubscriptionCreated
-	case state.KindManagedService:
-		t = events.ManagedServiceAdded
-	case state.KindProduct:
-		t = events.ProductAdded
 	}
-	return b.emitFor(custID, t, events.IDKey{Entity: view.Entity(k, custID, e.ID), Revision: rev}, d)
+	return b.emitFor(custID, kindTypes[k].added, events.IDKey{Entity: view.Entity(k, custID, e.ID), Revision: rev}, d)
 }
 
 func (b *builder) emitChanged(k state.Kind, custID string, e *Entity, old state.Record, rev uint64, changes []events.Change) error {

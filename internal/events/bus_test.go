@@ -16,33 +16,18 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
+	"github.com/pcwatch/pcwatch/internal/natstest"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
-// startNATS runs a real in-process nats-server with JetStream on a random
-// port, stored under dir.
 func startNATS(t testing.TB, dir string, port int) *natsembed.Server {
-	t.Helper()
 	if port == 0 {
 		port = -1
 	}
-	srv, err := natsembed.Start(natsembed.Options{Port: port, StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
+	return natstest.StartAt(t, dir, port)
 }
 
-func connect(t testing.TB, url string) *nats.Conn {
-	t.Helper()
-	nc, err := events.Connect(events.NATSOptions{URL: url, Name: t.Name()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
+func connect(t testing.TB, url string) *nats.Conn { return natstest.Connect(t, url) }
 
 func openStore(t testing.TB) *state.Store {
 	t.Helper()
@@ -81,26 +66,8 @@ type stored struct {
 // readStream returns every message in PCWATCH_EVENTS in stream order.
 func readStream(t testing.TB, nc *nats.Conn) []stored {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	js, _ := jetstream.New(nc)
-	s, err := js.Stream(ctx, events.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []stored
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range natstest.ReadStream(t, nc, events.StreamName) {
 		out = append(out, stored{seq: m.Sequence, subject: m.Subject, id: m.Header.Get(jetstream.MsgIDHeader),
 			body: string(m.Data), ctype: m.Header.Get("Content-Type")})
 	}
@@ -108,11 +75,7 @@ func readStream(t testing.TB, nc *nats.Conn) []stored {
 }
 
 func ensureStream(t testing.TB, nc *nats.Conn, o events.StreamOptions) {
-	t.Helper()
-	js, _ := jetstream.New(nc)
-	if _, err := events.EnsureStream(context.Background(), js, o); err != nil {
-		t.Fatal(err)
-	}
+	natstest.EnsureEvents(t, nc, o)
 }
 
 func newRelay(t testing.TB, nc *nats.Conn, ob events.Outbox, m events.RelayMetrics) *events.Relay {
@@ -258,11 +221,7 @@ func TestServerRestartMidDrain(t *testing.T) {
 	if n, _ := st.OutboxLen(); n == 0 || n >= len(all) {
 		t.Fatalf("outbox holds %d while NATS is down, want some but not all of %d", n, len(all))
 	}
-	srv2, err := natsembed.Start(natsembed.Options{Port: port, StoreDir: natsDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv2.Shutdown)
+	natstest.StartAt(t, natsDir, port)
 	flush(t, r) // drains alongside Run until the outbox is empty
 	cancel()
 	<-done

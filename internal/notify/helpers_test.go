@@ -20,6 +20,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
+	"github.com/pcwatch/pcwatch/internal/natstest"
 )
 
 // testTimeout bounds every wait in these tests; it is a safety net, never
@@ -33,35 +34,11 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// startNATS runs a real in-process nats-server with JetStream.
-func startNATS(t testing.TB) *natsembed.Server {
-	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
-}
+func startNATS(t testing.TB) *natsembed.Server { return natstest.Start(t) }
 
-func connectNATS(t testing.TB, url string) *nats.Conn {
-	t.Helper()
-	nc, err := events.Connect(events.NATSOptions{URL: url, Name: t.Name()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
+func connectNATS(t testing.TB, url string) *nats.Conn { return natstest.Connect(t, url) }
 
-func jsOf(t testing.TB, nc *nats.Conn) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
+func jsOf(t testing.TB, nc *nats.Conn) jetstream.JetStream { return natstest.JetStream(t, nc) }
 
 func ensureEventStream(t testing.TB, js jetstream.JetStream) {
 	t.Helper()

@@ -32,7 +32,7 @@ func pace(s sender, kind string, clk clock.Clock, sleep func(context.Context, ti
 		return s
 	}
 	if sleep == nil {
-		sleep = sleepCtx
+		sleep = clock.Sleep
 	}
 	return &pacedSender{sender: s, lim: rate.NewLimiter(r, 1), clk: clk, sleep: sleep}
 }
@@ -46,15 +46,4 @@ func (p *pacedSender) send(ctx context.Context, n *notification) error {
 		}
 	}
 	return p.sender.send(ctx, n)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

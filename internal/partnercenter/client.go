@@ -208,7 +208,7 @@ func New(o Options) (*Client, error) {
 		c.clk = clock.Real{}
 	}
 	if c.sleep == nil {
-		c.sleep = sleepCtx
+		c.sleep = clock.Sleep
 	}
 	return c, nil
 }
@@ -582,18 +582,4 @@ func retryAfterFromMessage(msg string) time.Duration {
 	}
 	n, _ := strconv.Atoi(m[1])
 	return time.Duration(n) * time.Second
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

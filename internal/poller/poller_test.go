@@ -19,7 +19,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/events"
-	"github.com/pcwatch/pcwatch/internal/natsembed"
+	"github.com/pcwatch/pcwatch/internal/natstest"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/poller"
@@ -55,20 +55,8 @@ func newEnv(t *testing.T, customers int) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := natsembed.Start(natsembed.Options{Port: -1, StoreDir: filepath.Join(e.dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	e.nc, err = events.Connect(events.NATSOptions{URL: ns.ClientURL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.nc.Close)
-	js, _ := jetstream.New(e.nc)
-	if _, err := events.EnsureStream(context.Background(), js, events.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	e.nc = natstest.Connect(t, natstest.Start(t).ClientURL())
+	natstest.EnsureEvents(t, e.nc, events.StreamOptions{})
 	e.open()
 	return e
 }
@@ -128,19 +116,8 @@ type got struct {
 // stream returns everything in PCWATCH_EVENTS, in order.
 func (e *env) stream() []got {
 	e.t.Helper()
-	ctx := context.Background()
-	js, _ := jetstream.New(e.nc)
-	s, err := js.Stream(ctx, events.StreamName)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	info, _ := s.Info(ctx)
 	var out []got
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			e.t.Fatal(err)
-		}
+	for _, m := range natstest.ReadStream(e.t, e.nc, events.StreamName) {
 		ev, err := events.Decode(m.Data)
 		if err != nil {
 			e.t.Fatal(err)

@@ -1,0 +1,94 @@
+// Package natstest gives tests a real in-process nats-server with
+// JetStream, connections to it, and a way to read a stream back in order.
+// Everything started is stopped by t.Cleanup.
+package natstest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsembed"
+)
+
+// Start runs a server on a free port with its store in a fresh temporary
+// directory.
+func Start(t testing.TB) *natsembed.Server {
+	t.Helper()
+	return StartAt(t, t.TempDir(), -1)
+}
+
+// StartAt runs a server with its store in dir on port (-1: a free one);
+// tests restart a server on the same store and port with it.
+func StartAt(t testing.TB, dir string, port int) *natsembed.Server {
+	t.Helper()
+	srv, err := natsembed.Start(natsembed.Options{Port: port, StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
+// Connect dials url the way pcwatch does (events.Connect).
+func Connect(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	nc, err := events.Connect(events.NATSOptions{URL: url, Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// JetStream returns a JetStream context on nc.
+func JetStream(t testing.TB, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// EnsureEvents creates PCWATCH_EVENTS with o.
+func EnsureEvents(t testing.TB, nc *nats.Conn, o events.StreamOptions) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := events.EnsureStream(ctx, JetStream(t, nc), o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ReadStream returns every message of a stream, in stream order.
+func ReadStream(t testing.TB, nc *nats.Conn, stream string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := JetStream(t, nc).Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
