@@ -243,8 +243,13 @@ func TestEvaluatorFiresOnceAcrossRestarts(t *testing.T) {
 		}
 	}
 	mustEval(0)
+	ledger := &ledgerGauge{}
+	ev.Metrics = ledger
 	clk.Set(cancelBy.Add(-72 * time.Hour))
 	mustEval(1)
+	if ledger.n != 1 {
+		t.Errorf("ledger gauge = %d after one firing, want 1", ledger.n)
+	}
 	mustEval(0)
 	// Restart: a new store handle and a new evaluator.
 	st.Close()
@@ -303,3 +308,7 @@ func TestEvaluatorMovedDeadline(t *testing.T) {
 		t.Errorf("new window's 72h: %+v", fs)
 	}
 }
+
+type ledgerGauge struct{ n int }
+
+func (g *ledgerGauge) LedgerSize(n int) { g.n = n }

@@ -120,6 +120,11 @@ func (e *Evaluator) EvaluateOnce(ctx context.Context) (int, error) {
 	if err := e.Store.Commit(&ch); err != nil {
 		return 0, fmt.Errorf("committing deadline events: %w", err)
 	}
+	if e.Metrics != nil && (len(ch.Ledger) > 0 || len(ch.LedgerDeletes) > 0 || e.lastGC.IsZero()) {
+		if n, err := e.Store.LedgerLen(); err == nil {
+			e.Metrics.LedgerSize(n)
+		}
+	}
 	if len(ch.LedgerDeletes) > 0 || e.lastGC.IsZero() {
 		e.lastGC = now
 	}

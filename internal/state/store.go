@@ -673,6 +673,16 @@ func (s *Store) LastOK() (map[string]time.Time, error) {
 	return m, err
 }
 
+// LedgerLen returns the number of deadline-ledger entries.
+func (s *Store) LedgerLen() (int, error) {
+	n := 0
+	err := s.View(func(r *ReadTx) error {
+		n = r.tx.Bucket(bLedger).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
 // Counts is a summary of the file's contents.
 type Counts struct {
 	Records map[Kind]int
