@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/diff"
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/oracle"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/state"
@@ -101,143 +101,31 @@ func (w *world) poll() []*events.Event {
 	return out
 }
 
-type subModel struct {
-	quantity  int
-	status    string
-	autoRenew bool
-}
+// model wraps oracle.Model, the same model the chaos suite replays the
+// stream into: it fails the test at the first problem.
+type model struct{ m *oracle.Model }
 
-// model is what a consumer that applies every event in order knows.
-type model struct {
-	customers map[string]bool
-	subs      map[string]subModel // customer/sub
-	services  map[string]bool     // customer/service
-	seen      map[string]string   // event id -> description
-	revs      map[string]string   // entity/type/revision -> event id
-}
+func newModel() *model { return &model{m: oracle.NewModel()} }
 
-func newModel() *model {
-	return &model{customers: map[string]bool{}, subs: map[string]subModel{}, services: map[string]bool{},
-		seen: map[string]string{}, revs: map[string]string{}}
-}
-
+// apply applies one event to the state built so far: typed old values and
+// views must match it, and no event id, (entity, type, revision) or
+// revision may repeat or be skipped.
 func (m *model) apply(t testing.TB, ev *events.Event) {
 	t.Helper()
-	d, err := ev.DecodeData()
+	e, err := oracle.FromEvent(0, ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc := fmt.Sprintf("%s %s rev %d", ev.Type, ev.Subject, d.Revision)
-	if prev, ok := m.seen[ev.ID]; ok {
-		t.Fatalf("event id %s reported twice: %s and %s", ev.ID, prev, desc)
-	}
-	m.seen[ev.ID] = desc
-	tr := fmt.Sprintf("%s|%s|%d", ev.Subject, ev.Type, d.Revision)
-	if prev, ok := m.revs[tr]; ok && ev.Type != events.OpsMassRemovalHeld {
-		t.Fatalf("transition %s reported twice (events %s and %s)", tr, prev, ev.ID)
-	}
-	m.revs[tr] = ev.ID
-	sk := d.CustomerID + "/" + d.SubscriptionID
-	cur, known := m.subs[sk]
-	need := func(what string, ok bool) {
-		if !ok {
-			t.Fatalf("%s: %s does not follow from the state the earlier events built (%+v, known %v)", desc, what, cur, known)
-		}
-	}
-	switch ev.Type {
-	case events.CustomerAdded:
-		m.customers[d.CustomerID] = true
-	case events.CustomerRemoved:
-		need("customer exists", m.customers[d.CustomerID])
-		delete(m.customers, d.CustomerID)
-		for k := range m.subs {
-			if strings.HasPrefix(k, d.CustomerID+"/") {
-				delete(m.subs, k)
-			}
-		}
-		for k := range m.services {
-			if strings.HasPrefix(k, d.CustomerID+"/") {
-				delete(m.services, k)
-			}
-		}
-	case events.SubscriptionCreated:
-		need("new subscription", !known)
-		m.subs[sk] = subModel{*d.After.Quantity, d.After.Status, *d.After.AutoRenewEnabled}
-	case events.SubscriptionRemoved:
-		need("subscription exists", known)
-		delete(m.subs, sk)
-	case events.SubscriptionQuantityChanged:
-		need("old quantity "+string(d.Old), known && fmt.Sprint(cur.quantity) == string(d.Old) && *d.Delta == *d.After.Quantity-cur.quantity)
-		cur.quantity = *d.After.Quantity
-		m.subs[sk] = cur
-	case events.SubscriptionStatusChanged:
-		need("old status "+string(d.Old), known && `"`+cur.status+`"` == string(d.Old))
-		cur.status = d.After.Status
-		m.subs[sk] = cur
-	case events.SubscriptionAutoRenewChanged:
-		need("old auto-renew "+string(d.Old), known && fmt.Sprint(cur.autoRenew) == string(d.Old))
-		cur.autoRenew = *d.After.AutoRenewEnabled
-		m.subs[sk] = cur
-	case events.ManagedServiceAdded:
-		m.services[d.CustomerID+"/"+d.ManagedServiceID] = true
-	case events.ManagedServiceRemoved:
-		need("service exists", m.services[d.CustomerID+"/"+d.ManagedServiceID])
-		delete(m.services, d.CustomerID+"/"+d.ManagedServiceID)
-	default:
-		if strings.HasPrefix(string(ev.Type), "io.pcwatch.subscription.") {
-			need("subscription exists", known)
-			if a := d.After; a != nil && (*a.Quantity != cur.quantity || a.Status != cur.status || *a.AutoRenewEnabled != cur.autoRenew) {
-				t.Fatalf("%s: after %+v contradicts the state built so far %+v", desc, *a, cur)
-			}
-		}
+	if problems := m.m.Apply(e); len(problems) > 0 {
+		t.Fatalf("%s", strings.Join(problems, "\n"))
 	}
 }
 
+// compare applies what is still pending and compares the model with the
+// simulator's state.
 func (m *model) compare(t testing.TB, st pcsim.State) {
 	t.Helper()
-	var problems []string
-	truth := map[string]bool{}
-	for _, c := range st.Customers {
-		truth[c.ID] = true
-		if !m.customers[c.ID] {
-			problems = append(problems, "customer "+c.ID+" exists but no event added it")
-		}
-		for _, s := range c.Subscriptions {
-			k := c.ID + "/" + s.ID
-			got, ok := m.subs[k]
-			want := subModel{s.Quantity, s.Status, s.AutoRenewEnabled}
-			if !ok {
-				problems = append(problems, fmt.Sprintf("subscription %s (%s) exists but events never created it", k, s.OfferName))
-			} else if got != want {
-				problems = append(problems, fmt.Sprintf("subscription %s: events say %+v, simulator has %+v", k, got, want))
-			}
-			truth[k] = true
-		}
-		for _, ms := range c.ManagedServices {
-			k := c.ID + "/" + ms
-			if !m.services[k] {
-				problems = append(problems, "managed service "+k+" exists but no event added it")
-			}
-			truth["ms:"+k] = true
-		}
-	}
-	for id := range m.customers {
-		if !truth[id] {
-			problems = append(problems, "customer "+id+" was removed but no event said so")
-		}
-	}
-	for k := range m.subs {
-		if !truth[k] {
-			problems = append(problems, "subscription "+k+" was removed but no event said so")
-		}
-	}
-	for k := range m.services {
-		if !truth["ms:"+k] {
-			problems = append(problems, "managed service "+k+" was removed but no event said so")
-		}
-	}
-	sort.Strings(problems)
-	if len(problems) > 0 {
+	if problems := m.m.Compare(st); len(problems) > 0 {
 		t.Fatalf("events applied to the baseline do not give the simulator's state (%d problems):\n%s", len(problems), strings.Join(problems[:min(20, len(problems))], "\n"))
 	}
 }

@@ -229,6 +229,7 @@ func (r *Relay) drain(ctx context.Context) (int, error) {
 		if len(recs) == 0 {
 			return published, nil
 		}
+		chaosDeleteBeforeAck(r.o.Outbox, recs)
 		acked, perr := r.publish(ctx, recs)
 		if len(acked) > 0 {
 			if err := r.o.Outbox.OutboxDelete(acked); err != nil {

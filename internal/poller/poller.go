@@ -337,7 +337,7 @@ func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options,
 	var failed []state.Kind
 	var errs []error
 	if o.Resources.Subscriptions {
-		subs, err := p.listSubscriptions(ctx, t.id)
+		subs, err := chaosSubscriptionListing(p.listSubscriptions(ctx, t.id))
 		if err != nil {
 			failed, errs = append(failed, state.KindSubscription), append(errs, err)
 		} else {

@@ -1,0 +1,8 @@
+//go:build !chaosbug_ack
+
+package events
+
+// chaosDeleteBeforeAck is a hook for the chaos suite's deliberate bug
+// (build tag chaosbug_ack, see bug_ack.go). In every normal build it does
+// nothing.
+func chaosDeleteBeforeAck(Outbox, []OutboxRecord) {}
