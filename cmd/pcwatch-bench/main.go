@@ -243,8 +243,10 @@ const methodology = `
    per commit. Every cycle additionally writes its bookkeeping (the cycle counter and one batch of
    last-success times for all customers), shown on its own line.
 3. **Peak RSS** — ` + "`watcher run --once`" + ` against the simulator served by the bench process, with embedded NATS, as a
-   child process (getrusage ru_maxrss). The floor is a child that lists the same customers and subscriptions
-   with the same client and worker pool and discards them.
+   child process; its VmHWM (/proc/<pid>/status) sampled every 10 ms until it exits (rusage's ru_maxrss is not
+   used: on Linux a child started with vfork+exec inherits the parent's RSS as its starting maximum). The floor
+   is a child that lists the same customers and subscriptions with the same client and worker pool and
+   discards them.
 4. **Relay** — the same events (a realistic quantity-changed event each) published with
    ` + "`PublishMsgAsync`" + ` (256 in flight) versus committed to a bbolt outbox and drained by the relay, on the
    same embedded nats-server (file storage, SyncAlways) into PCWATCH_EVENTS. Median of three.

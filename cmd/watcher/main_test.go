@@ -252,8 +252,9 @@ func TestSIGTERMMidCycle(t *testing.T) {
 	}
 	if err := st.View(func(r *state.ReadTx) error {
 		return r.ForEach(state.KindSubscription, func(k string, rec state.Record) error {
-			if state.HashOf(rec.Raw) != rec.Hash {
-				return fmt.Errorf("record %s does not match its hash", k)
+			raw, err := rec.JSON()
+			if err != nil || state.HashOf(raw) != rec.Hash {
+				return fmt.Errorf("record %s does not match its hash (%v)", k, err)
 			}
 			return nil
 		})

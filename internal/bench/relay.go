@@ -45,23 +45,40 @@ func Relay(o RelayOptions) (*RelayResult, error) {
 	}
 	defer s.close()
 	nc, js, stream, ctx := s.nc, s.js, s.stream, context.Background()
-	evs := make([]events.Envelope, o.Events)
-	for i := range evs {
-		q := i % 50
-		d := &events.Data{CustomerID: fmt.Sprintf("c%05d", i/10), CustomerName: "Contoso Ltd", SubscriptionID: fmt.Sprintf("s%07d", i), Revision: 2,
-			Old: events.JSONValue(q), New: events.JSONValue(q + 1), Delta: new(int),
-			After:   &events.View{ID: fmt.Sprintf("s%07d", i), OfferID: "CFQ7TTC0LH18:0001:CFQ7TTC0P0WS", OfferName: "Microsoft 365 Business Basic", Status: "active"},
-			Changes: []events.Change{{Path: "/quantity", Old: events.JSONValue(q), New: events.JSONValue(q + 1)}}}
-		*d.Delta = 1
-		evs[i], _, err = events.New("bench", events.SubscriptionQuantityChanged,
-			events.IDKey{Entity: "subscription/" + d.CustomerID + "/" + d.SubscriptionID, Revision: 2}, time.Now(), d)
-		if err != nil {
-			return nil, err
+	// Every repetition publishes fresh ids: purging a stream does not clear
+	// its duplicate window, and ids seen before would be acknowledged
+	// without being stored.
+	makeEvents := func(rep int) ([]events.Envelope, error) {
+		evs := make([]events.Envelope, o.Events)
+		for i := range evs {
+			q := i % 50
+			d := &events.Data{CustomerID: fmt.Sprintf("c%05d", i/10), CustomerName: "Contoso Ltd", SubscriptionID: fmt.Sprintf("s%07d", i), Revision: 2,
+				Old: events.JSONValue(q), New: events.JSONValue(q + 1), Delta: new(int),
+				After:   &events.View{ID: fmt.Sprintf("s%07d", i), OfferID: "CFQ7TTC0LH18:0001:CFQ7TTC0P0WS", OfferName: "Microsoft 365 Business Basic", Status: "active"},
+				Changes: []events.Change{{Path: "/quantity", Old: events.JSONValue(q), New: events.JSONValue(q + 1)}}}
+			*d.Delta = 1
+			var err error
+			evs[i], _, err = events.New("bench", events.SubscriptionQuantityChanged,
+				events.IDKey{Entity: "subscription/" + d.CustomerID + "/" + d.SubscriptionID, Revision: 2, Extra: fmt.Sprint(rep)}, time.Now(), d)
+			if err != nil {
+				return nil, err
+			}
 		}
+		return evs, nil
 	}
-	res := &RelayResult{Events: o.Events, PayloadSize: len(evs[0].Body)}
+	first, err := makeEvents(0)
+	if err != nil {
+		return nil, err
+	}
+	res := &RelayResult{Events: o.Events, PayloadSize: len(first[0].Body)}
 	var relayEPS, rawEPS []float64
 	for r := 0; r < o.Repeat; r++ {
+		evs := first
+		if r > 0 {
+			if evs, err = makeEvents(r); err != nil {
+				return nil, err
+			}
+		}
 		// Raw: the same payloads, async, at most 256 in flight, unique ids.
 		if err := stream.Purge(ctx); err != nil {
 			return nil, err

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -61,16 +60,41 @@ func PeakRSS(o RSSOptions) (*RSSResult, error) {
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		t0 := time.Now()
-		err := cmd.Run()
+		if err := cmd.Start(); err != nil {
+			return 0, 0, err
+		}
+		// The child's high-water mark, VmHWM, read while it runs: rusage's
+		// ru_maxrss would include the parent's RSS, which a child started
+		// with vfork+exec inherits as its starting maximum on Linux.
+		var peak atomic.Int64
+		stop := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			t := time.NewTicker(10 * time.Millisecond)
+			defer t.Stop()
+			for {
+				if v := vmHWM(cmd.Process.Pid); v > peak.Load() {
+					peak.Store(v)
+				}
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		err := cmd.Wait()
+		close(stop)
+		<-sampled
 		el := time.Since(t0)
 		if err != nil {
 			return 0, el, fmt.Errorf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, tail(stderr.String(), 2000))
 		}
-		ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		if !ok {
-			return 0, el, fmt.Errorf("no rusage for the child")
+		if peak.Load() == 0 {
+			return 0, el, fmt.Errorf("could not read the child's VmHWM from /proc")
 		}
-		return ru.Maxrss * 1024, el, nil
+		return peak.Load(), el, nil
 	}
 	var err error
 	res.WatcherRSS, res.WatcherWall, err = run(o.Watcher, "run", "--once", "--pc-url", srv.URL, "--data-dir", filepath.Join(o.Dir, "rss"),
@@ -135,4 +159,21 @@ func ListFloor(ctx context.Context, baseURL, token string, workers int) (int, er
 		return 0, *e
 	}
 	return int(total.Load()), nil
+}
+
+// vmHWM reads a process's peak resident set size from /proc, in bytes; 0
+// if it cannot.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb * 1024
+		}
+	}
+	return 0
 }

@@ -80,7 +80,11 @@ func (e *Evaluator) EvaluateOnce(ctx context.Context) (int, error) {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			f, err := DecodeFacts(rec.Meta)
+			meta, err := rec.MetaJSON()
+			if err != nil {
+				return fmt.Errorf("subscription %s: %w", key, err)
+			}
+			f, err := DecodeFacts(meta)
 			if err != nil {
 				e.log().Warn("unreadable deadline facts; skipping subscription", "subscription", key, "err", err)
 				return nil
@@ -96,7 +100,11 @@ func (e *Evaluator) EvaluateOnce(ctx context.Context) (int, error) {
 				name = customerName(r, custID)
 				names[custID] = name
 			}
-			after := view.Of(state.KindSubscription, subID, rec.Raw)
+			raw, err := rec.JSON()
+			if err != nil {
+				return fmt.Errorf("subscription %s: %w", key, err)
+			}
+			after := view.Of(state.KindSubscription, subID, raw)
 			for _, fi := range firings {
 				env, err := e.event(fi, custID, subID, name, after, f, now)
 				if err != nil {
@@ -165,7 +173,8 @@ func customerName(r *state.ReadTx, custID string) string {
 		return ""
 	}
 	var c pc.Customer
-	if json.Unmarshal(rec.Raw, &c) != nil {
+	raw, err := rec.JSON()
+	if err != nil || json.Unmarshal(raw, &c) != nil {
 		return ""
 	}
 	return c.CompanyProfile.CompanyName

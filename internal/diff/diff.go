@@ -158,8 +158,8 @@ func (b *builder) scope(k state.Kind, snap *state.Snapshot, l *Listing) map[stri
 		}
 	case k == state.KindSubscription && len(l.MPNIDs) > 0:
 		out = func(_ string, rec state.Record) bool {
-			f, err := deadline.DecodeFacts(rec.Meta)
-			return err == nil && !slices.Contains(l.MPNIDs, f.PartnerID)
+			f, ok := storedFacts(rec)
+			return ok && !slices.Contains(l.MPNIDs, f.PartnerID)
 		}
 	default:
 		return known
@@ -233,7 +233,7 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 		if k == state.KindSubscription && e.Sub != nil {
 			var prev *deadline.Facts
 			if existed {
-				if pf, err := deadline.DecodeFacts(old.Meta); err == nil && len(old.Meta) > 0 {
+				if pf, ok := storedFacts(old); ok {
 					prev = &pf
 				}
 			}
@@ -242,7 +242,12 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 				f.SetRefund(rq, o.Now)
 			}
 			facts = &f
-			metaChanged = !existed || string(f.Encode()) != string(old.Meta)
+			metaChanged = true
+			if existed {
+				if om, err := old.MetaJSON(); err == nil {
+					metaChanged = string(f.Encode()) != string(om)
+				}
+			}
 		}
 		meta := func() []byte {
 			if facts == nil {
@@ -274,7 +279,11 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 			}
 			continue
 		}
-		changes, err := Changes(old.Raw, e.Raw, o.Ignored)
+		oldRaw, err := old.JSON()
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", k, e.ID, err)
+		}
+		changes, err := Changes(oldRaw, e.Raw, o.Ignored)
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", k, e.ID, err)
 		}
@@ -381,7 +390,11 @@ func (b *builder) remove(k state.Kind, id string, old state.Record) error {
 		}
 		b.res.Change.ForgetCustomers = append(b.res.Change.ForgetCustomers, id)
 	}
-	before := view.Of(k, id, old.Raw)
+	oldRaw, err := old.JSON()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", k, id, err)
+	}
+	before := view.Of(k, id, oldRaw)
 	d := &events.Data{Before: &before, Revision: old.Rev + 1}
 	setIDs(d, k, custID, id)
 	if k == state.KindCustomer {
@@ -456,7 +469,11 @@ func (b *builder) emitChanged(k state.Kind, custID string, e *Entity, old state.
 		return nil
 	}
 	var oldSub pc.Subscription
-	if err := json.Unmarshal(old.Raw, &oldSub); err != nil {
+	oldRaw, err := old.JSON()
+	if err != nil {
+		return fmt.Errorf("stored subscription %s: %w", e.ID, err)
+	}
+	if err := json.Unmarshal(oldRaw, &oldSub); err != nil {
 		return fmt.Errorf("stored subscription %s: %w", e.ID, err)
 	}
 	for _, se := range subscriptionEvents(&oldSub, e.Sub, changes) {
@@ -468,4 +485,14 @@ func (b *builder) emitChanged(k state.Kind, custID string, e *Entity, old state.
 		}
 	}
 	return nil
+}
+
+// storedFacts reads a stored subscription's deadline facts.
+func storedFacts(rec state.Record) (deadline.Facts, bool) {
+	meta, err := rec.MetaJSON()
+	if err != nil || len(meta) == 0 {
+		return deadline.Facts{}, false
+	}
+	f, err := deadline.DecodeFacts(meta)
+	return f, err == nil
 }

@@ -319,7 +319,11 @@ func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report,
 	err = o.Store.View(func(r *state.ReadTx) error {
 		return r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
 			if inScope(id) {
-				v := view.Of(state.KindCustomer, id, rec.Raw)
+				raw, err := rec.JSON()
+				if err != nil {
+					return fmt.Errorf("customer %s: %w", id, err)
+				}
+				v := view.Of(state.KindCustomer, id, raw)
 				targets = append(targets, target{id, v.CompanyName})
 			}
 			return nil
@@ -433,7 +437,7 @@ func (p *Poller) fetchRefunds(ctx context.Context, customerID string, fresh []di
 			return err
 		}
 		for id, rec := range snap.Records[state.KindSubscription] {
-			if f, err := deadline.DecodeFacts(rec.Meta); err == nil && len(rec.Meta) > 0 {
+			if f, ok := factsOf(rec); ok {
 				prev[id] = f
 			}
 		}
@@ -542,4 +546,14 @@ func oneLine(s string) string {
 		s = s[:500] + "..."
 	}
 	return s
+}
+
+// factsOf reads a stored subscription's deadline facts.
+func factsOf(rec state.Record) (deadline.Facts, bool) {
+	meta, err := rec.MetaJSON()
+	if err != nil || len(meta) == 0 {
+		return deadline.Facts{}, false
+	}
+	f, err := deadline.DecodeFacts(meta)
+	return f, err == nil
 }

@@ -90,8 +90,9 @@ func checkConsistent(t *testing.T, path string) uint64 {
 		snap, _ := r.Customer("c1", KindSubscription)
 		if rec, ok := snap.Records[KindSubscription]["s1"]; ok {
 			rev = rec.Rev
-			if want := fmt.Sprintf(`{"id":"s1","quantity":%d}`, rev); string(rec.Raw) != want || rec.Hash != HashOf(rec.Raw) {
-				t.Errorf("snapshot at rev %d holds %s", rev, rec.Raw)
+			raw, err := rec.JSON()
+			if want := fmt.Sprintf(`{"id":"s1","quantity":%d}`, rev); err != nil || string(raw) != want || rec.Hash != HashOf(raw) {
+				t.Errorf("snapshot at rev %d holds %s (%v)", rev, raw, err)
 			}
 		}
 		for i := uint64(1); i <= rev+1; i++ {

@@ -19,39 +19,74 @@ func HashOf(raw []byte) Hash {
 	return h
 }
 
-// Record is one entity's snapshot. Raw and Meta returned by readers alias
-// bbolt's memory and are valid only inside the read callback; copy them to
-// keep them.
+// Record is one entity's snapshot. Writers set Raw and Meta. On records
+// read from the store Raw and Meta are nil and the stored, compressed forms
+// are kept instead: call JSON and MetaJSON. (Comparing hashes, the common
+// case, never decompresses anything.) A read record's compressed bytes may
+// alias bbolt's memory: valid only inside the read callback; Clone copies.
 type Record struct {
-	Hash      Hash      // of Raw
+	Hash      Hash      // of the raw JSON as received
 	Rev       uint64    // increases by one per change that produced events
 	FirstSeen time.Time // first observation
 	Updated   time.Time // last write
 	Meta      []byte    // opaque to the store (deadline facts for subscriptions)
 	Raw       []byte    // the entity's JSON as Partner Center sent it
+
+	zMeta, zRaw []byte // as stored
 }
 
-const recordVersion = 1
+// JSON returns the entity's raw JSON.
+func (r Record) JSON() ([]byte, error) {
+	if r.Raw != nil {
+		return r.Raw, nil
+	}
+	b, err := decompress(r.zRaw)
+	if err != nil {
+		return nil, fmt.Errorf("decompressing a snapshot: %w", err)
+	}
+	return b, nil
+}
+
+// MetaJSON returns the record's metadata.
+func (r Record) MetaJSON() ([]byte, error) {
+	if r.Meta != nil {
+		return r.Meta, nil
+	}
+	b, err := decompress(r.zMeta)
+	if err != nil {
+		return nil, fmt.Errorf("decompressing a snapshot's metadata: %w", err)
+	}
+	return b, nil
+}
+
+const recordVersion = 2 // 1 was uncompressed, never released
 
 // encodeRecord lays a record out as: version byte, hash, rev, first seen,
-// updated (uvarint/varint), len(meta), meta, raw. The hash comes first so
-// the unchanged check reads 17 bytes.
+// updated (uvarint/varint), len(meta), meta, raw — meta and raw compressed.
+// The hash comes first so the unchanged check reads 17 bytes.
 func encodeRecord(r *Record) []byte {
-	b := make([]byte, 0, 1+16+4*binary.MaxVarintLen64+len(r.Meta)+len(r.Raw))
+	zm, zr := r.zMeta, r.zRaw
+	if r.Meta != nil {
+		zm = compress(r.Meta)
+	}
+	if r.Raw != nil {
+		zr = compress(r.Raw)
+	}
+	b := make([]byte, 0, 1+16+4*binary.MaxVarintLen64+len(zm)+len(zr))
 	b = append(b, recordVersion)
 	b = append(b, r.Hash[:]...)
 	b = binary.AppendUvarint(b, r.Rev)
 	b = binary.AppendVarint(b, r.FirstSeen.UnixNano())
 	b = binary.AppendVarint(b, r.Updated.UnixNano())
-	b = binary.AppendUvarint(b, uint64(len(r.Meta)))
-	b = append(b, r.Meta...)
-	b = append(b, r.Raw...)
+	b = binary.AppendUvarint(b, uint64(len(zm)))
+	b = append(b, zm...)
+	b = append(b, zr...)
 	return b
 }
 
 var errBadRecord = errors.New("corrupt snapshot record")
 
-// decodeRecord reads a record without copying Meta and Raw.
+// decodeRecord reads a record without copying or decompressing.
 func decodeRecord(b []byte) (Record, error) {
 	var r Record
 	if len(b) < 17 || b[0] != recordVersion {
@@ -80,15 +115,24 @@ func decodeRecord(b []byte) (Record, error) {
 	}
 	p = p[n:]
 	r.FirstSeen, r.Updated = time.Unix(0, fs).UTC(), time.Unix(0, up).UTC()
-	r.Meta, r.Raw = p[:ml:ml], p[ml:]
+	r.zMeta, r.zRaw = p[:ml:ml], p[ml:]
 	return r, nil
 }
 
 // Clone returns a copy of r that owns its bytes.
 func (r Record) Clone() Record {
-	r.Meta = append([]byte(nil), r.Meta...)
-	r.Raw = append([]byte(nil), r.Raw...)
+	r.Meta = cloneBytes(r.Meta)
+	r.Raw = cloneBytes(r.Raw)
+	r.zMeta = cloneBytes(r.zMeta)
+	r.zRaw = cloneBytes(r.zRaw)
 	return r
+}
+
+func cloneBytes(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte{}, b...)
 }
 
 // Pending marks an entity missing from a complete listing.

@@ -470,9 +470,18 @@ func (s *Store) Commit(c *Change) error {
 	return nil
 }
 
+// snapshotFill is the fill factor of snapshot pages when they split.
+// bbolt's default (0.5) suits random inserts that will fill the pages
+// later; snapshot records are written once and rarely, so half-empty pages
+// would double the file (and the memory it maps).
+const snapshotFill = 0.9
+
 func apply(tx *bolt.Tx, c *Change) error {
 	pend := tx.Bucket(bPending)
 	tombs := tx.Bucket(bTombs)
+	for _, k := range Kinds {
+		tx.Bucket(bKinds[k]).FillPercent = snapshotFill
+	}
 	for _, p := range c.Puts {
 		b := tx.Bucket(bKinds[p.Kind])
 		if b.Get([]byte(p.Key)) == nil {

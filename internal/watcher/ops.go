@@ -153,7 +153,11 @@ func Inspect(store *state.Store) (*StateSummary, error) {
 			return err
 		}
 		return r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
-			cr := CustomerStateRecord{ID: id, Name: view.Of(state.KindCustomer, id, rec.Raw).CompanyName, Subscriptions: subs[id]}
+			raw, err := rec.JSON()
+			if err != nil {
+				return err
+			}
+			cr := CustomerStateRecord{ID: id, Name: view.Of(state.KindCustomer, id, raw).CompanyName, Subscriptions: subs[id]}
 			if t, ok := lastOK[id]; ok {
 				cr.LastSuccess = &t
 			}
@@ -187,13 +191,21 @@ func Upcoming(store *state.Store, cfg deadline.Config, now time.Time) ([]Upcomin
 	names := map[string]string{}
 	err := store.View(func(r *state.ReadTx) error {
 		if err := r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
-			names[id] = view.Of(state.KindCustomer, id, rec.Raw).CompanyName
+			raw, err := rec.JSON()
+			if err != nil {
+				return err
+			}
+			names[id] = view.Of(state.KindCustomer, id, raw).CompanyName
 			return nil
 		}); err != nil {
 			return err
 		}
 		return r.ForEach(state.KindSubscription, func(k string, rec state.Record) error {
-			f, err := deadline.DecodeFacts(rec.Meta)
+			meta, err := rec.MetaJSON()
+			if err != nil {
+				return err
+			}
+			f, err := deadline.DecodeFacts(meta)
 			if err != nil {
 				return nil
 			}
@@ -202,7 +214,11 @@ func Upcoming(store *state.Store, cfg deadline.Config, now time.Time) ([]Upcomin
 				return nil
 			}
 			cust, sub := state.SplitKey(k)
-			v := view.Of(state.KindSubscription, sub, rec.Raw)
+			raw, err := rec.JSON()
+			if err != nil {
+				return err
+			}
+			v := view.Of(state.KindSubscription, sub, raw)
 			for _, d := range ds {
 				if !d.At.After(now) {
 					continue
