@@ -261,4 +261,19 @@ const methodology = `
    down: it is bounded by the interval and by how fast a cycle gets through the request budget.
 7. **Notifier** — events published to PCWATCH_EVENTS and delivered by the notifier to a local webhook receiver
    (signed, with a delivery record per event); throughput and publish-to-receipt latency.
+
+## What profiling changed
+
+- **Figure 1** first measured 1.33x: the differ decoded and re-encoded every subscription's deadline facts even
+  when its hash was unchanged, and built compact views nobody read. An unchanged entity's facts cannot change
+  unless refund batches were fetched, so that path now costs a hash; views are built only for events: 1.22-1.28x.
+- **Figure 3** first measured 309 MB (the first run even reported 739 MB, because ru_maxrss of a vfork+exec child
+  includes its parent's RSS). 263 MB of it was the bbolt file mapped into memory: 240 MB for 100k subscriptions,
+  pages 46% full. Snapshot records are now zstd-compressed with a built-in dictionary (~1.3 KB -> ~270 B per
+  subscription, still compared by hash without decompressing) and snapshot pages split at 90%: file 75 MB, peak
+  RSS 126-135 MB.
+- **Figure 4** first reported the relay 10x faster than raw publishing: repeated runs reused event ids, which the
+  stream's duplicate window acknowledged without storing. Each repetition now uses fresh ids.
+- **Figure 7** has no goal; the notifier pays two synced writes to its delivery-record bucket per event (the price
+  of exactly-once per channel across redeliveries), which is most of the distance to the bare consumer.
 `
