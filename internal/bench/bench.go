@@ -9,6 +9,8 @@ import (
 	"context"
 	"path/filepath"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -76,4 +78,36 @@ func medianF(d []float64) float64 {
 	s := append([]float64(nil), d...)
 	sort.Float64s(s)
 	return s[len(s)/2]
+}
+
+// parallel calls fn for 0..n-1 from workers goroutines, like the poller's
+// worker pool, and returns the first error (workers stop taking new items
+// after one).
+func parallel(n, workers int, fn func(i int) error) error {
+	var (
+		next  atomic.Int64
+		first atomic.Pointer[error]
+		wg    sync.WaitGroup
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for first.Load() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					first.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if e := first.Load(); e != nil {
+		return *e
+	}
+	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -225,51 +224,28 @@ func Cycle(o CycleOptions) (*CycleResult, error) {
 // pipelineRun decodes, diffs and commits every customer's body through a
 // worker pool, as the poller does, and returns the events emitted.
 func pipelineRun(st *state.Store, f *os.File, bodies []body, workers int, cycle uint64) (int, error) {
-	var (
-		next   atomic.Int64
-		events atomic.Int64
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		first  error
-	)
+	var events atomic.Int64
 	now := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(cycle) * time.Hour)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(bodies) {
-					return
-				}
-				b := bodies[i]
-				var coll pc.Collection[pc.Subscription]
-				raw, err := b.read(f)
-				if err == nil {
-					err = json.Unmarshal(raw, &coll)
-				}
-				if err == nil {
-					var res *diff.Result
-					res, err = diff.CommitCustomer(st, &diff.Listing{CustomerID: b.id, CustomerName: b.name,
-						Kinds: []state.Kind{state.KindSubscription}, Entities: diff.Subscriptions(coll.Items)},
-						diff.Options{Source: "bench", Now: now, Cycle: cycle})
-					if err == nil {
-						events.Add(int64(res.Events()))
-					}
-				}
-				if err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return int(events.Load()), first
+	err := parallel(len(bodies), workers, func(i int) error {
+		b := bodies[i]
+		raw, err := b.read(f)
+		if err != nil {
+			return err
+		}
+		var coll pc.Collection[pc.Subscription]
+		if err := json.Unmarshal(raw, &coll); err != nil {
+			return err
+		}
+		res, err := diff.CommitCustomer(st, &diff.Listing{CustomerID: b.id, CustomerName: b.name,
+			Kinds: []state.Kind{state.KindSubscription}, Entities: diff.Subscriptions(coll.Items)},
+			diff.Options{Source: "bench", Now: now, Cycle: cycle})
+		if err != nil {
+			return err
+		}
+		events.Add(int64(res.Events()))
+		return nil
+	})
+	return int(events.Load()), err
 }
 
 // commitAll builds a state file from bodies in large transactions (set-up,

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -130,35 +129,13 @@ func ListFloor(ctx context.Context, baseURL, token string, workers int) (int, er
 	if err != nil {
 		return 0, err
 	}
-	var (
-		next  atomic.Int64
-		total atomic.Int64
-		wg    sync.WaitGroup
-		first atomic.Pointer[error]
-	)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(custs) {
-					return
-				}
-				subs, err := c.ListSubscriptions(ctx, custs[i].ID, pc.SubscriptionFilter{})
-				if err != nil {
-					first.CompareAndSwap(nil, &err)
-					return
-				}
-				total.Add(int64(len(subs)))
-			}
-		}()
-	}
-	wg.Wait()
-	if e := first.Load(); e != nil {
-		return 0, *e
-	}
-	return int(total.Load()), nil
+	var total atomic.Int64
+	err = parallel(len(custs), workers, func(i int) error {
+		subs, err := c.ListSubscriptions(ctx, custs[i].ID, pc.SubscriptionFilter{})
+		total.Add(int64(len(subs)))
+		return err
+	})
+	return int(total.Load()), err
 }
 
 // vmHWM reads a process's peak resident set size from /proc, in bytes; 0
