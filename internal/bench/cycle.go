@@ -236,6 +236,9 @@ func pipelineRun(st *state.Store, f *os.File, bodies []body, workers int, cycle 
 		if err := json.Unmarshal(raw, &coll); err != nil {
 			return err
 		}
+		// The poller's per-customer work: the diff (which also picks the
+		// refund windows to read by id; those reads are network, not
+		// measured here) and the commit.
 		res, err := diff.CommitCustomer(st, &diff.Listing{CustomerID: b.id, CustomerName: b.name,
 			Kinds: []state.Kind{state.KindSubscription}, Entities: diff.Subscriptions(coll.Items)},
 			diff.Options{Source: "bench", Now: now, Cycle: cycle})

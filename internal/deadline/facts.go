@@ -118,6 +118,23 @@ func (f *Facts) NeedsRefundFetch(now time.Time, refresh time.Duration) bool {
 	return f.RefundFetchedAt.IsZero() || f.RefundFetchedQty != f.Quantity || now.Sub(f.RefundFetchedAt) >= refresh
 }
 
+// RefundWatchUntil is until when the subscription may need its refund
+// batches read by id (see NeedsRefundFetch): the end of an open
+// cancellation window or 7 days after the last seat increase. Zero when it
+// never will (not NCE, batches come with the listing, not live).
+func (f *Facts) RefundWatchUntil() time.Time {
+	if !f.NCE || f.RefundFromList || !live(f.Status) {
+		return time.Time{}
+	}
+	until := f.CancelBy
+	if !f.LastIncreaseAt.IsZero() {
+		if t := f.LastIncreaseAt.Add(7 * 24 * time.Hour); t.After(until) {
+			until = t
+		}
+	}
+	return until
+}
+
 // Encode serialises facts for state.Record.Meta.
 func (f Facts) Encode() []byte {
 	b, _ := json.Marshal(f)

@@ -2,7 +2,9 @@ package diff
 
 import (
 	"fmt"
+	"time"
 
+	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
@@ -74,4 +76,39 @@ func CommitCustomerList(s *state.Store, fresh []Entity, o Options, inScope func(
 		return nil, fmt.Errorf("customer list: %w", err)
 	}
 	return res, nil
+}
+
+// CommitRefunds records refund batches read by id (nil: read, none) in the
+// deadline facts of a customer's subscriptions, after the listing was
+// committed. Subscriptions no longer stored are skipped.
+func CommitRefunds(s *state.Store, customerID string, fetched map[string]*pc.RefundableQuantity, now time.Time) error {
+	if len(fetched) == 0 {
+		return nil
+	}
+	var ch state.Change
+	err := s.View(func(r *state.ReadTx) error {
+		snap, err := r.Customer(customerID, state.KindSubscription)
+		if err != nil {
+			return err
+		}
+		for id, rq := range fetched {
+			rec, ok := snap.Records[state.KindSubscription][id]
+			if !ok {
+				continue
+			}
+			f, _ := storedFacts(rec)
+			f.SetRefund(rq, now)
+			rec = rec.Clone()
+			rec.Meta, rec.Watch, rec.Updated = f.Encode(), f.RefundWatchUntil(), now
+			ch.Puts = append(ch.Puts, state.Put{Kind: state.KindSubscription, Key: customerID + "/" + id, Record: rec})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.Commit(&ch); err != nil {
+		return fmt.Errorf("customer %s: refund batches: %w", customerID, err)
+	}
+	return nil
 }

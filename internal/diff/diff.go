@@ -38,6 +38,9 @@ type Options struct {
 	HoldCycles int
 	// Ignored JSON Pointers; default DefaultIgnored.
 	Ignored []string
+	// RefundRefresh: refund batches read by id are read again after this
+	// while a window is open (deadline.Facts.NeedsRefundFetch). Default 6h.
+	RefundRefresh time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -53,14 +56,20 @@ func (o Options) withDefaults() Options {
 	if o.Ignored == nil {
 		o.Ignored = DefaultIgnored
 	}
+	if o.RefundRefresh <= 0 {
+		o.RefundRefresh = 6 * time.Hour
+	}
 	return o
 }
 
 // Result is what a diff produced: the state change to commit (events
-// included, already enveloped) and a count of events by type.
+// included, already enveloped), a count of events by type, and the
+// subscriptions whose refund batches should be read by id now (see
+// CommitRefunds).
 type Result struct {
-	Change state.Change
-	Counts map[events.Type]int
+	Change           state.Change
+	Counts           map[events.Type]int
+	RefundCandidates []string
 }
 
 // Events returns the number of events produced.
@@ -95,9 +104,6 @@ type Listing struct {
 	CustomerName string
 	Kinds        []state.Kind
 	Entities     []Entity
-	// Refunds are refund batches fetched by id this cycle, by
-	// subscription id; nil entries mean "fetched, none".
-	Refunds map[string]*pc.RefundableQuantity
 	// TargetViews are the product catalog views listed. Known products of
 	// other views are out of scope: dropped silently, not removed, and a
 	// view listed for the first time is a silent baseline.
@@ -131,7 +137,7 @@ func Customer(snap *state.Snapshot, l *Listing, o Options) (*Result, error) {
 		} else if !snap.Baselined[k] {
 			b.res.Change.Baselines = append(b.res.Change.Baselines, state.Ref{Kind: k, Key: l.CustomerID})
 		}
-		if err := b.diffKind(k, known, snap.Pending[k], snap.Tombs[k], byKind[k], baseline, l.Refunds); err != nil {
+		if err := b.diffKind(k, known, snap.Pending[k], snap.Tombs[k], byKind[k], baseline); err != nil {
 			return nil, fmt.Errorf("customer %s, %ss: %w", l.CustomerID, k, err)
 		}
 	}
@@ -183,7 +189,7 @@ func (b *builder) scope(k state.Kind, snap *state.Snapshot, l *Listing) map[stri
 func CustomerList(known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, baselined bool, fresh []Entity, o Options) (*Result, error) {
 	o = o.withDefaults()
 	b := &builder{o: o, res: &Result{Counts: map[events.Type]int{}}}
-	if err := b.diffKind(state.KindCustomer, known, pending, tombs, fresh, func(*Entity) bool { return !baselined }, nil); err != nil {
+	if err := b.diffKind(state.KindCustomer, known, pending, tombs, fresh, func(*Entity) bool { return !baselined }); err != nil {
 		return nil, fmt.Errorf("customer list: %w", err)
 	}
 	if !baselined {
@@ -200,7 +206,7 @@ func recKey(k state.Kind, customerID, id string) string {
 	return customerID + "/" + id
 }
 
-func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, fresh []Entity, baseline func(*Entity) bool, refunds map[string]*pc.RefundableQuantity) error {
+func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, fresh []Entity, baseline func(*Entity) bool) error {
 	o := b.o
 	seen := make(map[string]bool, len(fresh))
 	for i := range fresh {
@@ -218,18 +224,23 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 		if _, ok := pending[e.ID]; ok {
 			b.res.Change.PendingDeletes = append(b.res.Change.PendingDeletes, ref)
 		}
-		hash := state.HashOf(e.Raw)
+		hash := e.Hash()
 		old, existed := known[e.ID]
-		rq, fetched := refunds[e.ID]
-		if existed && hash == old.Hash && !fetched {
-			// Unchanged, and no refund batches were fetched for it: its
-			// facts cannot have changed either (they derive from the raw
-			// JSON and the batches). The common case costs a hash.
+		if existed && hash == old.Hash {
+			// Unchanged: its facts cannot have changed either (they
+			// derive from the raw JSON, and refund batches are written by
+			// CommitRefunds). The common case costs a hash; a subscription
+			// still inside a refund window (its header says so) has its
+			// facts read to see whether its batches are due a reading.
+			if e.Sub != nil && e.Sub.RefundableQuantity == nil && old.Watch.After(o.Now) {
+				if f, ok := storedFacts(old); ok && f.NeedsRefundFetch(o.Now, o.RefundRefresh) {
+					b.res.RefundCandidates = append(b.res.RefundCandidates, e.ID)
+				}
+			}
 			continue
 		}
 
 		var facts *deadline.Facts
-		var metaChanged bool
 		if k == state.KindSubscription && e.Sub != nil {
 			var prev *deadline.Facts
 			if existed {
@@ -238,15 +249,9 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 				}
 			}
 			f := deadline.FactsOf(e.Sub, prev, o.Now)
-			if fetched {
-				f.SetRefund(rq, o.Now)
-			}
 			facts = &f
-			metaChanged = true
-			if existed {
-				if om, err := old.MetaJSON(); err == nil {
-					metaChanged = string(f.Encode()) != string(om)
-				}
+			if e.Sub.RefundableQuantity == nil && f.NeedsRefundFetch(o.Now, o.RefundRefresh) {
+				b.res.RefundCandidates = append(b.res.RefundCandidates, e.ID)
 			}
 		}
 		meta := func() []byte {
@@ -255,21 +260,19 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 			}
 			return facts.Encode()
 		}
-
-		if existed && hash == old.Hash {
-			if metaChanged {
-				rec := old.Clone()
-				rec.Meta, rec.Updated = meta(), o.Now
-				b.res.Change.Puts = append(b.res.Change.Puts, state.Put{Kind: k, Key: key, Record: rec})
+		watch := func() time.Time {
+			if facts == nil {
+				return time.Time{}
 			}
-			continue
+			return facts.RefundWatchUntil()
 		}
+
 		raw := append([]byte(nil), e.Raw...)
 		if !existed {
 			// A returning entity continues after the revision of its
 			// removal, so its events never reuse an id.
 			rev := tombs[e.ID] + 1
-			rec := state.Record{Hash: hash, Rev: rev, FirstSeen: o.Now, Updated: o.Now, Meta: meta(), Raw: raw}
+			rec := state.Record{Hash: hash, Rev: rev, FirstSeen: o.Now, Updated: o.Now, Watch: watch(), Meta: meta(), Raw: raw}
 			b.res.Change.Puts = append(b.res.Change.Puts, state.Put{Kind: k, Key: key, Record: rec})
 			if baseline(e) && !o.CreatedOnFirstSighting {
 				continue
@@ -287,7 +290,7 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", k, e.ID, err)
 		}
-		rec := state.Record{Hash: hash, Rev: old.Rev, FirstSeen: old.FirstSeen, Updated: o.Now, Meta: meta(), Raw: raw}
+		rec := state.Record{Hash: hash, Rev: old.Rev, FirstSeen: old.FirstSeen, Updated: o.Now, Watch: watch(), Meta: meta(), Raw: raw}
 		if len(changes) > 0 {
 			rec.Rev++
 			if err := b.emitChanged(k, custID, e, old, rec.Rev, changes); err != nil {

@@ -444,3 +444,61 @@ func TestScopeChangesAreNotEvents(t *testing.T) {
 		t.Fatalf("narrowing to a reseller: events %d, change %+v", res.Events(), res.Change)
 	}
 }
+
+// The diff picks the subscriptions whose refund batches are due a reading
+// by id, reading stored facts only where a window can be open: an
+// unchanged subscription whose window closed is skipped on its record
+// header alone. CommitRefunds records what was read.
+func TestRefundCandidates(t *testing.T) {
+	st, err := state.Open(t.TempDir()+"/s.db", state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	commit := func(at time.Time, raw string) *Result {
+		t.Helper()
+		res, err := CommitCustomer(st, &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindSubscription},
+			Entities: []Entity{subEntity(t, raw)}}, Options{Source: "s", Now: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	e := subEntity(t, nceJSON) // cancellation window open until 2026-04-12T19:27Z
+	if res := commit(now, nceJSON); fmt.Sprint(res.RefundCandidates) != "["+e.ID+"]" {
+		t.Fatalf("open window, never read: candidates %v", res.RefundCandidates)
+	}
+	var watch time.Time
+	st.View(func(r *state.ReadTx) error {
+		snap, _ := r.Customer("c1", state.KindSubscription)
+		watch = snap.Records[state.KindSubscription][e.ID].Watch
+		return nil
+	})
+	if want := time.Date(2026, 4, 12, 19, 27, 3, 440527000, time.UTC); !watch.Equal(want) {
+		t.Errorf("record watch = %v, want the window's end %v", watch, want)
+	}
+	// Unchanged and still unread: a candidate again next cycle.
+	if res := commit(now.Add(time.Hour), nceJSON); len(res.RefundCandidates) != 1 {
+		t.Errorf("unchanged, unread: %v", res.RefundCandidates)
+	}
+	// Read now: not a candidate until the refresh interval has passed.
+	rq := &pc.RefundableQuantity{TotalQuantity: 2, Details: []pc.RefundableDetail{{Quantity: 2, AllowedUntilDateTime: pc.NewTime(watch)}}}
+	if err := CommitRefunds(st, "c1", map[string]*pc.RefundableQuantity{e.ID: rq}, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if res := commit(now.Add(2*time.Hour), nceJSON); len(res.RefundCandidates) != 0 || !res.Change.Empty() {
+		t.Errorf("just read: candidates %v, change %+v", res.RefundCandidates, res.Change)
+	}
+	if res := commit(now.Add(8*time.Hour), nceJSON); len(res.RefundCandidates) != 1 {
+		t.Errorf("read 7h ago, window open: %v", res.RefundCandidates)
+	}
+	later := watch.Add(time.Hour)
+	if res := commit(later, nceJSON); len(res.RefundCandidates) != 0 {
+		t.Errorf("closed window, unchanged: %v", res.RefundCandidates)
+	}
+	// Seats added after the window: the record changed and the new batch
+	// is a candidate.
+	if res := commit(later, mutate(t, nceJSON, map[string]any{"quantity": 9})); len(res.RefundCandidates) != 1 {
+		t.Errorf("seats added after the window: %v", res.RefundCandidates)
+	}
+}

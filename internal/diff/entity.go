@@ -15,6 +15,17 @@ type Entity struct {
 	View       events.View      // compact view; see view()
 	Sub        *pc.Subscription // subscriptions: the typed view
 	TargetView string           // products
+
+	hash    state.Hash
+	hashSet bool
+}
+
+// Hash is the content hash of Raw, computed once.
+func (e *Entity) Hash() state.Hash {
+	if !e.hashSet {
+		e.hash, e.hashSet = state.HashOf(e.Raw), true
+	}
+	return e.hash
 }
 
 // Subscriptions wraps a listing's subscriptions.

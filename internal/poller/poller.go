@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/pcwatch/pcwatch/internal/clock"
-	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/diff"
 	"github.com/pcwatch/pcwatch/internal/events"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
@@ -127,7 +126,7 @@ func New(o Options) (*Poller, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	o.Diff.Source = o.Source
+	o.Diff.Source, o.Diff.RefundRefresh = o.Source, o.RefundRefresh
 	return &Poller{o: o, log: log}, nil
 }
 
@@ -379,20 +378,25 @@ func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options,
 	if ctx.Err() != nil {
 		return nil, 0, nil, ctx.Err()
 	}
-	fetches := 0
-	if slices.Contains(l.Kinds, state.KindSubscription) && o.RefundFetchBudget > 0 {
-		var err error
-		l.Refunds, fetches, err = p.fetchRefunds(ctx, t.id, l.Entities, dopts.Now, budget)
-		if err != nil {
-			return nil, fetches, nil, err
-		}
-	}
 	var res *diff.Result
+	fetches := 0
 	if len(l.Kinds) > 0 {
 		var err error
 		res, err = diff.CommitCustomer(o.Store, l, dopts)
 		if err != nil {
-			return nil, fetches, nil, err
+			return nil, 0, nil, err
+		}
+		// The listing is committed; now read the refund batches the diff
+		// asked for (open windows, recent seat increases) and record them.
+		if len(res.RefundCandidates) > 0 && o.RefundFetchBudget > 0 {
+			var fetched map[string]*pc.RefundableQuantity
+			fetched, fetches, err = p.fetchRefunds(ctx, t.id, res.RefundCandidates, budget)
+			if err == nil {
+				err = diff.CommitRefunds(o.Store, t.id, fetched, dopts.Now)
+			}
+			if err != nil && ctx.Err() == nil {
+				return res, fetches, nil, err
+			}
 		}
 	}
 	if len(failed) > 0 {
@@ -429,54 +433,27 @@ func (p *Poller) listSubscriptions(ctx context.Context, customerID string) ([]pc
 // and no fresh batches), within the cycle's budget. A failed fetch is
 // logged and skipped: the listing stays complete, only the refund windows of
 // that subscription are not refreshed.
-func (p *Poller) fetchRefunds(ctx context.Context, customerID string, fresh []diff.Entity, now time.Time, budget *atomic.Int64) (map[string]*pc.RefundableQuantity, int, error) {
-	prev := map[string]deadline.Facts{}
-	err := p.o.Store.View(func(r *state.ReadTx) error {
-		snap, err := r.Customer(customerID, state.KindSubscription)
-		if err != nil {
-			return err
-		}
-		for id, rec := range snap.Records[state.KindSubscription] {
-			if f, ok := factsOf(rec); ok {
-				prev[id] = f
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, 0, err
-	}
+func (p *Poller) fetchRefunds(ctx context.Context, customerID string, ids []string, budget *atomic.Int64) (map[string]*pc.RefundableQuantity, int, error) {
 	var out map[string]*pc.RefundableQuantity
 	fetches := 0
-	for _, e := range fresh {
-		if e.Sub == nil || e.Sub.RefundableQuantity != nil {
-			continue
-		}
-		var pf *deadline.Facts
-		if f, ok := prev[e.ID]; ok {
-			pf = &f
-		}
-		f := deadline.FactsOf(e.Sub, pf, now)
-		if !f.NeedsRefundFetch(now, p.o.RefundRefresh) {
-			continue
-		}
+	for _, id := range ids {
 		if budget.Add(-1) < 0 {
-			p.log.Debug("refund fetch budget spent for this cycle", "customer", customerID, "subscription", e.ID)
+			p.log.Debug("refund fetch budget spent for this cycle", "customer", customerID, "subscription", id)
 			return out, fetches, nil
 		}
-		s, err := p.o.Client.GetSubscription(ctx, customerID, e.ID)
+		s, err := p.o.Client.GetSubscription(ctx, customerID, id)
 		fetches++
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, fetches, ctx.Err()
 			}
-			p.log.Warn("reading refund windows failed; will retry", "customer", customerID, "subscription", e.ID, "err", err)
+			p.log.Warn("reading refund windows failed; will retry", "customer", customerID, "subscription", id, "err", err)
 			continue
 		}
 		if out == nil {
 			out = map[string]*pc.RefundableQuantity{}
 		}
-		out[e.ID] = s.RefundableQuantity
+		out[id] = s.RefundableQuantity
 	}
 	return out, fetches, nil
 }
@@ -546,14 +523,4 @@ func oneLine(s string) string {
 		s = s[:500] + "..."
 	}
 	return s
-}
-
-// factsOf reads a stored subscription's deadline facts.
-func factsOf(rec state.Record) (deadline.Facts, bool) {
-	meta, err := rec.MetaJSON()
-	if err != nil || len(meta) == 0 {
-		return deadline.Facts{}, false
-	}
-	f, err := deadline.DecodeFacts(meta)
-	return f, err == nil
 }

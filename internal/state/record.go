@@ -29,8 +29,12 @@ type Record struct {
 	Rev       uint64    // increases by one per change that produced events
 	FirstSeen time.Time // first observation
 	Updated   time.Time // last write
-	Meta      []byte    // opaque to the store (deadline facts for subscriptions)
-	Raw       []byte    // the entity's JSON as Partner Center sent it
+	// Watch is until when the caller wants the entity looked at closely
+	// (subscriptions: while per-seat refund windows may need reading). It
+	// is in the record header, readable without decompressing anything.
+	Watch time.Time
+	Meta  []byte // opaque to the store (deadline facts for subscriptions)
+	Raw   []byte // the entity's JSON as Partner Center sent it
 
 	zMeta, zRaw []byte // as stored
 }
@@ -59,10 +63,16 @@ func (r Record) MetaJSON() ([]byte, error) {
 	return b, nil
 }
 
-const recordVersion = 2 // 1 was uncompressed, never released
+// recordVersion 3 added the watch time; 2 (without it) is still read, 1
+// was uncompressed and never released.
+const (
+	recordVersion   = 3
+	recordVersionV2 = 2
+)
 
 // encodeRecord lays a record out as: version byte, hash, rev, first seen,
-// updated (uvarint/varint), len(meta), meta, raw — meta and raw compressed.
+// updated, watch (uvarint/varint), len(meta), meta, raw — meta and raw
+// compressed.
 // The hash comes first so the unchanged check reads 17 bytes.
 func encodeRecord(r *Record) []byte {
 	zm, zr := r.zMeta, r.zRaw
@@ -78,6 +88,7 @@ func encodeRecord(r *Record) []byte {
 	b = binary.AppendUvarint(b, r.Rev)
 	b = binary.AppendVarint(b, r.FirstSeen.UnixNano())
 	b = binary.AppendVarint(b, r.Updated.UnixNano())
+	b = binary.AppendVarint(b, unixNano(r.Watch))
 	b = binary.AppendUvarint(b, uint64(len(zm)))
 	b = append(b, zm...)
 	b = append(b, zr...)
@@ -86,12 +97,21 @@ func encodeRecord(r *Record) []byte {
 
 var errBadRecord = errors.New("corrupt snapshot record")
 
+// unixNano is 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
 // decodeRecord reads a record without copying or decompressing.
 func decodeRecord(b []byte) (Record, error) {
 	var r Record
-	if len(b) < 17 || b[0] != recordVersion {
+	if len(b) < 17 || (b[0] != recordVersion && b[0] != recordVersionV2) {
 		return r, errBadRecord
 	}
+	version := b[0]
 	copy(r.Hash[:], b[1:17])
 	p := b[17:]
 	var n int
@@ -109,6 +129,16 @@ func decodeRecord(b []byte) (Record, error) {
 		return r, errBadRecord
 	}
 	p = p[n:]
+	if version >= 3 {
+		w, n := binary.Varint(p)
+		if n <= 0 {
+			return r, errBadRecord
+		}
+		p = p[n:]
+		if w != 0 {
+			r.Watch = time.Unix(0, w).UTC()
+		}
+	}
 	ml, n := binary.Uvarint(p)
 	if n <= 0 || uint64(len(p)-n) < ml {
 		return r, errBadRecord

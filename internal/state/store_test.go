@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -169,6 +170,9 @@ func TestRecordRoundTrip(t *testing.T) {
 			Meta:      randBytes(r, r.IntN(100)),
 			Raw:       randBytes(r, r.IntN(2000)),
 		}
+		if i%2 == 1 {
+			rec.Watch = time.Unix(0, r.Int64N(1<<62)).UTC()
+		}
 		rec.Hash = HashOf(rec.Raw)
 		got, err := decodeRecord(encodeRecord(&rec))
 		if err != nil {
@@ -177,7 +181,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		raw, err1 := got.JSON()
 		meta, err2 := got.MetaJSON()
 		if err1 != nil || err2 != nil || got.Hash != rec.Hash || got.Rev != rec.Rev || !got.FirstSeen.Equal(rec.FirstSeen) ||
-			!got.Updated.Equal(rec.Updated) || !bytes.Equal(meta, rec.Meta) || !bytes.Equal(raw, rec.Raw) {
+			!got.Updated.Equal(rec.Updated) || !got.Watch.Equal(rec.Watch) || !bytes.Equal(meta, rec.Meta) || !bytes.Equal(raw, rec.Raw) {
 			t.Fatalf("round trip: %v %v\n%s", err1, err2, cmp.Diff(rec.Raw, raw, cmpopts.EquateEmpty()))
 		}
 		// Re-encoding a read record (a metadata-only update) keeps its
@@ -189,7 +193,22 @@ func TestRecordRoundTrip(t *testing.T) {
 			t.Fatal("a metadata update lost the raw JSON")
 		}
 	}
-	for _, bad := range [][]byte{nil, {1}, {2, 0}, append([]byte{1}, make([]byte, 16)...)} {
+	// A version-2 record (before the watch time) is still read: its
+	// layout is version 3's without the watch varint.
+	v3 := encodeRecord(&Record{Rev: 7, FirstSeen: time.Unix(5, 0), Updated: time.Unix(6, 0), Raw: []byte(`{"a":1}`)})
+	v2 := append([]byte{recordVersionV2}, v3[1:17]...)
+	p := v3[17:]
+	for i := 0; i < 3; i++ { // rev, first seen, updated
+		_, n := binary.Uvarint(p)
+		v2, p = append(v2, p[:n]...), p[n:]
+	}
+	_, n := binary.Varint(p) // the watch time
+	v2 = append(v2, p[n:]...)
+	old, err := decodeRecord(v2)
+	if raw, jerr := old.JSON(); err != nil || jerr != nil || old.Rev != 7 || !old.Watch.IsZero() || string(raw) != `{"a":1}` {
+		t.Fatalf("version 2 record: %+v %v %v", old, err, jerr)
+	}
+	for _, bad := range [][]byte{nil, {1}, {2, 0}, {3, 0}, append([]byte{1}, make([]byte, 16)...)} {
 		if _, err := decodeRecord(bad); err == nil {
 			t.Errorf("decodeRecord(%x) accepted garbage", bad)
 		}
