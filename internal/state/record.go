@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -70,6 +71,9 @@ const (
 	recordVersionV2 = 2
 )
 
+// watchUnknown is the watch time of a record written before it existed.
+var watchUnknown = time.Unix(0, math.MaxInt64).UTC()
+
 // encodeRecord lays a record out as: version byte, hash, rev, first seen,
 // updated, watch (uvarint/varint), len(meta), meta, raw — meta and raw
 // compressed.
@@ -129,7 +133,12 @@ func decodeRecord(b []byte) (Record, error) {
 		return r, errBadRecord
 	}
 	p = p[n:]
-	if version >= 3 {
+	if version == recordVersionV2 {
+		// Written before the watch time existed: unknown, so as far ahead
+		// as it goes — the caller looks closely until the record is
+		// rewritten with a real one.
+		r.Watch = watchUnknown
+	} else {
 		w, n := binary.Varint(p)
 		if n <= 0 {
 			return r, errBadRecord
