@@ -70,6 +70,21 @@ type Result struct {
 	Change           state.Change
 	Counts           map[events.Type]int
 	RefundCandidates []string
+	// Duplicates are entities listed more than once with identical
+	// content ("kind id"): kept once. The caller warns about them.
+	Duplicates []string
+}
+
+// DuplicateError is a listing that holds one entity twice with different
+// content: which copy is current cannot be told, so the listing is not
+// diffed (Partner Center shifting items between pages while it was read).
+type DuplicateError struct {
+	Kind state.Kind
+	ID   string
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("%s %s listed twice with different content in one listing (the listing changed while it was read); it is not diffed and is read again next cycle", e.Kind, e.ID)
 }
 
 // Events returns the number of events produced.
@@ -208,13 +223,17 @@ func recKey(k state.Kind, customerID, id string) string {
 
 func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, fresh []Entity, baseline func(*Entity) bool) error {
 	o := b.o
-	seen := make(map[string]bool, len(fresh))
+	seen := make(map[string]state.Hash, len(fresh))
 	for i := range fresh {
 		e := &fresh[i]
-		if seen[e.ID] {
-			return fmt.Errorf("%s %s listed twice in one listing", k, e.ID)
+		if h, dup := seen[e.ID]; dup {
+			if h != e.Hash() {
+				return &DuplicateError{Kind: k, ID: e.ID}
+			}
+			b.res.Duplicates = append(b.res.Duplicates, string(k)+" "+e.ID)
+			continue
 		}
-		seen[e.ID] = true
+		seen[e.ID] = e.Hash()
 		custID := b.custID
 		if k == state.KindCustomer {
 			custID = e.ID
@@ -303,7 +322,7 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 	// Entities known but missing from this complete listing.
 	var missing []string
 	for id := range known {
-		if !seen[id] {
+		if _, listed := seen[id]; !listed {
 			missing = append(missing, id)
 		}
 	}

@@ -2,6 +2,7 @@ package diff
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -500,5 +501,28 @@ func TestRefundCandidates(t *testing.T) {
 	// is a candidate.
 	if res := commit(later, mutate(t, nceJSON, map[string]any{"quantity": 9})); len(res.RefundCandidates) != 1 {
 		t.Errorf("seats added after the window: %v", res.RefundCandidates)
+	}
+}
+
+// An entity listed twice with the same content is kept once and reported;
+// with different content the listing cannot be diffed (which copy is
+// current?) and fails with a *DuplicateError, committing nothing.
+func TestDuplicatesInOneListing(t *testing.T) {
+	snap := snapWith(t, nceJSON)
+	_, res := run(t, snap, []string{nceJSON, legacyJSON, nceJSON}, Options{})
+	e := subEntity(t, nceJSON)
+	if !slices.Equal(res.Duplicates, []string{"subscription " + e.ID}) {
+		t.Fatalf("duplicates = %v", res.Duplicates)
+	}
+	if res.Counts[events.SubscriptionCreated] != 1 || len(res.Change.Puts) != 1 {
+		t.Fatalf("identical duplicate: counts %v, puts %d (want the legacy one added once)", res.Counts, len(res.Change.Puts))
+	}
+
+	l := &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindSubscription},
+		Entities: []Entity{subEntity(t, nceJSON), subEntity(t, mutate(t, nceJSON, map[string]any{"quantity": 7}))}}
+	_, err := Customer(snap, l, Options{Source: "s", Now: now})
+	var de *DuplicateError
+	if !errors.As(err, &de) || de.ID != e.ID || de.Kind != state.KindSubscription {
+		t.Fatalf("conflicting duplicate: err = %v, want a *DuplicateError for %s", err, e.ID)
 	}
 }

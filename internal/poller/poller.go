@@ -154,6 +154,10 @@ type Report struct {
 	Throttled      uint64
 	Retries        uint64
 	RefundFetches  int
+	// Duplicates are entities a listing held twice with identical
+	// content ("customer <id>" for the customer list, "<customer id>:
+	// subscription <id>" for a customer's listing); each was kept once.
+	Duplicates []string
 }
 
 // Complete reports whether every customer (and the customer list) was
@@ -233,6 +237,11 @@ func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
 				count(failRes)
 				mu.Lock()
 				rep.RefundFetches += fetches
+				if res != nil {
+					for _, d := range res.Duplicates {
+						rep.Duplicates = append(rep.Duplicates, t.id+": "+d)
+					}
+				}
 				if f != nil {
 					rep.Failures = append(rep.Failures, *f)
 				} else {
@@ -289,8 +298,8 @@ feed:
 func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report, count func(*diff.Result)) ([]target, error) {
 	o := p.o
 	inScope := func(id string) bool { return len(o.Customers) == 0 || slices.Contains(o.Customers, id) }
-	list, err := o.Client.ListCustomers(ctx)
-	if err == nil {
+	list, listErr := o.Client.ListCustomers(ctx)
+	if listErr == nil {
 		var fresh []pc.Customer
 		for _, c := range list {
 			if inScope(c.ID) {
@@ -298,24 +307,39 @@ func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report,
 			}
 		}
 		res, err := diff.CommitCustomerList(o.Store, diff.Customers(fresh), dopts, inScope)
-		if err != nil {
+		var dup *diff.DuplicateError
+		switch {
+		case errors.As(err, &dup):
+			// Not diffable, but not a reason to stop watching: fall
+			// through to the customers already known.
+			listErr = err
+		case err != nil:
 			return nil, err
+		default:
+			count(res)
+			rep.CustomerListOK = true
+			if len(res.Duplicates) > 0 {
+				p.log.Warn("customer list held customers twice with identical content; kept once", "duplicates", res.Duplicates)
+				rep.Duplicates = append(rep.Duplicates, res.Duplicates...)
+			}
+			targets := make([]target, 0, len(fresh))
+			listed := make(map[string]bool, len(fresh))
+			for _, c := range fresh {
+				if !listed[c.ID] {
+					listed[c.ID] = true
+					targets = append(targets, target{c.ID, c.CompanyProfile.CompanyName})
+				}
+			}
+			return targets, nil
 		}
-		count(res)
-		rep.CustomerListOK = true
-		targets := make([]target, 0, len(fresh))
-		for _, c := range fresh {
-			targets = append(targets, target{c.ID, c.CompanyProfile.CompanyName})
-		}
-		return targets, nil
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	rep.CustomerList = err
-	p.log.Warn("customer list failed; polling the customers already known, without diffing the list", "err", err)
+	rep.CustomerList = listErr
+	p.log.Warn("customer list failed; polling the customers already known, without diffing the list", "err", listErr)
 	var targets []target
-	err = o.Store.View(func(r *state.ReadTx) error {
+	err := o.Store.View(func(r *state.ReadTx) error {
 		return r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
 			if inScope(id) {
 				raw, err := rec.JSON()
@@ -383,12 +407,21 @@ func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options,
 	if len(l.Kinds) > 0 {
 		var err error
 		res, err = diff.CommitCustomer(o.Store, l, dopts)
-		if err != nil {
+		var dup *diff.DuplicateError
+		switch {
+		case errors.As(err, &dup):
+			// The listing changed while it was read: nothing of it is
+			// committed, the customer is read again next cycle.
+			failed, errs = append(failed, l.Kinds...), append(errs, err)
+			l.Kinds, res = nil, nil
+		case err != nil:
 			return nil, 0, nil, err
+		case len(res.Duplicates) > 0:
+			p.log.Warn("listing held entities twice with identical content; kept once", "customer", t.id, "duplicates", res.Duplicates)
 		}
 		// The listing is committed; now read the refund batches the diff
 		// asked for (open windows, recent seat increases) and record them.
-		if len(res.RefundCandidates) > 0 && o.RefundFetchBudget > 0 {
+		if res != nil && len(res.RefundCandidates) > 0 && o.RefundFetchBudget > 0 {
 			var fetched map[string]*pc.RefundableQuantity
 			fetched, fetches, err = p.fetchRefunds(ctx, t.id, res.RefundCandidates, budget)
 			if err == nil {

@@ -24,15 +24,33 @@ type health struct {
 	nc       *nats.Conn
 	interval time.Duration
 	started  time.Time
+	// listFailures: consecutive failed customer lists that make the
+	// watcher not ready (--failure-threshold).
+	listFailures int
 
-	mu        sync.Mutex
-	lastCycle time.Time
-	lastRep   *poller.Report
+	mu         sync.Mutex
+	lastCycle  time.Time
+	lastRep    *poller.Report
+	listStreak int   // consecutive cycles whose customer list failed
+	cycleErr   error // the last cycle could not run at all
 }
 
+// cycled records a finished cycle.
 func (h *health) cycled(r *poller.Report) {
 	h.mu.Lock()
-	h.lastCycle, h.lastRep = time.Now(), r
+	h.lastCycle, h.lastRep, h.cycleErr = time.Now(), r, nil
+	if r.CustomerListOK {
+		h.listStreak = 0
+	} else {
+		h.listStreak++
+	}
+	h.mu.Unlock()
+}
+
+// cycleFailed records a cycle that could not run (the state file failed).
+func (h *health) cycleFailed(err error) {
+	h.mu.Lock()
+	h.cycleErr = err
 	h.mu.Unlock()
 }
 
@@ -41,8 +59,10 @@ func (h *health) cycled(r *poller.Report) {
 const maxOutboxUnhealthy = 10000
 
 // ready reports readiness and why not: the state file is open, events can
-// flow (NATS connected, or the outbox is still small), and a cycle finished
-// recently (within three intervals plus a grace period for the first one).
+// flow (NATS connected, or the outbox is still small), a cycle finished
+// recently (within three intervals plus a grace period for the first one),
+// the last cycle could run, and the customer list has not failed in
+// listFailures consecutive cycles.
 func (h *health) ready() (bool, []string) {
 	var why []string
 	depth, err := h.store.OutboxLen()
@@ -53,8 +73,14 @@ func (h *health) ready() (bool, []string) {
 		why = append(why, fmt.Sprintf("NATS disconnected and %d events waiting in the outbox", depth))
 	}
 	h.mu.Lock()
-	last := h.lastCycle
+	last, streak, cerr, rep := h.lastCycle, h.listStreak, h.cycleErr, h.lastRep
 	h.mu.Unlock()
+	if cerr != nil {
+		why = append(why, "the last poll cycle failed: "+cerr.Error())
+	}
+	if limit := max(1, h.listFailures); streak >= limit && rep != nil {
+		why = append(why, fmt.Sprintf("the customer list failed in the last %d cycles (known customers are still polled; new and removed customers are not seen): %v", streak, rep.CustomerList))
+	}
 	limit := 3*h.interval + 5*time.Minute
 	switch {
 	case last.IsZero() && time.Since(h.started) > limit:

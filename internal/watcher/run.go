@@ -249,7 +249,7 @@ func Run(ctx context.Context, o Options) (err error) {
 			keepStream(bg, js, streamOpts, log, relay.Kick)
 		}()
 	}
-	h := &health{store: store, nc: nc, interval: c.Interval, started: time.Now()}
+	h := &health{store: store, nc: nc, interval: c.Interval, started: time.Now(), listFailures: c.FailureThreshold}
 	if c.Listen != "" {
 		ln, err := net.Listen("tcp", c.Listen)
 		if err != nil {
@@ -285,6 +285,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 		if err != nil {
 			log.Error("poll cycle failed", "err", err)
+			h.cycleFailed(err)
 		} else {
 			h.cycled(rep)
 			if o.Cycled != nil {
