@@ -88,6 +88,10 @@ type Options struct {
 	// Committed is called after each commit that added events (to kick
 	// the outbox relay). It must not block.
 	Committed func()
+	// Redact, when set, removes secrets from failure messages before they
+	// are stored (the state file's failure streaks) and published
+	// (ops.customer-poll-failed): a peer may echo credentials in an error.
+	Redact func(string) string
 }
 
 // Poller runs cycles. Cycle must not be called concurrently.
@@ -515,6 +519,9 @@ func (p *Poller) recordFailure(t target, f *Failure, dopts diff.Options) (*diff.
 	cur.Count++
 	cur.LastAt = dopts.Now
 	cur.LastError = oneLine(f.Err.Error())
+	if p.o.Redact != nil {
+		cur.LastError = p.o.Redact(cur.LastError)
+	}
 	ch := &state.Change{Failures: map[string]*state.Failure{t.id: &cur}}
 	res := &diff.Result{Counts: map[events.Type]int{}}
 	if cur.Count%p.o.FailureThreshold == 0 {

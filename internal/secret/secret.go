@@ -38,9 +38,16 @@ const MinLen = 4
 // *Redactor is valid too and redacts nothing.
 type Redactor struct {
 	mu       sync.RWMutex
-	variants []string // longest first, so a longer encoding wins over a substring
+	static   []string            // secrets given to New and Add
+	rotating map[string][]string // Rotate: the last values per name
+	variants []string            // every encoding, longest first
 	repl     *strings.Replacer
 }
+
+// rotatingKeep is how many values of a rotating secret stay redacted: the
+// current one and the one before (still valid for a while, and still in
+// messages about requests that used it).
+const rotatingKeep = 2
 
 // New returns a Redactor for the given secrets (empty values are ignored).
 func New(secrets ...string) *Redactor {
@@ -57,9 +64,45 @@ func (r *Redactor) Add(secrets ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range secrets {
-		if len(s) < MinLen {
-			continue
+		if len(s) >= MinLen && !slices.Contains(r.static, s) {
+			r.static = append(r.static, s)
 		}
+	}
+	r.rebuild()
+}
+
+// Rotate registers the current value of a secret that changes over time
+// (an access token, renewed every hour): the last two values of each name
+// are redacted, older ones are forgotten, so the set stays bounded.
+func (r *Redactor) Rotate(name, value string) {
+	if r == nil || len(value) < MinLen {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rotating == nil {
+		r.rotating = map[string][]string{}
+	}
+	vals := r.rotating[name]
+	if len(vals) > 0 && vals[len(vals)-1] == value {
+		return
+	}
+	vals = append(vals, value)
+	if len(vals) > rotatingKeep {
+		vals = vals[len(vals)-rotatingKeep:]
+	}
+	r.rotating[name] = vals
+	r.rebuild()
+}
+
+// rebuild recomputes the replacer; r.mu is held.
+func (r *Redactor) rebuild() {
+	all := slices.Clone(r.static)
+	for _, vals := range r.rotating {
+		all = append(all, vals...)
+	}
+	r.variants = r.variants[:0]
+	for _, s := range all {
 		for _, v := range Encodings(s) {
 			if len(v) >= MinLen && !slices.Contains(r.variants, v) {
 				r.variants = append(r.variants, v)
@@ -211,3 +254,21 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// WrapError returns err with its text redacted; errors.Is and errors.As
+// still reach err and its chain (whose own texts are not redacted: print
+// the wrapper). nil stays nil.
+func (r *Redactor) WrapError(err error) error {
+	if err == nil || r.Empty() {
+		return err
+	}
+	return &redactedError{err: err, r: r}
+}
+
+type redactedError struct {
+	err error
+	r   *Redactor
+}
+
+func (e *redactedError) Error() string { return e.r.String(e.err.Error()) }
+func (e *redactedError) Unwrap() error { return e.err }

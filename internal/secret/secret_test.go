@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
@@ -114,4 +116,58 @@ func FuzzRedactor(f *testing.F) {
 			t.Fatalf("secret %q survived in %q", sec, got)
 		}
 	})
+}
+
+func TestRotateKeepsTheLastTwo(t *testing.T) {
+	r := New("static-secret")
+	r.Rotate("token", "token-one")
+	r.Rotate("token", "token-two")
+	r.Rotate("token", "token-two") // same value: no change
+	if got := r.String("token-one token-two static-secret"); got != strings.Repeat(Placeholder+" ", 2)+Placeholder {
+		t.Fatalf("got %q", got)
+	}
+	r.Rotate("token", "token-three")
+	if got := r.String("token-one token-two token-three static-secret"); got != "token-one "+strings.Repeat(Placeholder+" ", 2)+Placeholder {
+		t.Fatalf("after a third value: %q (the oldest is forgotten, the static one stays)", got)
+	}
+}
+
+type stringer struct{ s string }
+
+func (s stringer) String() string { return s.s }
+
+func TestHandlerRedactsMessageAndAttributes(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		var buf bytes.Buffer
+		r := New("pa55word!")
+		var h slog.Handler = slog.NewTextHandler(&buf, nil)
+		if format == "json" {
+			h = slog.NewJSONHandler(&buf, nil)
+		}
+		log := slog.New(r.Handler(h)).With("url", "https://u:pa55word!@host/").WithGroup("g")
+		log.Warn("token endpoint said pa55word!", "err", errors.New("invalid_client: client_secret=pa55word%21"),
+			"form", url.Values{"client_secret": {"pa55word!"}}, "s", stringer{"x pa55word! y"},
+			slog.Group("nested", "v", "pa55word!"), "n", 3)
+		out := buf.String()
+		if strings.Contains(out, "pa55word") || strings.Count(out, Placeholder) < 6 || !strings.Contains(out, "3") {
+			t.Fatalf("%s: %s", format, out)
+		}
+	}
+}
+
+type typedErr struct{ msg string }
+
+func (e *typedErr) Error() string { return e.msg }
+
+func TestWrapErrorKeepsTheChain(t *testing.T) {
+	r := New("topsecret")
+	inner := &typedErr{"refused: client_secret=topsecret"}
+	err := r.WrapError(fmt.Errorf("start-up: %w", inner))
+	var te *typedErr
+	if strings.Contains(err.Error(), "topsecret") || !errors.As(err, &te) || te != inner {
+		t.Fatalf("wrapped: %q, as %v", err, te)
+	}
+	if r.WrapError(nil) != nil || New().WrapError(inner) != error(inner) {
+		t.Fatal("nil or an empty redactor must return err itself")
+	}
 }

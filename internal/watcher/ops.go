@@ -3,6 +3,7 @@ package watcher
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/poller"
+	"github.com/pcwatch/pcwatch/internal/secret"
 	"github.com/pcwatch/pcwatch/internal/state"
 	"github.com/pcwatch/pcwatch/internal/view"
 )
@@ -91,15 +93,16 @@ func (h *health) ready() (bool, []string) {
 	return len(why) == 0, why
 }
 
-func opsHandler(m *metrics, h *health, store *state.Store, dcfg deadline.Config, clk clock.Clock) http.Handler {
+func opsHandler(m *metrics, h *health, store *state.Store, dcfg deadline.Config, clk clock.Clock, red *secret.Redactor) http.Handler {
 	mux := http.NewServeMux()
+	writeJSON := func(w http.ResponseWriter, v any, err error) { writeJSON(red.Writer(w), w, v, err) }
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ok, why := h.ready()
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			for _, s := range why {
-				fmt.Fprintln(w, s)
+				fmt.Fprintln(red.Writer(w), s)
 			}
 			return
 		}
@@ -117,13 +120,18 @@ func opsHandler(m *metrics, h *health, store *state.Store, dcfg deadline.Config,
 	return mux
 }
 
-func writeJSON(w http.ResponseWriter, v any, err error) {
+// writeJSON answers v as JSON, or err as a 500, writing the body through
+// body (which redacts secrets).
+func writeJSON(body io.Writer, w http.ResponseWriter, v any, err error) {
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprintln(body, err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(body)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
 }

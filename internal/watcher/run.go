@@ -105,6 +105,16 @@ func Run(ctx context.Context, o Options) (err error) {
 	if log == nil {
 		log = NewLogger(os.Stderr, c.LogFormat, c.LogLevel)
 	}
+	// Every configured secret is redacted, in every encoding, from what
+	// leaves the process: logs, stderr, the error Run returns, stored
+	// failure messages and the events built from them.
+	red, err := newRedactor(o.Getenv, c)
+	if err != nil {
+		return &ConfigError{Msg: err.Error()}
+	}
+	defer func() { err = red.WrapError(err) }()
+	log = slog.New(red.Handler(log.Handler()))
+	o.Stderr = red.Writer(o.Stderr)
 	clk := o.Clock
 	if clk == nil {
 		var err error
@@ -133,6 +143,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 		log.Info("Partner Center credentials", "credentials", creds)
 	}
+	ts = rotatingToken{ts: ts, red: red}
 	hc := o.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Transport: &http.Transport{
@@ -219,7 +230,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		RefundFetchBudget: c.RefundFetchBudget,
 		Diff: diff.Options{CreatedOnFirstSighting: c.CreatedOnFirstSighting, MassRemovalShare: c.MassRemovalShare,
 			HoldCycles: c.HoldCycles},
-		Logger: log.With("component", "poller"), Metrics: m, Committed: relay.Kick,
+		Logger: log.With("component", "poller"), Metrics: m, Committed: relay.Kick, Redact: red.String,
 	})
 	if err != nil {
 		return err
@@ -256,7 +267,7 @@ func Run(ctx context.Context, o Options) (err error) {
 			return &StartupError{fmt.Errorf("operations server cannot listen on %s: %w (choose another --listen, or empty to disable)", c.Listen, err)}
 		}
 		rt.Listen = ln.Addr().String()
-		srv := &http.Server{Handler: opsHandler(m, h, store, dcfg, clk), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: opsHandler(m, h, store, dcfg, clk, red), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
 		cleanup.push(func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
