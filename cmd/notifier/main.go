@@ -439,7 +439,9 @@ func cmdTest(ctx context.Context, args []string, stdout io.Writer, getenv func(s
 	}
 	ev, err := notify.SendTest(ctx, to)
 	if err != nil {
-		return fmt.Errorf("test: %w", err)
+		// The channel's peer may have echoed a secret (an SMTP server
+		// repeating AUTH): the message printed is redacted.
+		return cfg.Redactor().WrapError(fmt.Errorf("test: %w", err))
 	}
 	fmt.Fprintf(stdout, "sent sample %s event %s through %s\n", strings.TrimPrefix(string(ev.Type), events.TypePrefix), ev.ID, *channel)
 	return nil

@@ -1,6 +1,9 @@
 package notify
 
 import (
+	secretpkg "github.com/pcwatch/pcwatch/internal/secret"
+	"sync"
+
 	"bytes"
 	"crypto/x509"
 	"encoding/base64"
@@ -78,6 +81,8 @@ type Config struct {
 	names     []string           // channel names, sorted
 	tmplOrder []string           // template globs in file order
 	overrides []compiledOverride // in file order
+	redOnce   sync.Once
+	red       *secretpkg.Redactor
 	routes    []compiledRoute
 	deflt     []string
 	silences  []compiledSilence
@@ -274,6 +279,25 @@ func (s secret) value() string {
 }
 
 func (s secret) set() bool { return s.p != nil && *s.p != "" }
+
+// Redactor returns a redactor for every secret of the configuration
+// (channel URLs, signing secrets, SMTP passwords), to put in front of
+// everything the notifier writes: logs, dead-letter errors, the errors its
+// commands print. A peer may echo a secret back (an SMTP server repeating
+// AUTH, a webhook endpoint repeating its URL) in any encoding.
+// The same Redactor is returned each time; secrets added to it (NATS
+// credentials) apply everywhere.
+func (c *Config) Redactor() *secretpkg.Redactor { return c.redactor() }
+
+func (c *Config) redactor() *secretpkg.Redactor {
+	c.redOnce.Do(func() {
+		c.red = secretpkg.New()
+		for _, ch := range c.Channels {
+			c.red.Add(ch.url.value(), ch.secret.value(), ch.password.value())
+		}
+	})
+	return c.red
+}
 
 // String never reveals the value.
 func (s secret) String() string {

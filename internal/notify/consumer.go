@@ -425,7 +425,7 @@ func (r *channelRunner) deadLetter(ctx context.Context, msg jetstream.Msg, meta 
 	e := DLQEntry{Time: r.clk.Now().UTC(), Channel: r.name, Reason: se.Reason, Status: se.Status, Attempts: attempt,
 		Subject: msg.Subject(), StreamSeq: meta.Sequence.Stream}
 	if se.Err != nil {
-		e.Error = se.Err.Error()
+		e.Error = r.cfg.redactor().String(se.Err.Error())
 	}
 	id := ""
 	if ev != nil {

@@ -92,8 +92,13 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	red := cfg.Redactor()
+	red.Add(o.NATS.Password, o.NATS.Token)
+	log = slog.New(red.Handler(log.Handler()))
 	if o.NATS.Logger == nil {
 		o.NATS.Logger = log
+	} else {
+		o.NATS.Logger = slog.New(red.Handler(o.NATS.Logger.Handler()))
 	}
 	host, _ := os.Hostname()
 	instance := fmt.Sprintf("%s-%d-%s", strings.ReplaceAll(host, ".", "_"), os.Getpid(), randomHex(3))
