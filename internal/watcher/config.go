@@ -1,9 +1,11 @@
 package watcher
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -189,7 +191,9 @@ func boolean(p func(*Config) *bool) (func(*Config, string) error, func(*Config) 
 func number(p func(*Config) *float64, lo, hi float64) (func(*Config, string) error, func(*Config) string) {
 	return func(c *Config, v string) error {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil || f < lo || f > hi {
+			// NaN compares false with everything: test the range so that
+			// NaN fails it (--rate NaN used to disable the rate limiter).
+			if err != nil || !(f >= lo && f <= hi) {
 				return fmt.Errorf("%q is not a number between %g and %g", v, lo, hi)
 			}
 			*p(c) = f
@@ -369,15 +373,48 @@ func (b boolFlag) String() string {
 func (b boolFlag) Set(s string) error { *b.v = s; return nil }
 func (b boolFlag) IsBoolFlag() bool   { return true }
 
-// loadFile applies a YAML file of option keys. Unknown keys are errors.
+// maxConfigFile bounds the config file read: it holds a few dozen settings.
+const maxConfigFile = 1 << 20
+
+// readLimited reads a file of at most limit bytes.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d KiB: not a pcwatch config file?", path, limit>>10)
+	}
+	return b, nil
+}
+
+// loadFile applies a YAML file of option keys. Unknown keys, keys set
+// twice and a second YAML document are errors, as in the notifier's file.
 func (c *Config) loadFile(path string) error {
-	b, err := os.ReadFile(path)
+	b, err := readLimited(path, maxConfigFile)
 	if err != nil {
 		return cfgErr("config file: %v", err)
 	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // empty file
+		}
 		return cfgErr("config file %s: %v", path, err)
+	}
+	var second yaml.Node
+	if err := dec.Decode(&second); !errors.Is(err, io.EOF) {
+		line := second.Line
+		if err != nil {
+			return cfgErr("config file %s: after the first document: %v", path, err)
+		}
+		return cfgErr("config file %s line %d: a second YAML document (after ---); put every setting in one mapping", path, line)
 	}
 	if len(doc.Content) == 0 {
 		return nil
@@ -386,8 +423,13 @@ func (c *Config) loadFile(path string) error {
 	if m.Kind != yaml.MappingNode {
 		return cfgErr("config file %s line %d: want a mapping of settings (key: value)", path, m.Line)
 	}
+	seen := map[string]int{}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
+		if first, dup := seen[k.Value]; dup {
+			return cfgErr("config file %s line %d: %s is set twice (first on line %d); keep one", path, k.Line, k.Value, first)
+		}
+		seen[k.Value] = k.Line
 		var o *option
 		for j := range options {
 			if options[j].yaml() == k.Value {

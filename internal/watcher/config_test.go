@@ -54,6 +54,12 @@ func TestLoadErrors(t *testing.T) {
 		{[]string{"--once=maybe"}, nil, `flag --once: "maybe" is not true or false`},
 		{nil, map[string]string{"PCWATCH_MASS_REMOVAL_SHARE": "2"}, "environment PCWATCH_MASS_REMOVAL_SHARE"},
 		{[]string{"extra"}, nil, `unexpected argument "extra"`},
+		// Defect 11 of issue 11: NaN compared false with the bounds and
+		// disabled the rate limiter.
+		{[]string{"--rate", "NaN"}, nil, `flag --rate: "NaN" is not a number`},
+		{nil, map[string]string{"PCWATCH_RATE": "nan"}, "environment PCWATCH_RATE"},
+		{[]string{"--mass-removal-share", "NaN"}, nil, "flag --mass-removal-share"},
+		{[]string{"--rate", "+Inf"}, nil, "flag --rate"},
 	}
 	for _, tt := range tests {
 		getenv := none
@@ -74,6 +80,39 @@ func TestUsageListsEveryOption(t *testing.T) {
 			if !strings.Contains(u, want) {
 				t.Errorf("usage lacks %s", want)
 			}
+		}
+	}
+}
+
+// Defect 11 of issue 11: a key set twice and a second YAML document passed
+// silently (the notifier refuses duplicates); an oversized file is refused
+// before it is parsed.
+func TestConfigFileStrictness(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name, body, want string
+	}{
+		{"duplicate key", "rate: 100\ninterval: 5m\nrate: 400\n", "line 3: rate is set twice (first on line 1)"},
+		{"second document", "rate: 100\n---\nrate: 400\n", "line 2: a second YAML document"},
+		{"second document, broken", "rate: 100\n---\n: [\n", "after the first document"},
+		{"too large", "# " + strings.Repeat("x", 1<<20) + "\nrate: 1\n", "larger than 1024 KiB"},
+		{"not a mapping", "- rate\n", "want a mapping"},
+	} {
+		file := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "_")+".yaml")
+		if err := os.WriteFile(file, []byte(tt.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load("run", []string{"--config", file}, func(string) string { return "" })
+		if _, ok := err.(*ConfigError); !ok || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v; want a ConfigError saying %q", tt.name, err, tt.want)
+		}
+	}
+	// One document, possibly opened with ---, and an empty file still load.
+	for _, body := range []string{"---\nrate: 120\n", "", "# only a comment\n"} {
+		file := filepath.Join(dir, "ok.yaml")
+		os.WriteFile(file, []byte(body), 0o600)
+		if _, err := Load("run", []string{"--config", file}, func(string) string { return "" }); err != nil {
+			t.Errorf("%q: %v", body, err)
 		}
 	}
 }

@@ -17,6 +17,9 @@ func FuzzConfigFile(f *testing.F) {
 		"interval: {a: 1}\n",
 		"pc_url: https://api.partnercenter.microsoft.com\ncloud: china\n",
 		"&a [*a]",
+		"rate: 1\nrate: 2\n",
+		"rate: 1\n---\nrate: 2\n",
+		"rate: NaN\n",
 	} {
 		f.Add(s)
 	}
