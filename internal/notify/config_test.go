@@ -104,6 +104,9 @@ func TestConfigErrors(t *testing.T) {
 		{"template field error", hook + route + "templates:\n  subscription.quantity-changed: {text: \"{{.Nope}}\"}\n", `templates."subscription.quantity-changed": rendering subscription.quantity-changed: template subscription.quantity-changed.text: `, 6},
 		{"template glob matches nothing", hook + route + "templates:\n  \"subscriptin.*\": {title: x}\n", `templates."subscriptin.*": "subscriptin.*" matches no event type`, 6},
 		{"silence without until", hook + route + "silences:\n  - match: {customers: [c1]}\n", `silences[0].until: missing`, 6},
+		// Defect 11 of issue 11: a bad date had neither line nor key.
+		{"silence with a bad date", hook + route + "silences:\n  - match: {customers: [c1]}\n    until: next tuesday\n", `n.yaml:7: silences[0].until: "next tuesday" is not a date-time`, 7},
+		{"silence with an impossible month", hook + route + "silences:\n  - match: {customers: [c1]}\n    until: 2026-13-01T00:00:00Z\n", `silences[0].until: "2026-13-01T00:00:00Z" is not a date-time`, 7},
 		{"silence matching everything", hook + route + "silences:\n  - until: 2030-01-01T00:00:00Z\n", `silences[0].match: empty`, 6},
 		{"no routes", hook, `routes: no routes and no default route`, 0},
 		{"no channels", route, `channels: no channels defined`, 0},

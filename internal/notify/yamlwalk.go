@@ -68,7 +68,14 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, p string) *ConfigError {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if t == durationType || t == timeType || reflect.PointerTo(t).Implements(unmarshalType) {
+	if t == timeType {
+		// yaml's own time error names neither the line nor the key.
+		if n.Kind == yaml.ScalarNode && !validYAMLTime(n) {
+			return &ConfigError{Line: n.Line, Path: p, Msg: fmt.Sprintf("%q is not a date-time: write it as RFC 3339, e.g. 2026-12-31T18:00:00Z or 2026-12-31T18:00:00+01:00 (a date alone, 2026-12-31, means midnight UTC)", n.Value)}
+		}
+		return nil
+	}
+	if t == durationType || reflect.PointerTo(t).Implements(unmarshalType) {
 		return nil
 	}
 	switch t.Kind() {
@@ -193,4 +200,10 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// validYAMLTime reports whether the decoder will read n as a time.Time.
+func validYAMLTime(n *yaml.Node) bool {
+	var t time.Time
+	return n.Decode(&t) == nil
 }
