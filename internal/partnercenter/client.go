@@ -7,15 +7,44 @@
 // truncated or malformed bodies) with exponential backoff and jitter inside
 // an explicit time budget, honours Retry-After on 429 and 503 for every
 // concurrent caller, and paces all callers through one shared rate limiter.
-// Everything else comes back as an *APIError or *DecodeError that names the
-// endpoint, the HTTP status and the request id. Credentials never appear in
-// errors or logs.
+// Everything else comes back as a typed error that names the endpoint, the
+// path, the HTTP status and the request id: *APIError (non-2xx),
+// *DecodeError (a 2xx body that is malformed, or valid JSON but not a
+// collection, or not an object with an id: never read as an empty
+// listing), *LimitError (a memory bound crossed). Credentials never appear
+// in errors or logs.
+//
+// # Memory
+//
+// Pages are decoded item by item from the response stream (one item's JSON
+// is buffered at a time, unknown properties are skipped token by token),
+// and every bound counts the bytes read plus the in-memory size of each
+// decoded item, so a body of tiny items cannot expand into gigabytes:
+//
+//   - one response: Options.MaxResponseBytes (default 16 MiB, about ten
+//     times a page of 500 subscriptions);
+//   - one listing, all its pages: Options.MaxListingBytes (default 512
+//     MiB), Options.MaxPages pages (default 1000) and Options.MaxItems
+//     items (default 250,000);
+//   - an error body: its first 64 KiB.
+//
+// A request in flight therefore holds at most about 2-3 x MaxResponseBytes
+// (the decoder's buffer, the decoded items, and garbage not yet collected),
+// whatever the server sends: N concurrent callers reading endless bodies
+// stay under N x 3 x MaxResponseBytes (measured by TestEndlessBodiesPeakHeap
+// and BenchmarkEndlessBodies). A listing retains at most about 2 x
+// MaxListingBytes (raw items and their typed views), so the client as a
+// whole holds at most (concurrent listings) x 2 x MaxListingBytes plus
+// (concurrent requests) x 3 x MaxResponseBytes. Crossing a bound fails the
+// request and its listing with a *LimitError naming the Options field to
+// raise; it is not retried.
 package partnercenter
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,8 +80,19 @@ const (
 	DefaultRetryBudget = 3 * time.Minute
 	// DefaultAttemptTimeout bounds one HTTP attempt.
 	DefaultAttemptTimeout = 60 * time.Second
-	// maxBody bounds one response body.
-	maxBody = 256 << 20
+	// DefaultMaxResponseBytes bounds one response: a page of 500 customers
+	// or subscriptions is well under 2 MiB.
+	DefaultMaxResponseBytes = 16 << 20
+	// DefaultMaxListingBytes bounds all pages of one listing together:
+	// 250,000 customers of about 2 KiB each.
+	DefaultMaxListingBytes = 512 << 20
+	// DefaultMaxPages bounds the pages of one listing: 500,000 customers in
+	// pages of 500.
+	DefaultMaxPages = 1000
+	// DefaultMaxItems bounds the items of one listing.
+	DefaultMaxItems = 250000
+	// maxErrorBody bounds what is read of a non-2xx body.
+	maxErrorBody = 64 << 10
 	// maxDecodeAttempts bounds retries of bodies that arrive malformed.
 	maxDecodeAttempts = 3
 )
@@ -96,6 +136,16 @@ type Options struct {
 	RetryInitial, RetryMax time.Duration
 	// AttemptTimeout bounds one HTTP attempt. Default DefaultAttemptTimeout.
 	AttemptTimeout time.Duration
+	// MaxResponseBytes bounds one response body, decoded items counted at
+	// their in-memory size. Default DefaultMaxResponseBytes.
+	MaxResponseBytes int64
+	// MaxListingBytes bounds all responses of one listing together, counted
+	// the same way. Default DefaultMaxListingBytes.
+	MaxListingBytes int64
+	// MaxPages bounds the pages of one listing. Default DefaultMaxPages.
+	MaxPages int
+	// MaxItems bounds the items of one listing. Default DefaultMaxItems.
+	MaxItems int
 	// Observer receives telemetry; may be nil.
 	Observer Observer
 	// Logger receives per-request debug lines; nil discards.
@@ -127,6 +177,10 @@ type Client struct {
 	initial  time.Duration
 	maxWait  time.Duration
 	attempt  time.Duration
+	maxResp  int64
+	maxList  int64
+	maxPages int
+	maxItems int
 	obs      Observer
 	log      *slog.Logger
 	clk      clock.Clock
@@ -135,7 +189,7 @@ type Client struct {
 	pauseMu    sync.Mutex
 	pauseUntil time.Time // no request leaves before this (Retry-After)
 
-	requests, throttled, retries atomic.Uint64
+	requests, throttled, retried atomic.Uint64
 }
 
 // New returns a client. It fails when the base URL is not an absolute http(s)
@@ -164,6 +218,10 @@ func New(o Options) (*Client, error) {
 		initial:  o.RetryInitial,
 		maxWait:  o.RetryMax,
 		attempt:  o.AttemptTimeout,
+		maxResp:  o.MaxResponseBytes,
+		maxList:  o.MaxListingBytes,
+		maxPages: o.MaxPages,
+		maxItems: o.MaxItems,
 		obs:      o.Observer,
 		log:      o.Logger,
 		clk:      o.Clock,
@@ -201,6 +259,18 @@ func New(o Options) (*Client, error) {
 	if c.attempt <= 0 {
 		c.attempt = DefaultAttemptTimeout
 	}
+	if c.maxResp <= 0 {
+		c.maxResp = DefaultMaxResponseBytes
+	}
+	if c.maxList <= 0 {
+		c.maxList = DefaultMaxListingBytes
+	}
+	if c.maxPages <= 0 {
+		c.maxPages = DefaultMaxPages
+	}
+	if c.maxItems <= 0 {
+		c.maxItems = DefaultMaxItems
+	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -218,7 +288,7 @@ func (c *Client) BaseURL() string { return c.base.String() }
 
 // Stats returns cumulative traffic counters.
 func (c *Client) Stats() Stats {
-	return Stats{Requests: c.requests.Load(), Throttled: c.throttled.Load(), Retries: c.retries.Load()}
+	return Stats{Requests: c.requests.Load(), Throttled: c.throttled.Load(), Retries: c.retried.Load()}
 }
 
 // Limiter returns the client's rate limiter, so other clients can share it.
@@ -272,11 +342,17 @@ func (c *Client) ListSubscriptions(ctx context.Context, customerID string, f Sub
 }
 
 // GetSubscription returns one subscription. Partner Center documents
-// refundableQuantity on this endpoint, not on the list.
+// refundableQuantity on this endpoint, not on the list. A 200 body that is
+// not a JSON object with an id fails with a *DecodeError matching
+// ErrNotObject.
 func (c *Client) GetSubscription(ctx context.Context, customerID, subscriptionID string) (*Subscription, error) {
 	p := "/v1/customers/" + url.PathEscape(customerID) + "/subscriptions/" + url.PathEscape(subscriptionID)
 	var s Subscription
-	if err := c.getJSON(ctx, "subscription", p, nil, &s); err != nil {
+	err := c.get(ctx, "subscription", p, nil, c.budget, c.responseBudget, func(dec *json.Decoder, _ *itemBudget) error {
+		s = Subscription{}
+		return decodeSubscription(dec, &s)
+	})
+	if err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -296,23 +372,40 @@ func (c *Client) ListProducts(ctx context.Context, customerID, targetView string
 	return listAll[Product](ctx, c, "products", p)
 }
 
-// maxPages guards against a server that never stops paging.
-const maxPages = 100000
-
+// listAll reads every page of a listing. Each page must be a well-formed
+// collection; the listing as a whole stays within the client's page, item
+// and byte bounds. Any failure fails the whole listing: a partial list is
+// never returned.
 func listAll[T any](ctx context.Context, c *Client, endpoint, path string) ([]T, error) {
 	var (
-		all  []T
-		hdr  []Header
-		seen = map[string]bool{}
+		all       []T
+		hdr       []Header
+		seen      = map[[sha256.Size]byte]bool{}
+		listBytes int64 // charged by the pages read so far
 	)
 	for page := 1; ; page++ {
 		var coll Collection[T]
-		if err := c.getJSON(ctx, endpoint, path, hdr, &coll); err != nil {
+		budget := func() *itemBudget {
+			return c.listingBudget(listBytes, len(all))
+		}
+		var charged int64
+		err := c.get(ctx, endpoint, path, hdr, c.budget, budget, func(dec *json.Decoder, b *itemBudget) error {
+			var err error
+			coll, err = decodeCollection[T](dec, b)
+			charged = b.n
+			return err
+		})
+		if err != nil {
+			var le *LimitError
+			if errors.As(err, &le) {
+				le.Page = page
+			}
 			if page > 1 {
 				return nil, fmt.Errorf("listing %s failed at page %d after %d items (the whole listing is discarded): %w", endpoint, page, len(all), err)
 			}
 			return nil, err
 		}
+		listBytes += charged
 		if all == nil {
 			all = coll.Items
 		} else {
@@ -326,13 +419,40 @@ func listAll[T any](ctx context.Context, c *Client, endpoint, path string) ([]T,
 		if err != nil {
 			return nil, fmt.Errorf("listing %s: page %d: %w", endpoint, page, err)
 		}
-		key := p + "\x00" + fmt.Sprint(next.Headers)
-		if seen[key] || page >= maxPages {
+		if page >= c.maxPages {
+			return nil, &LimitError{Endpoint: endpoint, Method: http.MethodGet, Path: p, Option: LimitPages,
+				Limit: int64(c.maxPages), Page: page + 1, CorrelationID: CorrelationID(ctx)}
+		}
+		h := sha256.New()
+		h.Write([]byte(p))
+		for _, x := range next.Headers {
+			fmt.Fprintf(h, "\x00%q\x00%q", x.Key, x.Value)
+		}
+		var key [sha256.Size]byte
+		h.Sum(key[:0])
+		if seen[key] {
 			return nil, fmt.Errorf("listing %s: page %d links back to an earlier page (%s); the server is looping", endpoint, page, p)
 		}
 		seen[key] = true
 		path, hdr = p, next.Headers
 	}
+}
+
+// responseBudget is the bound of a single-resource response.
+func (c *Client) responseBudget() *itemBudget {
+	return &itemBudget{limit: c.maxResp, option: LimitResponseBytes}
+}
+
+// listingBudget is the bound of one page of a listing that has charged
+// used bytes and holds items items so far: the per-response bound, or what
+// is left of the per-listing one when that is smaller.
+func (c *Client) listingBudget(used int64, items int) *itemBudget {
+	b := &itemBudget{limit: c.maxResp, option: LimitResponseBytes, items: items, maxItm: c.maxItems}
+	if left := c.maxList - used; left < b.limit {
+		b.limit, b.option = max(left, 1), LimitListingBytes
+		b.optLimit = c.maxList
+	}
+	return b
 }
 
 // resolve turns a link URI into a request path under the base URL. Next
@@ -368,17 +488,19 @@ func (c *Client) resolve(uri string) (string, error) {
 // is reachable and the credentials are accepted, retrying transient
 // failures for at most budget.
 func (c *Client) Probe(ctx context.Context, budget time.Duration) error {
-	var coll Collection[json.RawMessage]
-	return c.getJSONBudget(ctx, "customers", "/v1/customers?size=1", nil, &coll, budget)
+	return c.get(ctx, "customers", "/v1/customers?size=1", nil, budget, func() *itemBudget { return c.listingBudget(0, 0) },
+		func(dec *json.Decoder, b *itemBudget) error {
+			_, err := decodeCollection[json.RawMessage](dec, b)
+			return err
+		})
 }
 
-// getJSON performs one logical GET (retries included) and decodes the body
-// into v.
-func (c *Client) getJSON(ctx context.Context, endpoint, path string, hdr []Header, v any) error {
-	return c.getJSONBudget(ctx, endpoint, path, hdr, v, c.budget)
-}
+// decodeFunc reads a 2xx body from dec; b counts and bounds what it reads.
+type decodeFunc func(dec *json.Decoder, b *itemBudget) error
 
-func (c *Client) getJSONBudget(ctx context.Context, endpoint, path string, hdr []Header, v any, budget time.Duration) error {
+// get performs one logical GET, retries included, and decodes a 2xx body
+// with decode, from a stream bounded by a fresh newBudget() per attempt.
+func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, budget time.Duration, newBudget func() *itemBudget, decode decodeFunc) error {
 	reqID := NewID()
 	corrID := CorrelationID(ctx)
 	if corrID == "" {
@@ -397,24 +519,26 @@ func (c *Client) getJSONBudget(ctx context.Context, endpoint, path string, hdr [
 		if err := c.waitTurn(ctx); err != nil {
 			return err
 		}
-		status, body, retryAfter, err := c.do(ctx, endpoint, path, hdr, reqID, corrID)
+		r := c.do(ctx, endpoint, path, hdr, reqID, corrID, newBudget(), decode)
+		retryAfter := r.retryAfter
+		var err error
 		reason := ""
 		switch {
-		case err != nil:
+		case r.sendErr != nil:
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			var authErr *AuthError
-			if errors.As(err, &authErr) && !authErr.Temporary() {
-				return fmt.Errorf("partner center GET %s: %w", path, err)
+			if errors.As(r.sendErr, &authErr) && !authErr.Temporary() {
+				return fmt.Errorf("partner center GET %s: %w", path, r.sendErr)
 			}
 			reason = "network"
-			err = fmt.Errorf("partner center GET %s: %w [request-id %s, correlation-id %s]", path, err, reqID, corrID)
-		case status < 200 || status > 299:
-			ae := &APIError{Endpoint: endpoint, Method: http.MethodGet, Path: path, StatusCode: status,
+			err = fmt.Errorf("partner center GET %s: %w [request-id %s, correlation-id %s]", path, r.sendErr, reqID, corrID)
+		case r.status < 200 || r.status > 299:
+			ae := &APIError{Endpoint: endpoint, Method: http.MethodGet, Path: path, StatusCode: r.status,
 				RequestID: reqID, CorrelationID: corrID, RetryAfter: retryAfter}
-			ae.parseErrorBody(body)
-			if ae.RetryAfter == 0 && status == http.StatusTooManyRequests {
+			ae.parseErrorBody(r.errBody)
+			if ae.RetryAfter == 0 && r.status == http.StatusTooManyRequests {
 				ae.RetryAfter = retryAfterFromMessage(ae.Message)
 			}
 			retryAfter = ae.RetryAfter
@@ -422,26 +546,41 @@ func (c *Client) getJSONBudget(ctx context.Context, endpoint, path string, hdr [
 			if !ae.Temporary() {
 				return ae
 			}
-			reason = strconv.Itoa(status)
-			if status == http.StatusTooManyRequests {
+			reason = strconv.Itoa(r.status)
+			if r.status == http.StatusTooManyRequests {
 				c.throttled.Add(1)
 			}
-			if status != http.StatusTooManyRequests && status != http.StatusServiceUnavailable {
+			if r.status != http.StatusTooManyRequests && r.status != http.StatusServiceUnavailable {
 				retryAfter = 0 // only 429 and 503 define Retry-After
 			}
 			c.pause(retryAfter)
+		case r.decodeErr == nil:
+			return nil
 		default:
-			derr := json.Unmarshal(body, v)
-			if derr == nil {
-				return nil
+			retryAfter = 0
+			var over *LimitError
+			switch b := r.budget; {
+			case errors.Is(r.decodeErr, errOverBudget) || errors.Is(r.decodeErr, errTooManyItems):
+				over = &LimitError{Endpoint: endpoint, Method: http.MethodGet, Path: path, Option: b.option,
+					Limit: b.optionLimit(), RequestID: reqID, CorrelationID: corrID}
+				if errors.Is(r.decodeErr, errTooManyItems) {
+					over.Option, over.Limit = LimitItems, int64(b.maxItm)
+				}
+				return over
+			case b.rerr != nil:
+				// The body broke off: a network failure, retried as such.
+				reason = "network"
+				err = fmt.Errorf("partner center GET %s: reading HTTP %d response body: %w [request-id %s, correlation-id %s]",
+					path, r.status, b.rerr, reqID, corrID)
+			default:
+				err = &DecodeError{Endpoint: endpoint, Method: http.MethodGet, Path: path, StatusCode: r.status,
+					RequestID: reqID, CorrelationID: corrID, Err: r.decodeErr}
+				decodeFailures++
+				if decodeFailures >= maxDecodeAttempts {
+					return err
+				}
+				reason = "malformed"
 			}
-			err = &DecodeError{Endpoint: endpoint, Method: http.MethodGet, Path: path, StatusCode: status,
-				RequestID: reqID, CorrelationID: corrID, Err: derr}
-			decodeFailures++
-			if decodeFailures >= maxDecodeAttempts {
-				return err
-			}
-			reason = "malformed"
 		}
 		wait := bo.NextBackOff()
 		if wait == backoff.Stop {
@@ -450,7 +589,7 @@ func (c *Client) getJSONBudget(ctx context.Context, endpoint, path string, hdr [
 		if retryAfter > wait {
 			wait = retryAfter
 		}
-		c.retries.Add(1)
+		c.retried.Add(1)
 		if c.obs != nil {
 			c.obs.ObserveRetry(endpoint, reason, wait)
 		}
@@ -503,17 +642,29 @@ func (c *Client) pause(d time.Duration) {
 	c.pauseMu.Unlock()
 }
 
-// do sends one attempt and reads the whole body.
-func (c *Client) do(ctx context.Context, endpoint, path string, hdr []Header, reqID, corrID string) (status int, body []byte, retryAfter time.Duration, err error) {
+// attemptResult is the outcome of one HTTP attempt.
+type attemptResult struct {
+	sendErr    error         // no response (or no token)
+	status     int           // HTTP status
+	retryAfter time.Duration // Retry-After header
+	errBody    []byte        // start of a non-2xx body
+	budget     *itemBudget   // what the 2xx body read and charged
+	decodeErr  error         // decode's error on a 2xx body
+}
+
+// do sends one attempt. A 2xx body is decoded as it streams in, bounded by
+// b; of any other body only the first maxErrorBody bytes are read. The body
+// is closed without being drained, so an endless body costs nothing more.
+func (c *Client) do(ctx context.Context, endpoint, path string, hdr []Header, reqID, corrID string, b *itemBudget, decode decodeFunc) attemptResult {
 	actx, cancel := context.WithTimeout(ctx, c.attempt)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, c.base.String()+path, nil)
 	if err != nil {
-		return 0, nil, 0, err
+		return attemptResult{sendErr: err}
 	}
 	tok, err := c.ts.Token()
 	if err != nil {
-		return 0, nil, 0, err
+		return attemptResult{sendErr: err}
 	}
 	for _, h := range hdr {
 		if h.Key != "" && !strings.EqualFold(h.Key, "Authorization") {
@@ -532,20 +683,28 @@ func (c *Client) do(ctx context.Context, endpoint, path string, hdr []Header, re
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		c.observe(endpoint, 0, start)
-		return 0, nil, 0, err
+		return attemptResult{sendErr: err}
 	}
 	defer resp.Body.Close()
-	body, err = io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	c.observe(endpoint, resp.StatusCode, start)
-	if err != nil {
-		return 0, nil, 0, fmt.Errorf("reading HTTP %d response body: %w", resp.StatusCode, err)
+	r := attemptResult{status: resp.StatusCode, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.clk.Now()), budget: b}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		c.observe(endpoint, resp.StatusCode, start)
+		if err != nil && len(body) == 0 {
+			// The status says what went wrong; an unreadable error body
+			// only loses the details.
+			c.log.Debug("partner center error body unreadable", "path", path, "status", resp.StatusCode, "err", err)
+		}
+		r.errBody = bytes.TrimPrefix(body, utf8BOM)
+		return r
 	}
+	b.r = resp.Body
+	r.decodeErr = decode(newDecoder(b), b)
+	c.observe(endpoint, resp.StatusCode, start)
 	c.log.Debug("partner center request", "endpoint", endpoint, "path", path, "status", resp.StatusCode,
-		"bytes", len(body), "request_id", reqID, "correlation_id", corrID)
-	return resp.StatusCode, bytes.TrimPrefix(body, utf8BOM), parseRetryAfter(resp.Header.Get("Retry-After"), c.clk.Now()), nil
+		"bytes", b.n, "items", b.items, "request_id", reqID, "correlation_id", corrID)
+	return r
 }
-
-var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
 func (c *Client) observe(endpoint string, status int, start time.Time) {
 	if c.obs != nil {

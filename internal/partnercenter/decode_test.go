@@ -1,6 +1,7 @@
 package partnercenter
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -270,19 +271,29 @@ func TestCorpus(t *testing.T) {
 	for _, f := range files {
 		name := filepath.Base(f)
 		var target any
+		// decode is the client's reader for the shape: the streaming
+		// collection decoder and the single-subscription decoder, which
+		// refuse what is not a collection or object.
+		var decode func([]byte) error
 		switch {
 		case strings.HasPrefix(name, "subscriptions-collection"):
 			target = new(Collection[Subscription])
+			decode = collectionDecoder(target.(*Collection[Subscription]))
 		case strings.HasPrefix(name, "subscription-") && !strings.Contains(name, "provisioning") && !strings.Contains(name, "migrations"):
-			target = new(Subscription)
+			s := new(Subscription)
+			target = s
+			decode = func(b []byte) error { return decodeSubscription(newDecoder(bytes.NewReader(b)), s) }
 		case strings.HasPrefix(name, "customers-collection"):
 			target = new(Collection[Customer])
+			decode = collectionDecoder(target.(*Collection[Customer]))
 		case strings.HasPrefix(name, "customer-"):
 			target = new(Customer)
 		case strings.HasPrefix(name, "managedservices-collection"):
 			target = new(Collection[ManagedService])
+			decode = collectionDecoder(target.(*Collection[ManagedService]))
 		case strings.HasPrefix(name, "products-collection"):
 			target = new(Collection[Product])
+			decode = collectionDecoder(target.(*Collection[Product]))
 		case strings.HasPrefix(name, "product-"):
 			target = new(Product)
 		case strings.HasPrefix(name, "error-"):
@@ -301,7 +312,10 @@ func TestCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = json.Unmarshal(b, target)
+			if decode == nil {
+				decode = func(b []byte) error { return json.Unmarshal(b, target) }
+			}
+			err = decode(b)
 			if strings.HasSuffix(name, ".txt") {
 				if err == nil {
 					t.Fatalf("documented-invalid body decoded without error")
@@ -331,6 +345,16 @@ func TestCorpus(t *testing.T) {
 	}
 	if decoded < 20 {
 		t.Errorf("decoded only %d corpus bodies", decoded)
+	}
+}
+
+// collectionDecoder decodes a body into *dst with the client's collection
+// reader.
+func collectionDecoder[T any](dst *Collection[T]) func([]byte) error {
+	return func(b []byte) error {
+		c, err := decodeCollection[T](newDecoder(bytes.NewReader(b)), &itemBudget{})
+		*dst = c
+		return err
 	}
 }
 

@@ -20,6 +20,18 @@ var (
 	ErrConflict     = errors.New("partner center: conflict")
 	ErrThrottled    = errors.New("partner center: throttled")
 	ErrServer       = errors.New("partner center: server error")
+
+	// ErrNotCollection matches a *DecodeError for a 200 body that is valid
+	// JSON but not a well-formed collection: not an object, no items array,
+	// or no items while totalCount says there are some. Such a body is
+	// never read as an empty listing.
+	ErrNotCollection = errors.New("partner center: response body is not a collection")
+	// ErrNotObject matches a *DecodeError for a 200 body of a single
+	// resource that is not a JSON object with an id.
+	ErrNotObject = errors.New("partner center: response body is not a resource object")
+	// ErrLimit matches a *LimitError: a response or a listing larger than
+	// the client's bounds allow.
+	ErrLimit = errors.New("partner center: limit exceeded")
 )
 
 // APIError is a non-2xx answer from Partner Center. Error bodies come in
@@ -94,8 +106,11 @@ func retryableStatus(code int) bool {
 	return code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
 }
 
-// DecodeError is a response body that could not be read as the expected
-// JSON: malformed, truncated or of the wrong shape.
+// DecodeError is a 2xx response body that could not be read as the
+// expected JSON: malformed or truncated (Err is the encoding/json error), or
+// valid JSON of the wrong shape (Err matches ErrNotCollection or
+// ErrNotObject). The client retries such a body a few times, then returns
+// this error; the listing it belongs to fails as a whole.
 type DecodeError struct {
 	Endpoint      string
 	Method        string
@@ -106,10 +121,14 @@ type DecodeError struct {
 	Err           error
 }
 
-// Error names the endpoint, the HTTP status and the request id.
+// Error names the endpoint, the path, the HTTP status and the request id.
 func (e *DecodeError) Error() string {
-	return fmt.Sprintf("partner center %s %s: HTTP %d: response body is not valid JSON: %v [request-id %s, correlation-id %s]",
-		e.Method, e.Path, e.StatusCode, e.Err, e.RequestID, e.CorrelationID)
+	what := "response body is not valid JSON"
+	if errors.Is(e.Err, ErrNotCollection) || errors.Is(e.Err, ErrNotObject) {
+		what = "response body has the wrong shape"
+	}
+	return fmt.Sprintf("partner center %s %s (%s): HTTP %d: %s: %v [request-id %s, correlation-id %s]",
+		e.Method, e.Path, e.Endpoint, e.StatusCode, what, e.Err, e.RequestID, e.CorrelationID)
 }
 
 // Unwrap returns the underlying decoding error.
@@ -159,4 +178,79 @@ func (e *APIError) parseErrorBody(body []byte) {
 	e.Message = eb.Message
 	e.ErrorName = eb.ErrorName
 	e.Retryable = eb.IsRetryable
+}
+
+// shapeError is a body of valid JSON but the wrong shape; it matches its
+// sentinel (ErrNotCollection or ErrNotObject) and says what was found.
+type shapeError struct {
+	sentinel error
+	msg      string
+}
+
+func (e *shapeError) Error() string        { return e.msg }
+func (e *shapeError) Is(target error) bool { return target == e.sentinel }
+
+func notCollection(format string, args ...any) error {
+	return &shapeError{ErrNotCollection, "not a collection: " + fmt.Sprintf(format, args...)}
+}
+
+func notObject(format string, args ...any) error {
+	return &shapeError{ErrNotObject, "not a resource object: " + fmt.Sprintf(format, args...)}
+}
+
+// Limit names, as the Options fields that set them.
+const (
+	LimitResponseBytes = "MaxResponseBytes"
+	LimitListingBytes  = "MaxListingBytes"
+	LimitPages         = "MaxPages"
+	LimitItems         = "MaxItems"
+)
+
+// LimitError is a response or a listing that exceeds one of the client's
+// memory bounds. It is not retried: the same request would only exceed it
+// again. Option names the Options field to raise if the size is legitimate.
+type LimitError struct {
+	Endpoint      string
+	Method        string
+	Path          string // the request that crossed the bound
+	Option        string // LimitResponseBytes, LimitListingBytes, LimitPages or LimitItems
+	Limit         int64  // the bound in force (bytes, pages or items)
+	Page          int    // the listing page being read, 1-based
+	RequestID     string
+	CorrelationID string
+}
+
+// Error says which bound was crossed and how to raise it.
+func (e *LimitError) Error() string {
+	var what string
+	switch e.Option {
+	case LimitResponseBytes:
+		what = fmt.Sprintf("the response is larger than the %s per-response limit (decoded items count at their in-memory size)", formatBytes(e.Limit))
+	case LimitListingBytes:
+		what = fmt.Sprintf("the %s listing is larger than the %s per-listing limit at page %d", e.Endpoint, formatBytes(e.Limit), e.Page)
+	case LimitPages:
+		what = fmt.Sprintf("the %s listing has more than %d pages", e.Endpoint, e.Limit)
+	case LimitItems:
+		what = fmt.Sprintf("the %s listing has more than %d items (at page %d)", e.Endpoint, e.Limit, e.Page)
+	default:
+		what = fmt.Sprintf("limit %s (%d) exceeded", e.Option, e.Limit)
+	}
+	s := fmt.Sprintf("partner center %s %s (%s): %s; raise Options.%s if this size is legitimate", e.Method, e.Path, e.Endpoint, what, e.Option)
+	if e.RequestID != "" {
+		s += fmt.Sprintf(" [request-id %s, correlation-id %s]", e.RequestID, e.CorrelationID)
+	}
+	return s
+}
+
+// Is matches ErrLimit.
+func (e *LimitError) Is(target error) bool { return target == ErrLimit }
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

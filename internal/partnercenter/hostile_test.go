@@ -1,0 +1,390 @@
+package partnercenter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// bodyServer answers every request with status 200 and body, counting hits.
+func bodyServer(t *testing.T, body string) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &hits
+}
+
+// Defect 1 (issue 11): a 200 body that is valid JSON but not a well-formed
+// collection was read as a complete, empty listing, and the differ then
+// reported every subscription removed.
+func TestNotACollectionIsAnError(t *testing.T) {
+	for _, tt := range []struct {
+		name, body, says string
+	}{
+		{"null", `null`, "the body is null"},
+		{"empty object", `{}`, "no items property"},
+		{"array", `[]`, "the body is an array"},
+		{"array of items", `[{"id":"a"}]`, "the body is an array"},
+		{"string", `"items"`, "the body is a string"},
+		{"number", `42`, "the body is a number"},
+		{"boolean", `true`, "the body is a boolean"},
+		{"items missing", `{"totalCount":2,"links":{}}`, "no items property"},
+		{"items null", `{"totalCount":0,"items":null}`, "items is null"},
+		{"items object", `{"items":{"id":"a"}}`, "items is an object"},
+		{"items string", `{"items":"a,b"}`, "items is a string"},
+		{"items number", `{"items":2}`, "items is a number"},
+		{"items empty, totalCount 3", `{"totalCount":3,"items":[]}`, "items is empty but totalCount is 3"},
+		{"PascalCase, items empty, totalCount 1", `{"TotalCount":1,"Items":[]}`, "items is empty but totalCount is 1"},
+		{"items twice", `{"items":[],"Items":[{"id":"a"}]}`, "items appears twice"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, hits := bodyServer(t, tt.body)
+			c, _ := newTestClient(t, srv, nil)
+			got, err := c.ListSubscriptions(context.Background(), "c1", SubscriptionFilter{})
+			if err == nil {
+				t.Fatalf("got %d subscriptions and no error from %s; want a DecodeError", len(got), tt.body)
+			}
+			if got != nil {
+				t.Errorf("got %d subscriptions alongside the error", len(got))
+			}
+			var de *DecodeError
+			if !errors.As(err, &de) || !errors.Is(err, ErrNotCollection) {
+				t.Fatalf("err = %v; want a *DecodeError matching ErrNotCollection", err)
+			}
+			for _, want := range []string{"GET /v1/customers/c1/subscriptions", "(subscriptions)", "HTTP 200", tt.says, "request-id " + de.RequestID} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if hits.Load() != maxDecodeAttempts {
+				t.Errorf("%d attempts, want %d (retried like a malformed body)", hits.Load(), maxDecodeAttempts)
+			}
+		})
+	}
+}
+
+// The documented shapes stay accepted: an empty collection, and a
+// totalCount larger than the items (the examples are abridged, and
+// totalCount counts all subscriptions, not those of the page).
+func TestWellFormedCollectionsStillDecode(t *testing.T) {
+	for _, tt := range []struct {
+		body string
+		n    int
+	}{
+		{`{"totalCount":0,"items":[]}`, 0},
+		{`{"items":[]}`, 0},
+		{"\uFEFF" + `{"totalCount":0,"items":[],"links":{"self":{"uri":"/x"}}}`, 0},
+		{`{"totalCount":37,"items":[{"id":"a"}],"attributes":{"objectType":"Collection"}}`, 1},
+		{`{"TotalCount":2,"Items":[{"Id":"a"},{"Id":"b"}],"futureField":{"x":[1,{"y":null}]}}`, 2},
+	} {
+		srv, _ := bodyServer(t, tt.body)
+		c, _ := newTestClient(t, srv, nil)
+		got, err := c.ListSubscriptions(context.Background(), "c1", SubscriptionFilter{})
+		if err != nil || len(got) != tt.n || got == nil {
+			t.Errorf("%s: got %v, %v; want %d subscriptions", tt.body, got, err, tt.n)
+		}
+	}
+}
+
+// A page after the first that is not a collection fails the whole listing.
+func TestNotACollectionOnALaterPage(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("seekOperation") == "Next" {
+			io.WriteString(w, `{"totalCount":500,"items":[],"links":{}}`)
+			return
+		}
+		io.WriteString(w, `{"totalCount":1,"items":[{"id":"c1"}],"links":{"next":{"uri":"/v1/customers?size=500&seekOperation=Next","headers":[{"key":"MS-ContinuationToken","value":"t"}]}}}`)
+	}))
+	defer srv.Close()
+	c, _ := newTestClient(t, srv, nil)
+	got, err := c.ListCustomers(context.Background())
+	if got != nil || !errors.Is(err, ErrNotCollection) || !strings.Contains(err.Error(), "failed at page 2 after 1 items") {
+		t.Fatalf("got %d customers, err %v; want the listing to fail at page 2", len(got), err)
+	}
+}
+
+// GetSubscription: the body must be one object with an id.
+func TestGetSubscriptionNotAnObject(t *testing.T) {
+	for _, body := range []string{`null`, `{}`, `[]`, `[{"id":"s1"}]`, `"s1"`, `7`, `{"id":""}`, `{"quantity":3}`, `{"id":"s1"} {"id":"s2"}`} {
+		t.Run(body, func(t *testing.T) {
+			srv, hits := bodyServer(t, body)
+			c, _ := newTestClient(t, srv, nil)
+			s, err := c.GetSubscription(context.Background(), "c1", "s1")
+			var de *DecodeError
+			if s != nil || !errors.As(err, &de) {
+				t.Fatalf("got %+v, %v; want a *DecodeError", s, err)
+			}
+			if !strings.Contains(body, " ") && !errors.Is(err, ErrNotObject) {
+				t.Errorf("err = %v; want it to match ErrNotObject", err)
+			}
+			for _, want := range []string{"/v1/customers/c1/subscriptions/s1", "(subscription)", "HTTP 200", "request-id " + de.RequestID} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if hits.Load() != maxDecodeAttempts {
+				t.Errorf("%d attempts, want %d", hits.Load(), maxDecodeAttempts)
+			}
+		})
+	}
+	srv, _ := bodyServer(t, `{"id":"s1","quantity":2}`)
+	c, _ := newTestClient(t, srv, nil)
+	if s, err := c.GetSubscription(context.Background(), "c1", "s1"); err != nil || s.ID != "s1" || s.Quantity != 2 {
+		t.Fatalf("GetSubscription = %+v, %v", s, err)
+	}
+}
+
+// The probe refuses a non-collection too: a server answering {} is not
+// the Partner Center API.
+func TestProbeRefusesNonCollection(t *testing.T) {
+	srv, _ := bodyServer(t, `{}`)
+	c, _ := newTestClient(t, srv, nil)
+	if err := c.Probe(context.Background(), 10*time.Second); !errors.Is(err, ErrNotCollection) {
+		t.Fatalf("Probe = %v; want ErrNotCollection", err)
+	}
+}
+
+// endlessServer streams head and then chunk forever (until the client
+// hangs up), counting requests. Every 256 KiB written it calls sample, if
+// set.
+func endlessServer(t testing.TB, head, chunk string, sample func()) (*httptest.Server, *atomic.Int32) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if _, err := io.WriteString(w, head); err != nil {
+			return
+		}
+		block := strings.Repeat(chunk, max(1, 32<<10/len(chunk)))
+		for written := 0; ; written += len(block) {
+			if _, err := io.WriteString(w, block); err != nil {
+				return
+			}
+			if sample != nil && written%(256<<10) < len(block) {
+				sample()
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &hits
+}
+
+// Defect 4 (issue 11): the only bound was 256 MiB per response, read whole
+// into memory, and 100,000 pages per listing.
+func TestResponseSizeCap(t *testing.T) {
+	big := `{"totalCount":1,"items":[{"id":"a","friendlyName":"` + strings.Repeat("x", 2<<20) + `"}]}`
+	tiny := `{"totalCount":1,"items":[` + strings.Repeat(`{"id":"a"},`, 20000) + `{"id":"b"}]}` // 220 KB of bytes, 14 MB of Subscriptions
+	for _, tt := range []struct {
+		name  string
+		srv   func(t *testing.T) (*httptest.Server, *atomic.Int32)
+		limit int64 // 0: the default
+		says  string
+	}{
+		{"a 2 MiB body over a 1 MiB cap", func(t *testing.T) (*httptest.Server, *atomic.Int32) { return bodyServer(t, big) }, 1 << 20, "1 MiB per-response limit"},
+		{"tiny items charged at their size", func(t *testing.T) (*httptest.Server, *atomic.Int32) { return bodyServer(t, tiny) }, 1 << 20, "1 MiB per-response limit"},
+		{"an endless body, default cap", func(t *testing.T) (*httptest.Server, *atomic.Int32) {
+			return endlessServer(t, `{"totalCount":1,"items":[`, `{"id":"x","quantity":1},`, nil)
+		}, 0, "16 MiB per-response limit"},
+		{"an endless string, default cap", func(t *testing.T) (*httptest.Server, *atomic.Int32) {
+			return endlessServer(t, `{"totalCount":1,"items":[{"id":"`, `xxxxxxxx`, nil)
+		}, 0, "16 MiB per-response limit"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, hits := tt.srv(t)
+			c, _ := newTestClient(t, srv, func(o *Options) { o.MaxResponseBytes = tt.limit })
+			got, err := c.ListSubscriptions(context.Background(), "c1", SubscriptionFilter{})
+			var le *LimitError
+			if got != nil || !errors.As(err, &le) || !errors.Is(err, ErrLimit) {
+				t.Fatalf("got %d subscriptions, err %v; want a *LimitError", len(got), err)
+			}
+			want := tt.limit
+			if want == 0 {
+				want = DefaultMaxResponseBytes
+			}
+			if le.Option != LimitResponseBytes || le.Limit != want || le.RequestID == "" {
+				t.Errorf("LimitError = %+v", le)
+			}
+			for _, s := range []string{tt.says, "raise Options.MaxResponseBytes", "/v1/customers/c1/subscriptions", "request-id"} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
+			}
+			if hits.Load() != 1 {
+				t.Errorf("%d attempts; a body over the cap is not retried", hits.Load())
+			}
+		})
+	}
+	// Just under the cap passes.
+	srv, _ := bodyServer(t, big)
+	c, _ := newTestClient(t, srv, func(o *Options) { o.MaxResponseBytes = 3 << 20 })
+	if got, err := c.ListSubscriptions(context.Background(), "c1", SubscriptionFilter{}); err != nil || len(got) != 1 {
+		t.Fatalf("a 2 MiB body under a 3 MiB cap: %d, %v", len(got), err)
+	}
+}
+
+// endlessPaging serves customer pages of perPage new customers each, with a
+// continuation token that changes every page, forever.
+func endlessPaging(t *testing.T, perPage int, pad int) (*httptest.Server, *atomic.Int32) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		page := 0
+		fmt.Sscanf(r.Header.Get("MS-ContinuationToken"), "page-%d", &page)
+		var items []string
+		for i := 0; i < perPage; i++ {
+			items = append(items, fmt.Sprintf(`{"id":"c-%d-%d","companyProfile":{"companyName":%q}}`, page, i, strings.Repeat("n", pad)))
+		}
+		fmt.Fprintf(w, `{"totalCount":%d,"items":[%s],"links":{"next":{"uri":"/v1/customers?size=500&seekOperation=Next","headers":[{"key":"MS-ContinuationToken","value":"page-%d"}]}}}`,
+			perPage, strings.Join(items, ","), page+1)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &hits
+}
+
+func TestListingBounds(t *testing.T) {
+	for _, tt := range []struct {
+		name         string
+		perPage, pad int
+		mod          func(*Options)
+		option       string
+		limit        int64
+		requests     int32
+		says         string
+	}{
+		{"endless pages, default MaxPages", 1, 0, nil, LimitPages, DefaultMaxPages, DefaultMaxPages, "more than 1000 pages"},
+		{"MaxItems", 500, 0, func(o *Options) { o.MaxItems = 1200 }, LimitItems, 1200, 3, "more than 1200 items (at page 3)"},
+		{"MaxListingBytes", 100, 1000, func(o *Options) { o.MaxListingBytes = 300 << 10 }, LimitListingBytes, 300 << 10, 3, "300 KiB per-listing limit at page 3"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, hits := endlessPaging(t, tt.perPage, tt.pad)
+			c, _ := newTestClient(t, srv, tt.mod)
+			got, err := c.ListCustomers(context.Background())
+			var le *LimitError
+			if got != nil || !errors.As(err, &le) {
+				t.Fatalf("got %d customers, err %v; want a *LimitError", len(got), err)
+			}
+			if le.Option != tt.option || le.Limit != tt.limit {
+				t.Errorf("LimitError = %+v; want option %s, limit %d", le, tt.option, tt.limit)
+			}
+			for _, s := range []string{tt.says, "raise Options." + tt.option, "customers"} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
+			}
+			if hits.Load() != tt.requests {
+				t.Errorf("%d requests, want %d", hits.Load(), tt.requests)
+			}
+		})
+	}
+	// A listing of exactly MaxItems items and MaxPages pages is complete.
+	srv := pagingServer(t, 1000, "", nil)
+	defer srv.Close()
+	c, _ := newTestClient(t, srv, func(o *Options) { o.PageSize = 100; o.MaxItems = 1000; o.MaxPages = 10 })
+	if got, err := c.ListCustomers(context.Background()); err != nil || len(got) != 1000 {
+		t.Fatalf("a listing at the bounds: %d, %v", len(got), err)
+	}
+}
+
+// endlessShapes are bodies that never end, each stressing another part of
+// the decoder: items, one value, a property it skips.
+var endlessShapes = []struct{ name, head, chunk string }{
+	{"endless items", `{"totalCount":1,"items":[`, `{"id":"x","quantity":1},`},
+	{"endless tiny items", `{"totalCount":1,"items":[`, `{},`},
+	{"endless string", `{"totalCount":1,"items":[{"id":"`, `xxxxxxxx`},
+	{"endless unknown property", `{"totalCount":1,"junk":[`, `[1,"two",{"three":3}],`},
+	{"endless white space", `{"totalCount":1,"items":[{"id":"a"}`, "        "},
+}
+
+// peakHeap runs callers concurrent subscription listings against an
+// endless body and returns the largest heap in use above the baseline,
+// sampled by the server every 256 KiB it streams (so the samples follow
+// the reading, not a timer).
+func peakHeap(t testing.TB, callers int, limit int64, head, chunk string) uint64 {
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	sample := func() {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		for {
+			p := peak.Load()
+			if m.HeapAlloc <= p || peak.CompareAndSwap(p, m.HeapAlloc) {
+				return
+			}
+		}
+	}
+	srv, _ := endlessServer(t, head, chunk, sample)
+	c, err := New(Options{BaseURL: srv.URL, HTTPClient: srv.Client(), MaxResponseBytes: limit,
+		TokenSource:       oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "t"}),
+		RequestsPerMinute: 1e6, Burst: callers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, callers)
+	for i := range callers {
+		wg.Go(func() {
+			_, errs[i] = c.ListSubscriptions(context.Background(), fmt.Sprint("c", i), SubscriptionFilter{})
+		})
+	}
+	wg.Wait()
+	sample()
+	for _, err := range errs {
+		if !errors.Is(err, ErrLimit) && !errors.Is(err, ErrNotCollection) {
+			t.Fatalf("an endless body ended in %v; want a limit error", err)
+		}
+	}
+	if p := peak.Load(); p > base.HeapAlloc {
+		return p - base.HeapAlloc
+	}
+	return 0
+}
+
+// Defect 4: N concurrent endless bodies took N x ~750 MB. Each caller now
+// stops at its per-response bound: peak heap stays within callers x a few
+// times MaxResponseBytes (bytes read and their decoded copy, plus garbage
+// the collector has not reclaimed yet), whatever the body's shape.
+func TestEndlessBodiesPeakHeap(t *testing.T) {
+	const callers = 8
+	const limit = 2 << 20
+	for _, sh := range endlessShapes {
+		t.Run(sh.name, func(t *testing.T) {
+			peak := peakHeap(t, callers, limit, sh.head, sh.chunk)
+			bound := uint64(callers*6*limit + 32<<20)
+			t.Logf("peak heap %.1f MiB for %d endless bodies (bound %.0f MiB)", float64(peak)/(1<<20), callers, float64(bound)/(1<<20))
+			if peak > bound {
+				t.Errorf("peak heap %.1f MiB over %.0f MiB for %d callers at %d MiB per response", float64(peak)/(1<<20), float64(bound)/(1<<20), callers, limit>>20)
+			}
+		})
+	}
+}
+
+// BenchmarkEndlessBodies reports the peak heap of 8 concurrent callers
+// reading endless bodies with the default per-response bound.
+func BenchmarkEndlessBodies(b *testing.B) {
+	for _, sh := range endlessShapes {
+		b.Run(sh.name, func(b *testing.B) {
+			var peak uint64
+			for b.Loop() {
+				peak = max(peak, peakHeap(b, 8, 0, sh.head, sh.chunk))
+			}
+			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+		})
+	}
+}
