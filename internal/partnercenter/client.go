@@ -11,8 +11,12 @@
 // path, the HTTP status and the request id: *APIError (non-2xx),
 // *DecodeError (a 2xx body that is malformed, or valid JSON but not a
 // collection, or not an object with an id: never read as an empty
-// listing), *LimitError (a memory bound crossed). Credentials never appear
-// in errors or logs.
+// listing), *LimitError (a memory bound crossed), *RedirectError (a
+// redirect off the base URL's origin). Credentials never appear in errors
+// or logs, and are never sent to another origin than the base URL's
+// (scheme, host and port): a redirect elsewhere is refused before it is
+// followed, whatever CheckRedirect the caller's http.Client has, and fails
+// that request without a retry.
 //
 // # Memory
 //
@@ -50,6 +54,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -116,6 +121,10 @@ type Options struct {
 	// TokenSource supplies bearer tokens; see Credentials. Required.
 	TokenSource oauth2.TokenSource
 	// HTTPClient sends requests. It must not add its own Authorization.
+	// The client sends through a copy whose CheckRedirect refuses any
+	// redirect off the base URL's origin before it is followed (then
+	// applies the caller's CheckRedirect, if any); the caller's value is
+	// not modified.
 	HTTPClient *http.Client
 	// RequestsPerMinute paces all callers of this client (and of any client
 	// sharing Limiter). Default DefaultRequestsPerMinute.
@@ -168,6 +177,7 @@ type Stats struct {
 // callers share its rate limiter and its Retry-After pause.
 type Client struct {
 	base     *url.URL
+	origin   string // scheme://host:port of base
 	ts       oauth2.TokenSource
 	hc       *http.Client
 	lim      *rate.Limiter
@@ -209,6 +219,7 @@ func New(o Options) (*Client, error) {
 	}
 	c := &Client{
 		base:     u,
+		origin:   originOf(u),
 		ts:       oauth2.ReuseTokenSource(nil, o.TokenSource),
 		hc:       o.HTTPClient,
 		lim:      o.Limiter,
@@ -227,9 +238,7 @@ func New(o Options) (*Client, error) {
 		clk:      o.Clock,
 		sleep:    o.Sleep,
 	}
-	if c.hc == nil {
-		c.hc = &http.Client{}
-	}
+	c.hc = sameOriginClient(o.HTTPClient, c.origin)
 	if c.lim == nil {
 		rpm := o.RequestsPerMinute
 		if rpm <= 0 {
@@ -455,6 +464,57 @@ func (c *Client) listingBudget(used int64, items int) *itemBudget {
 	return b
 }
 
+// originOf returns u's origin as scheme://host:port, lower-cased, with the
+// scheme's default port made explicit, so that equal origins compare equal.
+func originOf(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "https":
+			port = "443"
+		case "http":
+			port = "80"
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// maxRedirects is how many same-origin redirects are followed, as
+// net/http's default policy.
+const maxRedirects = 10
+
+// sameOriginClient returns a copy of hc (a new client when nil) that
+// refuses to follow a redirect off origin: CheckRedirect runs before the
+// redirected request is sent, so the other origin never sees it nor its
+// Authorization header (net/http forwards that header to the same host on
+// another port). The copy shares hc's Transport, Jar and Timeout; hc's own
+// CheckRedirect still applies to same-origin redirects.
+func sameOriginClient(hc *http.Client, origin string) *http.Client {
+	var cp http.Client
+	if hc != nil {
+		cp = *hc
+	}
+	prev := cp.CheckRedirect
+	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if to := originOf(req.URL); to != origin {
+			re := &RedirectError{From: origin, Location: to}
+			if req.Response != nil {
+				re.StatusCode = req.Response.StatusCode
+			}
+			return re
+		}
+		if prev != nil {
+			return prev(req, via)
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		return nil
+	}
+	return &cp
+}
+
 // resolve turns a link URI into a request path under the base URL. Next
 // links already carry /v1 ("/v1/customers?size=500&seekOperation=Next");
 // resource links do not ("/customers/..."). Absolute links are followed only
@@ -527,6 +587,13 @@ func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, b
 		case r.sendErr != nil:
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			var re *RedirectError
+			if errors.As(r.sendErr, &re) {
+				// Not retried: the server means it, and following it
+				// would hand the token to another origin.
+				re.Endpoint, re.Method, re.Path, re.RequestID, re.CorrelationID = endpoint, http.MethodGet, path, reqID, corrID
+				return re
 			}
 			var authErr *AuthError
 			if errors.As(r.sendErr, &authErr) && !authErr.Temporary() {

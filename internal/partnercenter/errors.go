@@ -32,6 +32,9 @@ var (
 	// ErrLimit matches a *LimitError: a response or a listing larger than
 	// the client's bounds allow.
 	ErrLimit = errors.New("partner center: limit exceeded")
+	// ErrRedirect matches a *RedirectError: a redirect off the API (or
+	// token endpoint) origin, refused.
+	ErrRedirect = errors.New("partner center: redirect to another origin refused")
 )
 
 // APIError is a non-2xx answer from Partner Center. Error bodies come in
@@ -254,3 +257,35 @@ func formatBytes(n int64) string {
 	}
 	return fmt.Sprintf("%d bytes", n)
 }
+
+// RedirectError is a redirect to another origin (scheme, host and port)
+// than the one the request was for. The redirect is not followed, so no
+// credential reaches that origin and nothing it serves is read. Location
+// holds the target's origin only: its path and query may carry secrets.
+type RedirectError struct {
+	Endpoint      string // "token" for the token endpoint
+	Method        string
+	Path          string // the request that was redirected, without the host
+	StatusCode    int    // the redirect status, when known
+	From          string // origin of the request
+	Location      string // origin of the redirect target
+	RequestID     string
+	CorrelationID string
+}
+
+// Error names both origins, never a path or query.
+func (e *RedirectError) Error() string {
+	status := "a redirect"
+	if e.StatusCode != 0 {
+		status = fmt.Sprintf("an HTTP %d redirect", e.StatusCode)
+	}
+	s := fmt.Sprintf("partner center %s %s: refusing %s to another origin, %s (requests and credentials only go to %s; check the base URL and any proxy in between)",
+		e.Method, e.Path, status, e.Location, e.From)
+	if e.RequestID != "" {
+		s += fmt.Sprintf(" [request-id %s, correlation-id %s]", e.RequestID, e.CorrelationID)
+	}
+	return s
+}
+
+// Is matches ErrRedirect.
+func (e *RedirectError) Is(target error) bool { return target == ErrRedirect }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -386,5 +387,128 @@ func BenchmarkEndlessBodies(b *testing.B) {
 			}
 			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 		})
+	}
+}
+
+// Defect 5 (issue 11): redirects were followed to any origin, with the
+// bearer token (net/http forwards Authorization to the same host on
+// another port), and the other origin's body was trusted.
+func TestRedirectOffOriginRefused(t *testing.T) {
+	var evilHits atomic.Int32
+	var evilAuth atomic.Value
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		evilHits.Add(1)
+		evilAuth.Store(r.Header.Get("Authorization"))
+		io.WriteString(w, `{"totalCount":0,"items":[]}`)
+	}))
+	defer evil.Close()
+	for _, tt := range []struct {
+		name   string
+		status int
+		hc     func(*httptest.Server) *http.Client
+	}{
+		{"302", http.StatusFound, nil},
+		{"301", http.StatusMovedPermanently, nil},
+		{"307", http.StatusTemporaryRedirect, nil},
+		{"308", http.StatusPermanentRedirect, nil},
+		{"caller's CheckRedirect allows all", http.StatusFound, func(s *httptest.Server) *http.Client {
+			hc := s.Client()
+			hc.CheckRedirect = func(*http.Request, []*http.Request) error { return nil }
+			return hc
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			evilHits.Store(0)
+			var hits atomic.Int32
+			api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				http.Redirect(w, r, evil.URL+"/v1/customers/c1/subscriptions?sig=topsecret-sig", tt.status)
+			}))
+			defer api.Close()
+			c, _ := newTestClient(t, api, func(o *Options) {
+				if tt.hc != nil {
+					o.HTTPClient = tt.hc(api)
+				}
+			})
+			got, err := c.ListSubscriptions(context.Background(), "c1", SubscriptionFilter{})
+			if evilHits.Load() != 0 {
+				t.Fatalf("the other origin got %d requests (Authorization %q)", evilHits.Load(), evilAuth.Load())
+			}
+			var re *RedirectError
+			if got != nil || !errors.As(err, &re) || !errors.Is(err, ErrRedirect) {
+				t.Fatalf("got %v, %v; want a *RedirectError", got, err)
+			}
+			u, _ := url.Parse(evil.URL)
+			if re.Location != "http://"+u.Host || re.StatusCode != tt.status || re.Endpoint != "subscriptions" || re.RequestID == "" {
+				t.Errorf("RedirectError = %+v", re)
+			}
+			for _, want := range []string{"http://" + u.Host, "another origin", "/v1/customers/c1/subscriptions", fmt.Sprintf("HTTP %d", tt.status), "request-id"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), "topsecret") || strings.Contains(err.Error(), "sig=") {
+				t.Errorf("error names the Location's query: %v", err)
+			}
+			if hits.Load() != 1 {
+				t.Errorf("%d attempts; a redirect off origin is not retried", hits.Load())
+			}
+		})
+	}
+}
+
+// Redirects within the base origin still work, through the caller's
+// CheckRedirect, which the client neither drops nor modifies.
+func TestRedirectSameOriginFollowed(t *testing.T) {
+	var auth atomic.Value
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/customers/c1/subscriptions" {
+			http.Redirect(w, r, "/v1/moved/subscriptions", http.StatusTemporaryRedirect)
+			return
+		}
+		auth.Store(r.Header.Get("Authorization"))
+		io.WriteString(w, `{"totalCount":1,"items":[{"id":"s1"}]}`)
+	}))
+	defer api.Close()
+	var callerChecks atomic.Int32
+	hc := api.Client()
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { callerChecks.Add(1); return nil }
+	c, _ := newTestClient(t, api, func(o *Options) { o.HTTPClient = hc })
+	got, err := c.ListSubscriptions(context.Background(), "c1", SubscriptionFilter{})
+	if err != nil || len(got) != 1 || auth.Load() != "Bearer secret-token" {
+		t.Fatalf("got %v, %v (Authorization %q)", got, err, auth.Load())
+	}
+	if callerChecks.Load() != 1 {
+		t.Errorf("the caller's CheckRedirect ran %d times, want 1", callerChecks.Load())
+	}
+	// The caller's client is unchanged: its CheckRedirect is still its own.
+	if err := hc.CheckRedirect(nil, nil); err != nil || callerChecks.Load() != 2 {
+		t.Errorf("the caller's http.Client was modified")
+	}
+}
+
+func TestOriginOf(t *testing.T) {
+	for _, tt := range []struct{ a, b string }{
+		{"https://API.partnercenter.microsoft.com", "https://api.partnercenter.microsoft.com:443/v1/x?y"},
+		{"http://127.0.0.1", "http://127.0.0.1:80"},
+		{"http://[::1]:8080/a", "http://[::1]:8080/b"},
+	} {
+		ua, _ := url.Parse(tt.a)
+		ub, _ := url.Parse(tt.b)
+		if originOf(ua) != originOf(ub) {
+			t.Errorf("origins of %s and %s differ: %s, %s", tt.a, tt.b, originOf(ua), originOf(ub))
+		}
+	}
+	for _, tt := range []struct{ a, b string }{
+		{"https://host", "http://host"},
+		{"http://host:8080", "http://host:8081"},
+		{"https://host", "https://host.evil"},
+		{"https://host", "https://host:8443"},
+	} {
+		ua, _ := url.Parse(tt.a)
+		ub, _ := url.Parse(tt.b)
+		if originOf(ua) == originOf(ub) {
+			t.Errorf("%s and %s have the same origin %s", tt.a, tt.b, originOf(ua))
+		}
 	}
 }
