@@ -4,8 +4,14 @@
 // services and products per target view.
 //
 // The client retries what is worth retrying (network errors, 408, 429, 5xx,
-// truncated or malformed bodies) with exponential backoff and jitter inside
-// an explicit time budget, honours Retry-After on 429 and 503 for every
+// truncated or malformed bodies) with exponential backoff (doubling, 50%
+// jitter), at most Options.MaxRetries times (default 3, as the Azure SDKs)
+// and inside an explicit time budget (Options.RetryBudget), whichever ends
+// first; a request given up is a *RetryError that says after how many
+// attempts and wraps the last error. A 429 that says when to come back
+// (Retry-After, or "try again in N seconds") is Partner Center's normal
+// throttling and does not count against MaxRetries: only the time budget
+// bounds it. The client honours Retry-After on 429 and 503 for every
 // concurrent caller, and paces all callers through one shared rate limiter.
 // Everything else comes back as a typed error that names the endpoint, the
 // path, the HTTP status and the request id: *APIError (non-2xx),
@@ -83,6 +89,10 @@ const (
 	// DefaultRetryBudget bounds the time one logical request may spend in
 	// retries, Retry-After waits included.
 	DefaultRetryBudget = 3 * time.Minute
+	// DefaultMaxRetries is the number of retries of one logical request
+	// after its first attempt, as in the Azure SDKs; a 429 that says when to
+	// come back does not count.
+	DefaultMaxRetries = 3
 	// DefaultAttemptTimeout bounds one HTTP attempt.
 	DefaultAttemptTimeout = 60 * time.Second
 	// DefaultMaxResponseBytes bounds one response: a page of 500 customers
@@ -140,8 +150,14 @@ type Options struct {
 	// RetryBudget bounds retries of one logical request. Default
 	// DefaultRetryBudget.
 	RetryBudget time.Duration
-	// RetryInitial and RetryMax shape the exponential backoff. Defaults
-	// 500ms and 30s.
+	// MaxRetries bounds the retries of one logical request after its first
+	// attempt, in addition to RetryBudget. A 429 that carries a Retry-After
+	// (header, or "try again in N seconds") of at least a second does not
+	// count: that is Partner Center's normal throttling, bounded by
+	// RetryBudget alone. Default DefaultMaxRetries; negative means none.
+	MaxRetries int
+	// RetryInitial and RetryMax shape the exponential backoff (each wait
+	// doubles, with 50% jitter). Defaults 500ms and 30s.
 	RetryInitial, RetryMax time.Duration
 	// AttemptTimeout bounds one HTTP attempt. Default DefaultAttemptTimeout.
 	AttemptTimeout time.Duration
@@ -184,6 +200,7 @@ type Client struct {
 	pageSize int
 	locale   string
 	budget   time.Duration
+	retries  int
 	initial  time.Duration
 	maxWait  time.Duration
 	attempt  time.Duration
@@ -226,6 +243,7 @@ func New(o Options) (*Client, error) {
 		pageSize: o.PageSize,
 		locale:   o.Locale,
 		budget:   o.RetryBudget,
+		retries:  o.MaxRetries,
 		initial:  o.RetryInitial,
 		maxWait:  o.RetryMax,
 		attempt:  o.AttemptTimeout,
@@ -258,6 +276,12 @@ func New(o Options) (*Client, error) {
 	}
 	if c.budget <= 0 {
 		c.budget = DefaultRetryBudget
+	}
+	switch {
+	case c.retries == 0:
+		c.retries = DefaultMaxRetries
+	case c.retries < 0:
+		c.retries = 0
 	}
 	if c.initial <= 0 {
 		c.initial = 500 * time.Millisecond
@@ -571,10 +595,11 @@ func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, b
 		backoff.WithMaxInterval(c.maxWait),
 		backoff.WithMaxElapsedTime(budget),
 		backoff.WithRandomizationFactor(0.5),
+		backoff.WithMultiplier(2),
 	)
 	bo.Clock = c.clk
 	bo.Reset()
-	decodeFailures := 0
+	decodeFailures, retries := 0, 0
 	for attempt := 1; ; attempt++ {
 		if err := c.waitTurn(ctx); err != nil {
 			return err
@@ -644,14 +669,22 @@ func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, b
 					RequestID: reqID, CorrelationID: corrID, Err: r.decodeErr}
 				decodeFailures++
 				if decodeFailures >= maxDecodeAttempts {
-					return err
+					return &RetryError{Reason: GaveUpDecode, Attempts: attempt, MaxRetries: c.retries, Budget: budget, Err: err}
 				}
 				reason = "malformed"
 			}
 		}
+		// A 429 that says when to come back is throttling, not a failure:
+		// the time budget bounds it. Everything else counts.
+		if r.status != http.StatusTooManyRequests || retryAfter < time.Second {
+			retries++
+			if retries > c.retries {
+				return &RetryError{Reason: GaveUpRetries, Attempts: attempt, MaxRetries: c.retries, Budget: budget, Err: err}
+			}
+		}
 		wait := bo.NextBackOff()
 		if wait == backoff.Stop {
-			return fmt.Errorf("giving up after %d attempts within the %s retry budget: %w", attempt, budget, err)
+			return &RetryError{Reason: GaveUpBudget, Attempts: attempt, MaxRetries: c.retries, Budget: budget, Err: err}
 		}
 		if retryAfter > wait {
 			wait = retryAfter

@@ -35,6 +35,9 @@ var (
 	// ErrRedirect matches a *RedirectError: a redirect off the API (or
 	// token endpoint) origin, refused.
 	ErrRedirect = errors.New("partner center: redirect to another origin refused")
+	// ErrGaveUp matches a *RetryError: a request given up after its retry
+	// limit or its time budget.
+	ErrGaveUp = errors.New("partner center: request given up")
 )
 
 // APIError is a non-2xx answer from Partner Center. Error bodies come in
@@ -289,3 +292,45 @@ func (e *RedirectError) Error() string {
 
 // Is matches ErrRedirect.
 func (e *RedirectError) Is(target error) bool { return target == ErrRedirect }
+
+// Reasons a request is given up (RetryError.Reason).
+const (
+	GaveUpRetries = "retries" // Options.MaxRetries reached
+	GaveUpBudget  = "budget"  // the retry budget is spent
+	GaveUpDecode  = "decode"  // the body stayed malformed
+)
+
+// RetryError is a request given up after retries. Err is the last
+// attempt's error (an *APIError, a *DecodeError or a network error);
+// errors.Is and errors.As reach it. The caller fails this request for now;
+// a later call starts afresh.
+type RetryError struct {
+	Reason     string        // GaveUpRetries, GaveUpBudget or GaveUpDecode
+	Attempts   int           // HTTP attempts made
+	MaxRetries int           // the retry limit in force
+	Budget     time.Duration // the retry budget of the request
+	Err        error
+}
+
+// Error says why the request was given up, after how many attempts.
+func (e *RetryError) Error() string {
+	var why string
+	switch e.Reason {
+	case GaveUpRetries:
+		why = fmt.Sprintf("giving up after %d attempts (at most %d retries, Options.MaxRetries)", e.Attempts, e.MaxRetries)
+	case GaveUpDecode:
+		why = fmt.Sprintf("giving up after %d attempts: the response body stayed unreadable", e.Attempts)
+	default:
+		why = fmt.Sprintf("giving up after %d attempts within the %s retry budget", e.Attempts, e.Budget)
+	}
+	if e.Err == nil {
+		return why
+	}
+	return why + ": " + e.Err.Error()
+}
+
+// Unwrap returns the last attempt's error.
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// Is matches ErrGaveUp.
+func (e *RetryError) Is(target error) bool { return target == ErrGaveUp }

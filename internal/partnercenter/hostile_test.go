@@ -512,3 +512,102 @@ func TestOriginOf(t *testing.T) {
 		}
 	}
 }
+
+// statusServer answers with status (and Retry-After retryAfter, when set)
+// for the first n requests (all when n < 0), then with an empty collection.
+func statusServer(t *testing.T, status int, retryAfter string, n int32) (*httptest.Server, *atomic.Int32) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := hits.Add(1); n < 0 || h <= n {
+			if status == 0 { // a connection reset
+				conn, _, _ := w.(http.Hijacker).Hijack()
+				conn.Close()
+				return
+			}
+			if retryAfter != "" {
+				w.Header().Set("Retry-After", retryAfter)
+			}
+			w.WriteHeader(status)
+			fmt.Fprintf(w, `{"code":%d,"description":"failing"}`, status)
+			return
+		}
+		io.WriteString(w, `{"totalCount":0,"items":[]}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &hits
+}
+
+// Defect 7 (issue 11): a customer answering 500 kept a run busy for the
+// whole 3-minute budget (13+ attempts). A persistently failing request now
+// gives up after 1 + MaxRetries attempts, within seconds of simulated time.
+func TestRetriesBoundedPerRequest(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		status     int
+		retryAfter string
+		maxRetries int
+		attempts   int32
+	}{
+		{"500, default", 500, "", 0, 4},
+		{"502", 502, "", 0, 4},
+		{"503 without Retry-After", 503, "", 0, 4},
+		{"503 with Retry-After counts", 503, "2", 0, 4},
+		{"408", 408, "", 0, 4},
+		{"connection reset", 0, "", 0, 4},
+		{"429 without Retry-After counts", 429, "", 0, 4},
+		{"MaxRetries 5", 500, "", 5, 6},
+		{"MaxRetries negative: no retry", 500, "", -1, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, hits := statusServer(t, tt.status, tt.retryAfter, -1)
+			c, ft := newTestClient(t, srv, func(o *Options) { o.MaxRetries = tt.maxRetries })
+			_, err := c.ListSubscriptions(context.Background(), "c1", SubscriptionFilter{})
+			var re *RetryError
+			if !errors.As(err, &re) || !errors.Is(err, ErrGaveUp) || re.Reason != GaveUpRetries {
+				t.Fatalf("err = %v; want a *RetryError for the retry limit", err)
+			}
+			if hits.Load() != tt.attempts || re.Attempts != int(tt.attempts) {
+				t.Errorf("%d attempts (error says %d), want %d", hits.Load(), re.Attempts, tt.attempts)
+			}
+			if want := fmt.Sprintf("giving up after %d attempts", tt.attempts); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "/v1/customers/c1/subscriptions") {
+				t.Errorf("error %q does not say %q and name the path", err, want)
+			}
+			if tt.status >= 500 && !errors.Is(err, ErrServer) {
+				t.Errorf("err = %v; the last APIError is not reachable", err)
+			}
+			if ft.total() > 30*time.Second {
+				t.Errorf("waited %v of simulated time; want a persistent failure to end within ~30s", ft.total())
+			}
+		})
+	}
+}
+
+// Partner Center's throttling (429 with a Retry-After) is normal and does
+// not use up MaxRetries: ten 429s in a row are waited out within the
+// budget, and the request succeeds.
+func TestThrottlingDoesNotCountAsRetries(t *testing.T) {
+	for _, ra := range []string{"header", "message"} {
+		t.Run(ra, func(t *testing.T) {
+			var hits atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if hits.Add(1) <= 10 {
+					if ra == "header" {
+						w.Header().Set("Retry-After", "3")
+					}
+					w.WriteHeader(429)
+					io.WriteString(w, `{"statusCode":429,"message":"Rate limit is exceeded. Try again in 3 seconds."}`)
+					return
+				}
+				io.WriteString(w, `{"totalCount":0,"items":[]}`)
+			}))
+			defer srv.Close()
+			c, ft := newTestClient(t, srv, nil)
+			if _, err := c.ListSubscriptions(context.Background(), "c1", SubscriptionFilter{}); err != nil {
+				t.Fatalf("throttled request failed: %v", err)
+			}
+			if hits.Load() != 11 || ft.total() < 30*time.Second {
+				t.Errorf("%d attempts, %v waited; want 11 attempts honouring 10 x 3s", hits.Load(), ft.total())
+			}
+		})
+	}
+}

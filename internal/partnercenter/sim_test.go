@@ -169,7 +169,7 @@ func TestSimMidListingFailure(t *testing.T) {
 		if !errors.As(err, &ae) || ae.StatusCode != 500 || !errors.Is(err, pc.ErrServer) {
 			t.Fatalf("err = %v", err)
 		}
-		for _, want := range []string{"listing customers failed at page 3 after 1000 items", "HTTP 500", "request-id", "retry budget"} {
+		for _, want := range []string{"listing customers failed at page 3 after 1000 items", "HTTP 500", "request-id", "giving up after 4 attempts"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error %q does not say %q", err, want)
 			}
