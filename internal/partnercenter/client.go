@@ -13,6 +13,11 @@
 // throttling and does not count against MaxRetries: only the time budget
 // bounds it. The client honours Retry-After on 429 and 503 for every
 // concurrent caller, and paces all callers through one shared rate limiter.
+// No wait outlasts a request's budget: a Retry-After longer than what is
+// left of it fails that request at once (a *RetryError matching
+// ErrThrottled; the caller tries again later with a fresh budget), the
+// pause it imposes on the other callers is capped at one RetryBudget, and
+// a caller whose own budget ends before that pause does fails at once too.
 // Everything else comes back as a typed error that names the endpoint, the
 // path, the HTTP status and the request id: *APIError (non-2xx),
 // *DecodeError (a 2xx body that is malformed, or valid JSON but not a
@@ -110,6 +115,9 @@ const (
 	maxErrorBody = 64 << 10
 	// maxDecodeAttempts bounds retries of bodies that arrive malformed.
 	maxDecodeAttempts = 3
+	// maxRetryAfter caps a parsed Retry-After so that absurd values stay
+	// representable; any such value exceeds every retry budget anyway.
+	maxRetryAfter = 366 * 24 * time.Hour
 )
 
 // Observer receives per-request telemetry. Implementations must be safe for
@@ -599,9 +607,15 @@ func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, b
 	)
 	bo.Clock = c.clk
 	bo.Reset()
+	deadline := c.clk.Now().Add(budget)
 	decodeFailures, retries := 0, 0
+	var lastErr error
 	for attempt := 1; ; attempt++ {
-		if err := c.waitTurn(ctx); err != nil {
+		if err := c.waitTurn(ctx, deadline); err != nil {
+			var re *RetryError
+			if errors.As(err, &re) {
+				re.Attempts, re.MaxRetries, re.Budget, re.Err = attempt-1, c.retries, budget, lastErr
+			}
 			return err
 		}
 		r := c.do(ctx, endpoint, path, hdr, reqID, corrID, newBudget(), decode)
@@ -645,7 +659,9 @@ func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, b
 			if r.status != http.StatusTooManyRequests && r.status != http.StatusServiceUnavailable {
 				retryAfter = 0 // only 429 and 503 define Retry-After
 			}
-			c.pause(retryAfter)
+			// Hold everyone back, but never longer than a whole budget:
+			// a Retry-After of a day must not stop the client for a day.
+			c.pause(min(retryAfter, c.budget))
 		case r.decodeErr == nil:
 			return nil
 		default:
@@ -675,19 +691,29 @@ func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, b
 			}
 		}
 		// A 429 that says when to come back is throttling, not a failure:
-		// the time budget bounds it. Everything else counts.
-		if r.status != http.StatusTooManyRequests || retryAfter < time.Second {
+		// it is waited out exactly as asked, and the time budget bounds
+		// it. Everything else counts as a retry and backs off.
+		throttled := r.status == http.StatusTooManyRequests && retryAfter >= time.Second
+		if !throttled {
 			retries++
 			if retries > c.retries {
 				return &RetryError{Reason: GaveUpRetries, Attempts: attempt, MaxRetries: c.retries, Budget: budget, Err: err}
 			}
 		}
-		wait := bo.NextBackOff()
-		if wait == backoff.Stop {
-			return &RetryError{Reason: GaveUpBudget, Attempts: attempt, MaxRetries: c.retries, Budget: budget, Err: err}
+		lastErr = err
+		if left := deadline.Sub(c.clk.Now()); retryAfter > left {
+			// Waiting would outlast the budget: fail now, so that the
+			// caller moves on and tries again later with a fresh budget.
+			return &RetryError{Reason: GaveUpRetryAfter, Attempts: attempt, MaxRetries: c.retries, Budget: budget,
+				Left: max(left, 0), RetryAfter: retryAfter, Err: err}
 		}
-		if retryAfter > wait {
-			wait = retryAfter
+		wait := retryAfter
+		if !throttled {
+			wait = bo.NextBackOff() // never beyond the budget: it stops first
+			if wait == backoff.Stop {
+				return &RetryError{Reason: GaveUpBudget, Attempts: attempt, MaxRetries: c.retries, Budget: budget, Err: err}
+			}
+			wait = max(wait, retryAfter)
 		}
 		c.retried.Add(1)
 		if c.obs != nil {
@@ -702,8 +728,10 @@ func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, b
 }
 
 // waitTurn blocks until the shared Retry-After pause is over and the rate
-// limiter grants a request.
-func (c *Client) waitTurn(ctx context.Context) error {
+// limiter grants a request. A pause that lasts beyond deadline (the
+// request's budget) is not waited out: waitTurn returns a *RetryError
+// (GaveUpPause) at once.
+func (c *Client) waitTurn(ctx context.Context, deadline time.Time) error {
 	for {
 		c.pauseMu.Lock()
 		until := c.pauseUntil
@@ -711,6 +739,9 @@ func (c *Client) waitTurn(ctx context.Context) error {
 		now := c.clk.Now()
 		if !now.Before(until) {
 			break
+		}
+		if until.After(deadline) {
+			return &RetryError{Reason: GaveUpPause, Left: max(deadline.Sub(now), 0), RetryAfter: until.Sub(now)}
 		}
 		if err := c.sleep(ctx, until.Sub(now)); err != nil {
 			return err
@@ -812,23 +843,28 @@ func (c *Client) observe(endpoint string, status int, start time.Time) {
 	}
 }
 
-// parseRetryAfter reads delta-seconds or an HTTP date.
+// parseRetryAfter reads delta-seconds (digits, optionally with a fraction)
+// or an HTTP date, capped at maxRetryAfter. Anything else (negative, NaN,
+// Inf, exponents, a date in the past) is no Retry-After: 0.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if n, err := strconv.ParseFloat(v, 64); err == nil {
-		if n < 0 {
-			return 0
+	if deltaSeconds.MatchString(v) {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n*float64(time.Second) >= float64(maxRetryAfter) {
+			return maxRetryAfter // digits only: the error is a range error
 		}
 		return time.Duration(n * float64(time.Second))
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), maxRetryAfter)
 	}
 	return 0
 }
+
+var deltaSeconds = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
 
 var tryAgainIn = regexp.MustCompile(`(?i)try again in (\d+) seconds?`)
 
@@ -839,6 +875,9 @@ func retryAfterFromMessage(msg string) time.Duration {
 	if m == nil {
 		return 0
 	}
-	n, _ := strconv.Atoi(m[1])
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n >= int64(maxRetryAfter/time.Second) {
+		return maxRetryAfter
+	}
 	return time.Duration(n) * time.Second
 }

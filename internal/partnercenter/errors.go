@@ -36,7 +36,7 @@ var (
 	// token endpoint) origin, refused.
 	ErrRedirect = errors.New("partner center: redirect to another origin refused")
 	// ErrGaveUp matches a *RetryError: a request given up after its retry
-	// limit or its time budget.
+	// limit, its time budget, or a Retry-After beyond that budget.
 	ErrGaveUp = errors.New("partner center: request given up")
 )
 
@@ -295,20 +295,28 @@ func (e *RedirectError) Is(target error) bool { return target == ErrRedirect }
 
 // Reasons a request is given up (RetryError.Reason).
 const (
-	GaveUpRetries = "retries" // Options.MaxRetries reached
-	GaveUpBudget  = "budget"  // the retry budget is spent
-	GaveUpDecode  = "decode"  // the body stayed malformed
+	GaveUpRetries    = "retries"     // Options.MaxRetries reached
+	GaveUpBudget     = "budget"      // the retry budget is spent
+	GaveUpDecode     = "decode"      // the body stayed malformed
+	GaveUpRetryAfter = "retry-after" // the server's Retry-After exceeds what is left of the budget
+	GaveUpPause      = "pause"       // the client-wide Retry-After pause exceeds what is left of the budget
 )
 
-// RetryError is a request given up after retries. Err is the last
-// attempt's error (an *APIError, a *DecodeError or a network error);
-// errors.Is and errors.As reach it. The caller fails this request for now;
-// a later call starts afresh.
+// RetryError is a request given up: after its retry limit, when its time
+// budget is spent, or at once when a Retry-After (its own, or the
+// client-wide pause another request's set) would outlast what is left of
+// the budget. Err is the last attempt's error (an *APIError, a
+// *DecodeError or a network error; nil when no attempt was made);
+// errors.Is and errors.As reach it, and the two Retry-After reasons also
+// match ErrThrottled. The caller fails this request for now; a later call
+// starts with a fresh budget.
 type RetryError struct {
-	Reason     string        // GaveUpRetries, GaveUpBudget or GaveUpDecode
+	Reason     string        // GaveUpRetries, GaveUpBudget, GaveUpDecode, GaveUpRetryAfter or GaveUpPause
 	Attempts   int           // HTTP attempts made
 	MaxRetries int           // the retry limit in force
 	Budget     time.Duration // the retry budget of the request
+	Left       time.Duration // what was left of it (GaveUpRetryAfter, GaveUpPause)
+	RetryAfter time.Duration // the wait asked for (GaveUpRetryAfter, GaveUpPause)
 	Err        error
 }
 
@@ -320,6 +328,12 @@ func (e *RetryError) Error() string {
 		why = fmt.Sprintf("giving up after %d attempts (at most %d retries, Options.MaxRetries)", e.Attempts, e.MaxRetries)
 	case GaveUpDecode:
 		why = fmt.Sprintf("giving up after %d attempts: the response body stayed unreadable", e.Attempts)
+	case GaveUpRetryAfter:
+		why = fmt.Sprintf("giving up after %d attempts: the server asks to retry after %s, more than the %s left of the %s retry budget; the request fails for now and is tried again on the next call",
+			e.Attempts, e.RetryAfter, e.Left.Round(time.Millisecond), e.Budget)
+	case GaveUpPause:
+		why = fmt.Sprintf("giving up after %d attempts: every request is held back for another %s by a Retry-After, more than the %s left of the %s retry budget; the request fails for now and is tried again on the next call",
+			e.Attempts, e.RetryAfter.Round(time.Millisecond), e.Left.Round(time.Millisecond), e.Budget)
 	default:
 		why = fmt.Sprintf("giving up after %d attempts within the %s retry budget", e.Attempts, e.Budget)
 	}
@@ -332,5 +346,8 @@ func (e *RetryError) Error() string {
 // Unwrap returns the last attempt's error.
 func (e *RetryError) Unwrap() error { return e.Err }
 
-// Is matches ErrGaveUp.
-func (e *RetryError) Is(target error) bool { return target == ErrGaveUp }
+// Is matches ErrGaveUp, and ErrThrottled when a Retry-After made the
+// request give up.
+func (e *RetryError) Is(target error) bool {
+	return target == ErrGaveUp || target == ErrThrottled && (e.Reason == GaveUpRetryAfter || e.Reason == GaveUpPause)
+}

@@ -611,3 +611,160 @@ func TestThrottlingDoesNotCountAsRetries(t *testing.T) {
 		})
 	}
 }
+
+// Defect 6 (issue 11): Retry-After was unbounded: "Retry-After: 86400" made
+// every worker wait 24 h despite a 5 s retry budget.
+func TestRetryAfterBoundedByBudget(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) // newTestClient's fake clock
+	const budget = 5 * time.Second
+	for _, tt := range []struct {
+		name        string
+		status      int
+		header      string
+		message     string        // 429 body message, when no header is sent
+		giveUp      time.Duration // >0: fails at once, asked to wait this long
+		waitAtLeast time.Duration // else: succeeds on the second attempt after this wait
+	}{
+		{"a day", 429, "86400", "", 24 * time.Hour, 0},
+		{"a day on 503", 503, "86400", "", 24 * time.Hour, 0},
+		{"a day in the message", 429, "", "Rate limit is exceeded. Try again in 86400 seconds.", 24 * time.Hour, 0},
+		{"six seconds", 429, "6", "", 6 * time.Second, 0},
+		{"huge", 429, "99999999999999999999", "", maxRetryAfter, 0},
+		{"huge in the message", 429, "", "Try again in 99999999999999999999 seconds", maxRetryAfter, 0},
+		{"HTTP date in two days", 429, now.Add(48 * time.Hour).Format(http.TimeFormat), "", 48 * time.Hour, 0},
+		{"three seconds", 429, "3", "", 0, 3 * time.Second},
+		{"fractional", 429, "4.5", "", 0, 4500 * time.Millisecond},
+		{"HTTP date in two seconds", 429, now.Add(2 * time.Second).Format(http.TimeFormat), "", 0, 2 * time.Second},
+		{"HTTP date in the past", 429, now.Add(-time.Hour).Format(http.TimeFormat), "", 0, 0},
+		{"negative", 429, "-5", "", 0, 0},
+		{"NaN", 429, "NaN", "", 0, 0},
+		{"Inf", 429, "+Inf", "", 0, 0},
+		{"exponent", 429, "1e30", "", 0, 0},
+		{"garbage", 429, "soon", "", 0, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var hits atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if hits.Add(1) == 1 {
+					if tt.header != "" {
+						w.Header().Set("Retry-After", tt.header)
+					}
+					w.WriteHeader(tt.status)
+					fmt.Fprintf(w, `{"statusCode":%d,"message":%q}`, tt.status, tt.message)
+					return
+				}
+				io.WriteString(w, `{"totalCount":0,"items":[]}`)
+			}))
+			defer srv.Close()
+			c, ft := newTestClient(t, srv, func(o *Options) { o.RetryBudget = budget })
+			_, err := c.ListSubscriptions(context.Background(), "c1", SubscriptionFilter{})
+			if ft.total() > budget {
+				t.Errorf("waited %v with a %v retry budget", ft.total(), budget)
+			}
+			if tt.giveUp == 0 {
+				if err != nil || hits.Load() != 2 || ft.total() < tt.waitAtLeast {
+					t.Fatalf("err %v after %d attempts and %v; want success on the 2nd attempt after at least %v", err, hits.Load(), ft.total(), tt.waitAtLeast)
+				}
+				return
+			}
+			var re *RetryError
+			if !errors.As(err, &re) || re.Reason != GaveUpRetryAfter || !errors.Is(err, ErrThrottled) {
+				t.Fatalf("err = %v; want a *RetryError for a Retry-After beyond the budget", err)
+			}
+			if re.RetryAfter != tt.giveUp || re.Attempts != 1 || hits.Load() != 1 || ft.total() != 0 {
+				t.Errorf("RetryError %+v after %d attempts and %v of waiting; want to give up at once on a %v wait", re, hits.Load(), ft.total(), tt.giveUp)
+			}
+			for _, want := range []string{"retry after " + tt.giveUp.String(), "5s retry budget", "fails for now", fmt.Sprintf("HTTP %d", tt.status), "request-id"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// The pause a huge Retry-After imposes on every caller is capped at one
+// retry budget, and a caller whose budget ends first fails at once instead
+// of waiting.
+func TestSharedPauseBoundedByBudget(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			w.Header().Set("Retry-After", "86400")
+			w.WriteHeader(429)
+			return
+		}
+		io.WriteString(w, `{"totalCount":0,"items":[]}`)
+	}))
+	defer srv.Close()
+	c, ft := newTestClient(t, srv, func(o *Options) { o.RetryBudget = 5 * time.Second })
+	ctx := context.Background()
+	if _, err := c.ListSubscriptions(ctx, "c1", SubscriptionFilter{}); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("first request: %v", err)
+	}
+	// A caller with a 2 s budget is not held back by the 5 s pause: it fails
+	// without sending anything.
+	err := c.Probe(ctx, 2*time.Second)
+	var re *RetryError
+	if !errors.As(err, &re) || re.Reason != GaveUpPause || re.Attempts != 0 || !errors.Is(err, ErrThrottled) || hits.Load() != 1 {
+		t.Fatalf("short-budget caller: %v (%d requests); want a *RetryError for the pause, nothing sent", err, hits.Load())
+	}
+	if !strings.Contains(err.Error(), "held back for another 5s") || !strings.Contains(err.Error(), "2s left") {
+		t.Errorf("error %q does not explain the pause", err)
+	}
+	if ft.total() != 0 {
+		t.Errorf("waited %v so far; want no wait", ft.total())
+	}
+	// A caller with a full budget waits out the (capped) pause and succeeds.
+	if _, err := c.ListSubscriptions(ctx, "c2", SubscriptionFilter{}); err != nil {
+		t.Fatalf("second request: %v", err)
+	}
+	if ft.total() > 5*time.Second {
+		t.Errorf("the second caller waited %v; want at most its 5s budget", ft.total())
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0}, {"0", 0}, {"7", 7 * time.Second}, {" 7 ", 7 * time.Second}, {"1.5", 1500 * time.Millisecond},
+		{"86400", 24 * time.Hour}, {"31622400", maxRetryAfter}, {"9223372036854775807", maxRetryAfter}, {"99999999999999999999999", maxRetryAfter},
+		{"-1", 0}, {"NaN", 0}, {"nan", 0}, {"Inf", 0}, {"-Inf", 0}, {"1e9", 0}, {"0x10", 0}, {"7s", 0}, {".5", 0},
+		{now.Add(time.Minute).Format(http.TimeFormat), time.Minute},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+		{now.AddDate(5, 0, 0).Format(http.TimeFormat), maxRetryAfter},
+		{"Mon, 99 Foo 2026 00:00:00 GMT", 0},
+	} {
+		if got := parseRetryAfter(tt.in, now); got != tt.want {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"Try again in 57 seconds.", 57 * time.Second}, {"try again in 1 second", time.Second},
+		{"Try again in 9999999999 seconds", maxRetryAfter}, {"Try again in 99999999999999999999 seconds", maxRetryAfter}, {"later", 0},
+	} {
+		if got := retryAfterFromMessage(tt.in); got != tt.want {
+			t.Errorf("retryAfterFromMessage(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+// Endless throttling cannot keep a request alive past its budget either.
+func TestEndlessThrottlingEndsWithinBudget(t *testing.T) {
+	srv, hits := statusServer(t, 429, "1", -1)
+	c, ft := newTestClient(t, srv, func(o *Options) { o.RetryBudget = 10 * time.Second })
+	_, err := c.ListSubscriptions(context.Background(), "c1", SubscriptionFilter{})
+	var re *RetryError
+	if !errors.As(err, &re) || re.Reason != GaveUpRetryAfter || !errors.Is(err, ErrThrottled) {
+		t.Fatalf("err = %v; want a *RetryError once the budget cannot cover the next wait", err)
+	}
+	if ft.total() > 10*time.Second || hits.Load() != 11 {
+		t.Errorf("%d attempts and %v of waiting; want 11 attempts within the 10s budget", hits.Load(), ft.total())
+	}
+}
