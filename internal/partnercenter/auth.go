@@ -8,10 +8,15 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/pcwatch/pcwatch/internal/secret"
 )
 
 // Partner Center API roots.
@@ -65,8 +70,42 @@ type Credentials struct {
 	ClientSecret string
 	RefreshToken string
 	// TokenURL overrides the token endpoint (tests); by default it is
-	// <cloud authority>/<tenant>/oauth2/token.
+	// <cloud authority>/<tenant>/oauth2/token. It must not carry userinfo.
 	TokenURL string
+	// TokenTimeout bounds one token request, redirects and body included.
+	// Default DefaultTokenTimeout.
+	TokenTimeout time.Duration
+}
+
+// DefaultTokenTimeout bounds one token request: Entra answers in well under
+// a second, and a token endpoint that stalls must not hang a poll.
+const DefaultTokenTimeout = 30 * time.Second
+
+// errUserinfo is the advice given when a URL carries user:password@.
+const errUserinfo = "must not carry credentials (user:password@); give them through the PCWATCH_PC_* credential variables (PCWATCH_PC_TOKEN, or PCWATCH_PC_TENANT_ID, PCWATCH_PC_CLIENT_ID and PCWATCH_PC_CLIENT_SECRET)"
+
+// checkURL parses raw as an absolute http(s) URL without userinfo. Its
+// errors never print a password: what names the URL (e.g. "token URL")
+// and the URL is shown with its userinfo dropped, or not at all when it
+// does not parse.
+func checkURL(what, raw, example string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		shown := strconv.Quote(raw)
+		if strings.Contains(raw, "@") {
+			shown = "(not shown: it contains '@')"
+		}
+		return nil, fmt.Errorf("%s %s is not a URL: want an absolute http(s) URL such as %s", what, shown, example)
+	}
+	if u.User != nil {
+		cp := *u
+		cp.User = nil
+		return nil, fmt.Errorf("%s %s %s", what, cp.String(), errUserinfo)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("%s %q: want an absolute http(s) URL such as %s", what, raw, example)
+	}
+	return u, nil
 }
 
 // Credential modes.
@@ -166,18 +205,34 @@ func CredentialsFromEnv(getenv func(string) string) (Credentials, error) {
 }
 
 // TokenSource returns a caching, refreshing token source for the
-// credentials. hc (may be nil) carries the token requests.
+// credentials. hc (may be nil) carries the token requests; the token source
+// uses a copy of it bounded by TokenTimeout that refuses redirects off the
+// token URL's origin (hc itself is not modified). Every error it returns is
+// an *AuthError whose text has the client secret and refresh token
+// redacted in every encoding the endpoint could echo them in.
 func (c Credentials) TokenSource(ctx context.Context, cloud Cloud, hc *http.Client) (oauth2.TokenSource, error) {
-	if hc != nil {
-		ctx = context.WithValue(ctx, oauth2.HTTPClient, hc)
+	mode := c.Mode()
+	if mode == ModeStatic {
+		return oauth2.StaticTokenSource(&oauth2.Token{AccessToken: c.StaticToken, TokenType: "Bearer"}), nil
+	}
+	if mode == "" {
+		return nil, ErrNoCredentials
 	}
 	tokenURL := c.TokenURL
 	if tokenURL == "" {
 		tokenURL = strings.TrimSuffix(cloud.Authority, "/") + "/" + url.PathEscape(c.TenantID) + "/oauth2/token"
 	}
-	switch c.Mode() {
-	case ModeStatic:
-		return oauth2.StaticTokenSource(&oauth2.Token{AccessToken: c.StaticToken, TokenType: "Bearer"}), nil
+	tu, err := checkURL("token URL", tokenURL, "https://login.microsoftonline.com/<tenant>/oauth2/token")
+	if err != nil {
+		return nil, err
+	}
+	timeout := c.TokenTimeout
+	if timeout <= 0 {
+		timeout = DefaultTokenTimeout
+	}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, tokenHTTPClient(hc, originOf(tu), timeout))
+	red := redactingSource{mode: mode, red: tokenRedactor(c.ClientSecret, c.RefreshToken)}
+	switch mode {
 	case ModeAppUser:
 		// The secure application model: exchange the refresh token for a
 		// Partner Center access token. clientcredentials lets grant_type be
@@ -191,27 +246,54 @@ func (c Credentials) TokenSource(ctx context.Context, cloud Cloud, hc *http.Clie
 				"resource":      {cloud.Resource},
 			},
 		}
-		return redactingSource{cfg.TokenSource(ctx), c.Mode(), []string{c.ClientSecret, c.RefreshToken}}, nil
-	case ModeAppOnly:
+		red.ts = cfg.TokenSource(ctx)
+	default: // ModeAppOnly
 		cfg := clientcredentials.Config{
 			ClientID: c.ClientID, ClientSecret: c.ClientSecret, TokenURL: tokenURL,
 			AuthStyle:      oauth2.AuthStyleInParams,
 			EndpointParams: url.Values{"resource": {cloud.Resource}},
 		}
-		return redactingSource{cfg.TokenSource(ctx), c.Mode(), []string{c.ClientSecret, c.RefreshToken}}, nil
+		red.ts = cfg.TokenSource(ctx)
 	}
-	return nil, ErrNoCredentials
+	return red, nil
+}
+
+// tokenRedactor redacts the secrets a token request carries, as typed and
+// as they travel in the form body (URL-encoded), each in every encoding
+// internal/secret knows (so base64 of the echoed form body is covered too).
+func tokenRedactor(secrets ...string) *secret.Redactor {
+	r := secret.New()
+	for _, s := range secrets {
+		if s != "" {
+			r.Add(s, url.QueryEscape(s))
+		}
+	}
+	return r
+}
+
+// tokenHTTPClient returns a copy of hc (a new client when nil) for token
+// requests: its Timeout is at most timeout, and it refuses redirects off
+// origin before following them, so neither the client secret (a 307/308
+// keeps the form body) nor anything else goes to another origin.
+func tokenHTTPClient(hc *http.Client, origin string, timeout time.Duration) *http.Client {
+	cp := sameOriginClient(hc, origin)
+	if cp.Timeout <= 0 || cp.Timeout > timeout {
+		cp.Timeout = timeout
+	}
+	return cp
 }
 
 // AuthError is a failure to obtain an access token. It matches
 // ErrUnauthorized through errors.Is. A refusal by the token endpoint (4xx)
-// is permanent; a network error or a 5xx is temporary.
+// or a redirect off its origin is permanent; a network error, a timeout or
+// a 5xx is temporary. Its text and fields never hold the client secret or
+// refresh token, in any encoding: the token source redacts them.
 type AuthError struct {
 	Mode        string // credential mode
 	StatusCode  int    // token endpoint HTTP status, 0 if none
-	Code        string // Entra error code, e.g. invalid_client
-	Description string // first line of the Entra description, secrets redacted
-	Err         error  // underlying error for non-HTTP failures
+	Code        string // Entra error code, e.g. invalid_client, secrets redacted
+	Description string // first line of the Entra description (or of a non-JSON body), secrets redacted
+	Err         error  // underlying error for non-HTTP failures, its text redacted
 }
 
 func (e *AuthError) Error() string {
@@ -229,6 +311,9 @@ func (e *AuthError) Is(target error) bool { return target == ErrUnauthorized }
 
 // Temporary reports whether retrying may help.
 func (e *AuthError) Temporary() bool {
+	if errors.Is(e.Err, ErrRedirect) {
+		return false
+	}
 	return e.StatusCode == 0 || e.StatusCode >= 500 || e.StatusCode == 429
 }
 
@@ -236,10 +321,13 @@ func (e *AuthError) Temporary() bool {
 // Entra error code and description reach errors and logs, with any secret the
 // endpoint might echo replaced.
 type redactingSource struct {
-	ts      oauth2.TokenSource
-	mode    string
-	secrets []string
+	ts   oauth2.TokenSource
+	mode string
+	red  *secret.Redactor
 }
+
+// maxAuthText bounds the code and description an AuthError carries.
+const maxAuthText = 300
 
 func (r redactingSource) Token() (*oauth2.Token, error) {
 	t, err := r.ts.Token()
@@ -248,7 +336,13 @@ func (r redactingSource) Token() (*oauth2.Token, error) {
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		ae := &AuthError{Mode: r.mode, Code: re.ErrorCode, Description: r.redact(firstLine(re.ErrorDescription))}
+		desc := firstLine(re.ErrorDescription)
+		if re.ErrorCode == "" && desc == "" && len(re.Body) > 0 {
+			// Not an OAuth error body (an HTML page from a proxy, text):
+			// its start is all there is to go by.
+			desc = "unreadable body: " + strconv.Quote(r.redact(firstLine(string(re.Body))))
+		}
+		ae := &AuthError{Mode: r.mode, Code: r.redact(re.ErrorCode), Description: r.redact(desc)}
 		if re.Response != nil {
 			ae.StatusCode = re.Response.StatusCode
 		}
@@ -257,14 +351,24 @@ func (r redactingSource) Token() (*oauth2.Token, error) {
 		}
 		return nil, ae
 	}
+	var rd *RedirectError
+	if errors.As(err, &rd) {
+		rd.Endpoint = "token"
+		return nil, &AuthError{Mode: r.mode, Err: rd}
+	}
 	return nil, &AuthError{Mode: r.mode, Err: errors.New(r.redact(err.Error()))}
 }
 
+// redact replaces the secrets in s (then trims it to maxAuthText; trimming
+// after redaction cannot cut a secret into an unrecognised fragment).
 func (r redactingSource) redact(s string) string {
-	for _, sec := range r.secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, "[REDACTED]")
+	s = r.red.String(s)
+	if len(s) > maxAuthText {
+		n := maxAuthText
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
 		}
+		s = s[:n] + "..."
 	}
 	return s
 }

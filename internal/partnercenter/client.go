@@ -228,14 +228,16 @@ type Client struct {
 }
 
 // New returns a client. It fails when the base URL is not an absolute http(s)
-// URL or no token source is given.
+// URL, carries userinfo (user:password@: credentials belong in the
+// PCWATCH_PC_* variables, and a URL is printed in logs and event sources),
+// or no token source is given.
 func New(o Options) (*Client, error) {
 	if o.BaseURL == "" {
 		o.BaseURL = GlobalBaseURL
 	}
-	u, err := url.Parse(o.BaseURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("partner center base URL %q: want an absolute http(s) URL such as %s", o.BaseURL, GlobalBaseURL)
+	u, err := checkURL("partner center base URL", o.BaseURL, GlobalBaseURL)
+	if err != nil {
+		return nil, err
 	}
 	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v1")
 	u.RawQuery, u.Fragment = "", ""
@@ -627,16 +629,18 @@ func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, b
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			var authErr *AuthError
 			var re *RedirectError
-			if errors.As(r.sendErr, &re) {
+			switch {
+			case errors.As(r.sendErr, &authErr):
+				if !authErr.Temporary() {
+					return fmt.Errorf("partner center GET %s: %w", path, r.sendErr)
+				}
+			case errors.As(r.sendErr, &re):
 				// Not retried: the server means it, and following it
 				// would hand the token to another origin.
 				re.Endpoint, re.Method, re.Path, re.RequestID, re.CorrelationID = endpoint, http.MethodGet, path, reqID, corrID
 				return re
-			}
-			var authErr *AuthError
-			if errors.As(r.sendErr, &authErr) && !authErr.Temporary() {
-				return fmt.Errorf("partner center GET %s: %w", path, r.sendErr)
 			}
 			reason = "network"
 			err = fmt.Errorf("partner center GET %s: %w [request-id %s, correlation-id %s]", path, r.sendErr, reqID, corrID)

@@ -267,8 +267,8 @@ func formatBytes(n int64) string {
 // holds the target's origin only: its path and query may carry secrets.
 type RedirectError struct {
 	Endpoint      string // "token" for the token endpoint
-	Method        string
-	Path          string // the request that was redirected, without the host
+	Method        string // API requests only
+	Path          string // API requests only: the request that was redirected, without the host
 	StatusCode    int    // the redirect status, when known
 	From          string // origin of the request
 	Location      string // origin of the redirect target
@@ -282,8 +282,12 @@ func (e *RedirectError) Error() string {
 	if e.StatusCode != 0 {
 		status = fmt.Sprintf("an HTTP %d redirect", e.StatusCode)
 	}
-	s := fmt.Sprintf("partner center %s %s: refusing %s to another origin, %s (requests and credentials only go to %s; check the base URL and any proxy in between)",
-		e.Method, e.Path, status, e.Location, e.From)
+	what, check := fmt.Sprintf("partner center %s %s", e.Method, e.Path), "the base URL"
+	if e.Endpoint == "token" {
+		what, check = "token endpoint", "the token URL"
+	}
+	s := fmt.Sprintf("%s: refusing %s to another origin, %s (requests and credentials only go to %s; check %s and any proxy in between)",
+		what, status, e.Location, e.From, check)
 	if e.RequestID != "" {
 		s += fmt.Sprintf(" [request-id %s, correlation-id %s]", e.RequestID, e.CorrelationID)
 	}
