@@ -9,6 +9,10 @@
 // "pcsim listening on http://HOST:PORT"; logs go to stderr. It exits 0 on
 // SIGINT or SIGTERM, 2 on bad flags, 1 on other errors.
 //
+// A second listener, the off-origin server (--off-origin-listen; by default
+// a free port of --listen's host), is where hostile redirects send clients;
+// GET /admin/offorigin says where it listens and what it received.
+//
 // --clock accepts what clock.Parse accepts ("" or "real", or
 // "start=RFC3339,epoch=RFC3339,speed=N"), plus "fake" or "fake=RFC3339": a
 // manual clock that only POST /admin/advance moves.
@@ -67,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (pcsim.RunOptions, slog.Level, 
 		logLevel  string
 	)
 	fs.StringVar(&o.Addr, "listen", "127.0.0.1:8090", "listen address (host:port; port 0 picks a free one)")
+	fs.StringVar(&o.OffOriginAddr, "off-origin-listen", "", "listen address of the off-origin server, the target of hostile redirects (empty: --listen's host, a free port)")
 	fs.Int64Var(&o.Sim.Seed, "seed", 1, "dataset and randomness seed")
 	fs.IntVar(&o.Sim.Customers, "customers", 200, "number of generated customers")
 	fs.IntVar(&o.Sim.SubscriptionsPerCustomer, "subs-per-customer", 0, "subscriptions per customer (0: a realistic mix averaging about 8)")

@@ -48,6 +48,12 @@ func TestParseFlags(t *testing.T) {
 	if f, ok := o.Sim.Clock.(*clock.Fake); !ok || f.Now().Year() != 2025 {
 		t.Fatalf("clock %#v", o.Sim.Clock)
 	}
+	if o.OffOriginAddr != "" {
+		t.Fatalf("off-origin address by default %q, want empty (--listen's host, a free port)", o.OffOriginAddr)
+	}
+	if o, _, err = parseFlags([]string{"--off-origin-listen", "127.0.0.1:9999"}, &bytes.Buffer{}); err != nil || o.OffOriginAddr != "127.0.0.1:9999" {
+		t.Fatalf("--off-origin-listen: %v %q", err, o.OffOriginAddr)
+	}
 	o, _, err = parseFlags([]string{"--clock", "start=2025-01-01T00:00:00Z,epoch=2025-01-01T00:00:00Z,speed=60"}, &bytes.Buffer{})
 	if _, ok := o.Sim.Clock.(clock.Accelerated); err != nil || !ok {
 		t.Fatalf("accelerated clock: %v %#v", err, o.Sim.Clock)

@@ -219,6 +219,23 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		}
 		s.SetFaults(f)
 		adminJSON(w, http.StatusOK, s.CurrentFaults())
+	case path == "/admin/hostile" && method == http.MethodGet:
+		adminJSON(w, http.StatusOK, s.CurrentHostile())
+	case path == "/admin/hostile" && method == http.MethodPost:
+		var hc Hostile
+		if !decodeAdmin(w, r, &hc) {
+			return
+		}
+		if err := s.SetHostile(hc); err != nil {
+			adminFail(w, http.StatusBadRequest, err)
+			return
+		}
+		adminJSON(w, http.StatusOK, s.CurrentHostile())
+	case path == "/admin/offorigin" && method == http.MethodGet:
+		adminJSON(w, http.StatusOK, s.CurrentOffOriginStats())
+	case path == "/admin/offorigin" && method == http.MethodDelete:
+		s.ResetOffOriginStats()
+		w.WriteHeader(http.StatusNoContent)
 	case path == "/admin/inject" && method == http.MethodPost:
 		var rule Rule
 		if !decodeAdmin(w, r, &rule) {
@@ -265,7 +282,7 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			Mutations []Mutation `json:"mutations"`
 		}{s.Now(), muts})
 	default:
-		for _, p := range []string{"/admin/state", "/admin/mutations", "/admin/mutate", "/admin/random", "/admin/faults", "/admin/inject", "/admin/stats", "/admin/advance", "/admin/freeze"} {
+		for _, p := range []string{"/admin/state", "/admin/mutations", "/admin/mutate", "/admin/random", "/admin/faults", "/admin/inject", "/admin/stats", "/admin/advance", "/admin/freeze", "/admin/hostile", "/admin/offorigin"} {
 			if path == p {
 				adminFail(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed on %s", method, r.URL.Path))
 				return

@@ -118,8 +118,8 @@
 //	managedservice.added        AddManagedService
 //	managedservice.removed      RemoveManagedService or customer removal
 //
-// Cause tells "explicit" (a Go or admin call), "random" (RandomMutations) or
-// "lifecycle".
+// Cause tells "explicit" (a Go or admin call), "random" (RandomMutations),
+// "lifecycle" or "hostile" (an OversizedRule).
 //
 // # HTTP API
 //
@@ -157,6 +157,52 @@
 // bodies then apply to 200 responses. Random faults draw from a generator
 // seeded by Options.Seed.
 //
+// # Hostile mode
+//
+// SetHostile (POST /admin/hostile) switches on answers a real Partner
+// Center should never give, the inputs of issue 11 that a client must
+// survive without a false removal, a leaked credential or unbounded memory.
+// It lives in the simulator itself (not a separate fault server) so that
+// every hostile answer is scoped to the simulator's own endpoints,
+// customers and pages, shares its continuation tokens, and logs any data
+// it changes in the same mutation log the chaos suite judges against. Each
+// rule has a Scope (endpoint, customers, pages of the customer listing):
+//
+//   - MalformedRule: a 200 whose body is valid JSON but not what the
+//     endpoint promises: null, {}, [], a string, a number, or a collection
+//     whose items are missing, null, empty or an object while totalCount
+//     says there are some (Shape* constants), in turn per request;
+//   - RedirectRule: 301/302/303/307/308 to the off-origin server or to the
+//     same origin (a same-origin redirect is served normally);
+//   - ErrorRule: a persistent 4xx/5xx, optionally with a huge Retry-After
+//     and with the request's Authorization header echoed in the body;
+//   - OversizedRule: one subscription's friendlyName or a custom field of
+//     1.2 MB, changed on every poll (each change a logged mutation, Cause
+//     "hostile"), so that its event exceeds NATS's 1 MiB max payload;
+//   - EndlessPaging: a customer listing that never ends, each page linking
+//     to the next with a new continuation token, with customers that do not
+//     exist (new ids on every page) or one page repeated;
+//   - DuplicateCustomer: one customer listed twice, on different pages,
+//     identical or not;
+//   - SlowRule: a body trickled in small chunks, or one that never ends.
+//
+// The off-origin server (OffOriginHandler; Run listens for it on a second
+// port of the same host, SetOffOriginURL tells the simulator where) stands
+// for another origin: it serves well-formed empty collections to anyone
+// and counts the requests that carried an Authorization header
+// (CurrentOffOriginStats, GET /admin/offorigin). A client that follows an
+// off-origin redirect thus both leaks its token and, trusting the empty
+// answer, would report false removals.
+//
+// The hostile mode is decided after the Faults: errors and redirects
+// before authentication (an ErrorRule before a RedirectRule); then, for
+// authorised requests, endless paging and the duplicate customer shape the
+// listing, oversized changes are applied, a MalformedRule replaces the 200
+// body, the Faults' malformed and truncated bodies apply, and a SlowRule
+// delivers what is left. Hostile answers are counted in Stats.Faults under
+// "hostile-..." kinds. With the zero Hostile the simulator serves exactly
+// what it serves without it.
+//
 // # Admin API
 //
 // Under /admin/, without a bearer token (the chaos harness drives a
@@ -168,6 +214,11 @@
 //	POST   /admin/random              {"n": N} -> MutateResponse
 //	GET    /admin/faults              the Faults in force
 //	POST   /admin/faults              Faults ({} clears) -> the Faults in force
+//	GET    /admin/hostile             the Hostile in force
+//	POST   /admin/hostile             Hostile ({} turns hostile mode off) -> the Hostile in force;
+//	                                  400 for an unknown endpoint, shape, mode or status
+//	GET    /admin/offorigin           OffOriginStats (where the off-origin server listens, what it got)
+//	DELETE /admin/offorigin           zero its counters
 //	POST   /admin/inject              Rule
 //	DELETE /admin/inject              empty the inject queue
 //	GET    /admin/stats               Stats

@@ -96,7 +96,7 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if rt.endpoint == "customers" {
 		page = 0
 		if strings.EqualFold(r.URL.Query().Get("seekOperation"), "Next") {
-			if p, _, ok := s.decodeToken(r.Header.Get("MS-ContinuationToken")); ok {
+			if _, p, _, ok := s.decodeTokenV(r.Header.Get("MS-ContinuationToken")); ok {
 				page = p
 			}
 		}
@@ -121,13 +121,29 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	hp := s.planHostile(rt, r, page)
+	if hp.status != 0 {
+		if hp.location != "" {
+			h.Set("Location", hp.location)
+		}
+		if hp.retryAfter > 0 {
+			h.Set("Retry-After", strconv.Itoa(hp.retryAfter))
+		}
+		s.write(w, rt.endpoint, hp.status, hp.body)
+		return
+	}
+
 	if !s.authorized(r) {
 		h.Set("WWW-Authenticate", "Bearer")
 		s.write(w, rt.endpoint, http.StatusUnauthorized, errorBody(http.StatusUnauthorized, "Authorization has been denied for this request: a valid bearer token is required."))
 		return
 	}
 
-	status, body := s.respond(rt, r)
+	status, body := s.respond(rt, r, &hp)
+	if status == http.StatusOK && hp.shape != "" {
+		s.noteFault("hostile-malformed")
+		body = shapeBody(hp.shape, body)
+	}
 	if status == http.StatusOK && p.malformed {
 		s.noteFault("malformed")
 		body = corrupt(body)
@@ -136,6 +152,10 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.noteFault("truncate")
 		s.count(rt.endpoint, "truncated")
 		truncate(w, body)
+		return
+	}
+	if status == http.StatusOK && hp.slow != nil {
+		s.serveSlow(w, r, rt.endpoint, body, hp.slow)
 		return
 	}
 	s.write(w, rt.endpoint, status, body)
@@ -208,15 +228,16 @@ func (s *Sim) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.opts.Token)) == 1
 }
 
-// respond renders the response to an authorised GET, under the lock.
-func (s *Sim) respond(rt route, r *http.Request) (int, []byte) {
-	s.lock()
+// respond renders the response to an authorised GET, under the lock,
+// after the hostile plan's oversized changes.
+func (s *Sim) respond(rt route, r *http.Request, hp *hostilePlan) (int, []byte) {
+	now := s.lock()
 	defer s.mu.Unlock()
 	q := r.URL.Query()
 	b := newJSONBuf()
 	switch rt.endpoint {
 	case "customers":
-		return s.listCustomers(b, r)
+		return s.listCustomers(b, r, hp)
 	case "unknown":
 		return http.StatusNotFound, errorBody(http.StatusNotFound, "No HTTP resource was found that matches the request URI '"+r.URL.Path+"'.")
 	}
@@ -224,6 +245,7 @@ func (s *Sim) respond(rt route, r *http.Request) (int, []byte) {
 	if c == nil {
 		return http.StatusNotFound, errorBody(600026, "Customer "+rt.customer+" not found.")
 	}
+	s.applyOversized(now, c, hp.oversized)
 	switch rt.endpoint {
 	case "customer":
 		b.value(c.wire())
@@ -275,9 +297,10 @@ func (p product) wire() wireProduct {
 		Links: wireProductLinks{Skus: getLink("/products/" + p.id + "/skus?country=US"), Self: getLink("/products/" + p.id + "?country=US")}}
 }
 
-// listCustomers serves one page of the keyset-paged customer listing. Lock
+// listCustomers serves one page of the keyset-paged customer listing, as
+// the hostile plan's endless paging and duplicate customer change it. Lock
 // held.
-func (s *Sim) listCustomers(b *jsonBuf, r *http.Request) (int, []byte) {
+func (s *Sim) listCustomers(b *jsonBuf, r *http.Request, hp *hostilePlan) (int, []byte) {
 	q := r.URL.Query()
 	size := DefaultPageSize
 	if v := q.Get("size"); v != "" || q.Has("size") {
@@ -287,7 +310,7 @@ func (s *Sim) listCustomers(b *jsonBuf, r *http.Request) (int, []byte) {
 		}
 		size = min(n, MaxPageSize)
 	}
-	page, after := 0, ""
+	ver, page, after := byte(tokenPage), 0, ""
 	if seek := q.Get("seekOperation"); seek != "" {
 		if !strings.EqualFold(seek, "Next") {
 			return http.StatusBadRequest, errorBody(http.StatusBadRequest, "seekOperation '"+seek+"' is not supported; use Next.")
@@ -297,47 +320,105 @@ func (s *Sim) listCustomers(b *jsonBuf, r *http.Request) (int, []byte) {
 			return http.StatusBadRequest, errorBody(http.StatusBadRequest, "seekOperation=Next requires the MS-ContinuationToken header.")
 		}
 		var ok bool
-		if page, after, ok = s.decodeToken(tok); !ok {
+		if ver, page, after, ok = s.decodeTokenV(tok); !ok {
 			return http.StatusBadRequest, errorBody(http.StatusBadRequest, "The continuation token is invalid.")
 		}
+	}
+	sizeQ := "/v1/customers?size=" + strconv.Itoa(size)
+	links := wireCollectionLinks{Self: getLink(sizeQ)}
+	next := func(ver byte, page int, after string) *wireLink {
+		return &wireLink{URI: sizeQ + "&seekOperation=Next", Method: "GET",
+			Headers: []wireHeader{{Key: "MS-ContinuationToken", Value: s.encodeTokenV(ver, page, after)}}}
+	}
+	if ver == tokenEndless {
+		e := hp.endless
+		if e == nil {
+			return http.StatusBadRequest, errorBody(http.StatusBadRequest, "The continuation token has expired.")
+		}
+		s.noteFault("hostile-endless-page")
+		links.Next = next(tokenEndless, page+1, after)
+		if e.Mode == EndlessNewIDs {
+			n := e.PageSize
+			if n == 0 {
+				n = DefaultEndlessPageSize
+			}
+			n = min(n, size)
+			b.collection(n, func(i int) { b.value(s.endlessCustomer(page, i)) }, links)
+			return http.StatusOK, b.Bytes()
+		}
+		start := sort.Search(len(s.custs), func(i int) bool { return s.custs[i].id > after })
+		items := s.custs[start:min(start+size, len(s.custs))]
+		b.collection(len(items), func(i int) { b.value(items[i].wire()) }, links)
+		return http.StatusOK, b.Bytes()
 	}
 	start := sort.Search(len(s.custs), func(i int) bool { return s.custs[i].id > after })
 	end := min(start+size, len(s.custs))
 	items := s.custs[start:end]
-	sizeQ := "/v1/customers?size=" + strconv.Itoa(size)
-	links := wireCollectionLinks{Self: getLink(sizeQ)}
 	if end < len(s.custs) {
-		links.Next = &wireLink{URI: sizeQ + "&seekOperation=Next", Method: "GET",
-			Headers: []wireHeader{{Key: "MS-ContinuationToken", Value: s.encodeToken(page+1, items[len(items)-1].id)}}}
+		links.Next = next(tokenPage, page+1, items[len(items)-1].id)
 	}
-	b.collection(len(items), func(i int) { b.value(items[i].wire()) }, links)
+	if e := hp.endless; e != nil && (page+1 >= max(e.FromPage, 1) || links.Next == nil) {
+		// The page before the endless ones: its continuation leads there,
+		// carrying this page's cursor for EndlessRepeat.
+		links.Next = next(tokenEndless, page+1, after)
+	}
+	wires := make([]*wireCustomer, len(items), len(items)+1)
+	for i, c := range items {
+		wires[i] = c.wire()
+	}
+	if d := hp.dup; d != nil && links.Next == nil {
+		var c *customer
+		if d.Customer == "" && len(s.custs) > 0 {
+			c = s.custs[0]
+		} else if d.Customer != "" {
+			c = s.byID[strings.ToLower(d.Customer)]
+		}
+		if c != nil {
+			s.noteFault("hostile-duplicate-customer")
+			w := c.wire()
+			if d.Different {
+				w.CompanyProfile.CompanyName += " (listed twice)"
+			}
+			wires = append(wires, w)
+		}
+	}
+	b.collection(len(wires), func(i int) { b.value(wires[i]) }, links)
 	return http.StatusOK, b.Bytes()
 }
 
-// Continuation tokens carry (page index, last customer id returned) and an
-// HMAC keyed by the seed, so forged or altered tokens are refused.
-func (s *Sim) encodeToken(page int, after string) string {
-	payload := binary.AppendUvarint([]byte{1}, uint64(page))
+// Continuation token versions: a page of the real listing, or an endless
+// page of the hostile mode.
+const (
+	tokenPage    = 1
+	tokenEndless = 2
+)
+
+// Continuation tokens carry (version, page index, a customer id cursor)
+// and an HMAC keyed by the seed, so forged or altered tokens are refused.
+// A real page's cursor is the last customer id returned; an endless page's
+// is the cursor of the page EndlessRepeat repeats.
+func (s *Sim) encodeTokenV(ver byte, page int, after string) string {
+	payload := binary.AppendUvarint([]byte{ver}, uint64(page))
 	payload = append(payload, after...)
 	m := hmac.New(sha256.New, s.tokenKey)
 	m.Write(payload)
 	return base64.RawURLEncoding.EncodeToString(m.Sum(payload)[:len(payload)+16])
 }
 
-func (s *Sim) decodeToken(tok string) (page int, after string, ok bool) {
+func (s *Sim) decodeTokenV(tok string) (ver byte, page int, after string, ok bool) {
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(raw) < 18 || raw[0] != 1 {
-		return 0, "", false
+	if err != nil || len(raw) < 18 || (raw[0] != tokenPage && raw[0] != tokenEndless) {
+		return 0, 0, "", false
 	}
 	payload, sum := raw[:len(raw)-16], raw[len(raw)-16:]
 	m := hmac.New(sha256.New, s.tokenKey)
 	m.Write(payload)
 	if !hmac.Equal(m.Sum(nil)[:16], sum) {
-		return 0, "", false
+		return 0, 0, "", false
 	}
 	p, n := binary.Uvarint(payload[1:])
 	if n <= 0 || p > 1<<30 {
-		return 0, "", false
+		return 0, 0, "", false
 	}
-	return int(p), string(payload[1+n:]), true
+	return raw[0], int(p), string(payload[1+n:]), true
 }

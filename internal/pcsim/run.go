@@ -15,6 +15,10 @@ import (
 type RunOptions struct {
 	// Addr is the listen address, e.g. "127.0.0.1:0".
 	Addr string
+	// OffOriginAddr is the listen address of the off-origin server (the
+	// target of hostile off-origin redirects, see OffOriginHandler); ""
+	// means Addr's host on a free port.
+	OffOriginAddr string
 	// Sim configures the simulator.
 	Sim Options
 	// MutateEvery applies Mutations random mutations every MutateEvery of
@@ -49,16 +53,38 @@ func Run(ctx context.Context, opts RunOptions) error {
 	if err != nil {
 		return fmt.Errorf("pcsim: listen on %s: %w", opts.Addr, err)
 	}
-	sim := New(opts.Sim)
-	srv := &http.Server{
-		Handler:           sim,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	offAddr := opts.OffOriginAddr
+	if offAddr == "" {
+		host, _, err := net.SplitHostPort(ln.Addr().String())
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("pcsim: listen address %s: %w", ln.Addr(), err)
+		}
+		offAddr = net.JoinHostPort(host, "0")
 	}
-	serveErr := make(chan error, 1)
+	offLn, err := lc.Listen(ctx, "tcp", offAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("pcsim: listen on %s (the off-origin server): %w", offAddr, err)
+	}
+	sim := New(opts.Sim)
+	newServer := func(h http.Handler) *http.Server {
+		srv := &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		}
+		// Slow and endless bodies end when the server shuts down.
+		srv.RegisterOnShutdown(sim.stopStreams)
+		return srv
+	}
+	srv, offSrv := newServer(sim), newServer(sim.OffOriginHandler())
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- offSrv.Serve(offLn) }()
 	baseURL := "http://" + ln.Addr().String()
-	logger.Info("pcsim serving", "url", baseURL, "customers", opts.Sim.Customers, "seed", opts.Sim.Seed)
+	sim.SetOffOriginURL("http://" + offLn.Addr().String())
+	logger.Info("pcsim serving", "url", baseURL, "offOrigin", "http://"+offLn.Addr().String(), "customers", opts.Sim.Customers, "seed", opts.Sim.Seed)
 	if opts.Ready != nil {
 		opts.Ready(baseURL, sim)
 	}
@@ -74,12 +100,18 @@ func Run(ctx context.Context, opts RunOptions) error {
 		case <-ctx.Done():
 			shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
+			offErr := offSrv.Shutdown(shutCtx)
 			if err := srv.Shutdown(shutCtx); err != nil {
 				return fmt.Errorf("pcsim: shutdown: %w", err)
+			}
+			if offErr != nil {
+				return fmt.Errorf("pcsim: shutdown of the off-origin server: %w", offErr)
 			}
 			logger.Info("pcsim stopped")
 			return nil
 		case err := <-serveErr:
+			srv.Close()
+			offSrv.Close()
 			if errors.Is(err, http.ErrServerClosed) {
 				return nil
 			}

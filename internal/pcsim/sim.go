@@ -157,6 +157,16 @@ type Sim struct {
 	faultRng *rand.Rand
 	rules    []Rule
 	stats    statsCounters
+
+	// Hostile mode (fmu): the configuration, the off-origin URL and the
+	// number of oversized changes made so far.
+	hostile   hostileState
+	offOrigin string
+	overSeq   uint64
+
+	off        offOriginCounters
+	streamStop chan struct{} // closed by stopStreams
+	stopOnce   sync.Once
 }
 
 func seeded(seed int64, stream uint64) *rand.Rand {
@@ -195,6 +205,7 @@ func New(opts Options) *Sim {
 	s.tokenKey = key[:]
 	s.byID = make(map[string]*customer, opts.Customers)
 	s.cause = CauseExplicit
+	s.streamStop = make(chan struct{})
 
 	now := s.Now()
 	s.custs = make([]*customer, 0, opts.Customers)
