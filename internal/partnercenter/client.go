@@ -1,33 +1,46 @@
 // Package partnercenter is a typed, read-only client for the Microsoft
 // Partner Center REST API: customers (paged), a customer's subscriptions
 // (optionally filtered by reseller MPN id), one subscription by id, managed
-// services and products per target view.
+// services and products per target view. A *Client is safe for concurrent
+// use; every call is a read and may be repeated.
+//
+// # Retries
 //
 // The client retries what is worth retrying (network errors, 408, 429, 5xx,
 // truncated or malformed bodies) with exponential backoff (doubling, 50%
 // jitter), at most Options.MaxRetries times (default 3, as the Azure SDKs)
-// and inside an explicit time budget (Options.RetryBudget), whichever ends
-// first; a request given up is a *RetryError that says after how many
-// attempts and wraps the last error. A 429 that says when to come back
-// (Retry-After, or "try again in N seconds") is Partner Center's normal
-// throttling and does not count against MaxRetries: only the time budget
-// bounds it. The client honours Retry-After on 429 and 503 for every
-// concurrent caller, and paces all callers through one shared rate limiter.
+// and within Options.RetryBudget, whichever ends first. A 429 that says
+// when to come back (Retry-After, or "try again in N seconds") is Partner
+// Center's normal throttling: it is waited out as asked and does not count
+// against MaxRetries, only the budget bounds it. Retry-After on 429 and 503
+// pauses every concurrent caller; all callers share one rate limiter.
+//
 // No wait outlasts a request's budget: a Retry-After longer than what is
-// left of it fails that request at once (a *RetryError matching
-// ErrThrottled; the caller tries again later with a fresh budget), the
-// pause it imposes on the other callers is capped at one RetryBudget, and
-// a caller whose own budget ends before that pause does fails at once too.
-// Everything else comes back as a typed error that names the endpoint, the
-// path, the HTTP status and the request id: *APIError (non-2xx),
-// *DecodeError (a 2xx body that is malformed, or valid JSON but not a
-// collection, or not an object with an id: never read as an empty
-// listing), *LimitError (a memory bound crossed), *RedirectError (a
-// redirect off the base URL's origin). Credentials never appear in errors
-// or logs, and are never sent to another origin than the base URL's
-// (scheme, host and port): a redirect elsewhere is refused before it is
-// followed, whatever CheckRedirect the caller's http.Client has, and fails
-// that request without a retry.
+// left of it fails that request at once, the pause it imposes on the other
+// callers is capped at one RetryBudget, and a caller whose own budget ends
+// before that pause does fails at once too. A request given up is a
+// *RetryError (ErrGaveUp; ErrThrottled too for those Retry-After cases)
+// saying after how many attempts and wrapping the last error; the caller
+// fails it for now and tries again later with a fresh budget.
+//
+// # Errors
+//
+// Failures are typed and name the endpoint, the path, the HTTP status and
+// the request id: *APIError (non-2xx), *DecodeError (a 2xx body that is
+// malformed, or valid JSON but not a collection, or not an object with an
+// id: never read as an empty listing), *LimitError (a memory bound
+// crossed), *RedirectError (a redirect off the base origin), *RetryError,
+// *AuthError (no token). A listing fails as a whole: a partial list is
+// never returned.
+//
+// # Origins and credentials
+//
+// Credentials never appear in errors or logs (token endpoint echoes are
+// redacted in every encoding) and are never sent to another origin than the
+// base URL's (scheme, host and port): a redirect elsewhere is refused
+// before it is followed, whatever CheckRedirect the caller's http.Client
+// has, and fails that request without a retry; the token endpoint is held
+// to its own origin the same way. URLs with userinfo are refused.
 //
 // # Memory
 //
@@ -592,13 +605,17 @@ func (c *Client) Probe(ctx context.Context, budget time.Duration) error {
 // decodeFunc reads a 2xx body from dec; b counts and bounds what it reads.
 type decodeFunc func(dec *json.Decoder, b *itemBudget) error
 
-// get performs one logical GET, retries included, and decodes a 2xx body
-// with decode, from a stream bounded by a fresh newBudget() per attempt.
+// get performs one logical GET, retries included, within budget (the
+// client's when not positive), and decodes a 2xx body with decode, from a
+// stream bounded by a fresh newBudget() per attempt.
 func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, budget time.Duration, newBudget func() *itemBudget, decode decodeFunc) error {
 	reqID := NewID()
 	corrID := CorrelationID(ctx)
 	if corrID == "" {
 		corrID = NewID()
+	}
+	if budget <= 0 {
+		budget = c.budget // backoff would read 0 as "no limit"
 	}
 	bo := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(c.initial),
@@ -670,15 +687,15 @@ func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, b
 			return nil
 		default:
 			retryAfter = 0
-			var over *LimitError
 			switch b := r.budget; {
 			case errors.Is(r.decodeErr, errOverBudget) || errors.Is(r.decodeErr, errTooManyItems):
-				over = &LimitError{Endpoint: endpoint, Method: http.MethodGet, Path: path, Option: b.option,
+				// Not retried: the same request would cross it again.
+				le := &LimitError{Endpoint: endpoint, Method: http.MethodGet, Path: path, Option: b.option,
 					Limit: b.optionLimit(), RequestID: reqID, CorrelationID: corrID}
 				if errors.Is(r.decodeErr, errTooManyItems) {
-					over.Option, over.Limit = LimitItems, int64(b.maxItm)
+					le.Option, le.Limit = LimitItems, int64(b.maxItm)
 				}
-				return over
+				return le
 			case b.rerr != nil:
 				// The body broke off: a network failure, retried as such.
 				reason = "network"

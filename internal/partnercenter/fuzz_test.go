@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // seedCorpus adds the documented bodies (when available) and a few
@@ -165,6 +166,22 @@ func FuzzParseTime(f *testing.F) {
 		}
 		if !ok && !v.IsZero() {
 			t.Fatalf("ParseTime(%q) failed but returned %v", s, v)
+		}
+	})
+}
+
+// FuzzParseRetryAfter checks that no Retry-After value, header or message,
+// yields a negative wait or one beyond maxRetryAfter.
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"7", "1.5", "-1", "NaN", "+Inf", "1e30", "99999999999999999999", "Wed, 21 Oct 2015 07:28:00 GMT", "Fri, 31 Dec 9999 23:59:59 GMT", ""} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, d := range []time.Duration{parseRetryAfter(s, now), retryAfterFromMessage("Try again in " + s + " seconds")} {
+			if d < 0 || d > maxRetryAfter {
+				t.Fatalf("Retry-After %q gave %v", s, d)
+			}
 		}
 	})
 }

@@ -307,7 +307,7 @@ var endlessShapes = []struct{ name, head, chunk string }{
 	{"endless items", `{"totalCount":1,"items":[`, `{"id":"x","quantity":1},`},
 	{"endless tiny items", `{"totalCount":1,"items":[`, `{},`},
 	{"endless string", `{"totalCount":1,"items":[{"id":"`, `xxxxxxxx`},
-	{"endless unknown property", `{"totalCount":1,"junk":[`, `[1,"two",{"three":3}],`},
+	{"endless unknown property", `{"totalCount":1,"junk":[`, `{"k":"` + strings.Repeat("v", 100) + `"},`},
 	{"endless white space", `{"totalCount":1,"items":[{"id":"a"}`, "        "},
 }
 
