@@ -3,6 +3,7 @@ package deadline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -18,6 +19,10 @@ import (
 // its own, independent of how long a poll cycle takes. Its events and their
 // ledger entries commit in one transaction, so a crash never loses a firing
 // nor repeats one. Only one Evaluator may run against a store.
+//
+// A subscription whose stored record is damaged is skipped and reported
+// (logged, counted, named in EvaluateOnce's error); every other
+// subscription is evaluated and committed as usual.
 type Evaluator struct {
 	Store  *state.Store
 	Clock  clock.Clock // default clock.Real
@@ -32,7 +37,8 @@ type Evaluator struct {
 	// Committed is called after events were committed (to kick the relay).
 	Committed func(n int)
 	// Metrics, when set, receives the ledger size after each evaluation
-	// that changed it.
+	// that changed it. If it also has a method RecordsDamaged(n int), that
+	// receives the number of damaged records the last evaluation skipped.
 	Metrics interface{ LedgerSize(n int) }
 
 	lastGC time.Time
@@ -48,7 +54,11 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		if _, err := e.EvaluateOnce(ctx); err != nil && ctx.Err() == nil {
-			e.log().Error("deadline evaluation failed; retrying at the next tick", "err", err)
+			if errors.Is(err, state.ErrCorrupt) {
+				e.log().Error("deadline evaluation skipped damaged records; every other subscription was evaluated", "err", err)
+			} else {
+				e.log().Error("deadline evaluation failed; retrying at the next tick", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -66,64 +76,45 @@ func (e *Evaluator) log() *slog.Logger {
 }
 
 // EvaluateOnce evaluates every subscription's deadlines now and commits
-// what fires. It returns the number of events emitted.
+// what fires. It returns the number of events emitted. Damaged records are
+// skipped: what fired for the others is committed, and the error returned
+// is a *state.DamagedError naming them (errors.Is state.ErrCorrupt).
 func (e *Evaluator) EvaluateOnce(ctx context.Context) (int, error) {
 	clk := e.Clock
 	if clk == nil {
 		clk = clock.Real{}
 	}
 	now := clk.Now()
+	gcDue := e.lastGC.IsZero() || now.Sub(e.lastGC) >= time.Hour
 	var ch state.Change
 	names := map[string]string{}
+	dmg := &state.DamagedError{Path: e.Store.Path()}
 	err := e.Store.View(func(r *state.ReadTx) error {
-		return r.ForEach(state.KindSubscription, func(key string, rec state.Record) error {
+		err := r.ForEach(state.KindSubscription, func(key string, rec state.Record) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			meta, err := rec.MetaJSON()
-			if err != nil {
-				return fmt.Errorf("subscription %s: %w", key, err)
-			}
-			f, err := DecodeFacts(meta)
-			if err != nil {
-				e.log().Warn("unreadable deadline facts; skipping subscription", "subscription", key, "err", err)
+			var re *state.RecordError
+			err := e.evaluate(r, key, rec, now, names, &ch)
+			if errors.As(err, &re) {
+				dmg.Add(re)
 				return nil
 			}
-			custID, subID := state.SplitKey(key)
-			entity := view.Entity(state.KindSubscription, custID, subID)
-			firings := Evaluate(entity, f, now, e.Config, r.LedgerHas)
-			if len(firings) == 0 {
-				return nil
-			}
-			name, ok := names[custID]
-			if !ok {
-				name = customerName(r, custID)
-				names[custID] = name
-			}
-			raw, err := rec.JSON()
-			if err != nil {
-				return fmt.Errorf("subscription %s: %w", key, err)
-			}
-			after := view.Of(state.KindSubscription, subID, raw)
-			for _, fi := range firings {
-				env, err := e.event(fi, custID, subID, name, after, f, now)
-				if err != nil {
-					return err
-				}
-				ch.Events = append(ch.Events, env)
-				ch.Ledger = append(ch.Ledger, fi.Ledger...)
-			}
-			return nil
+			return err
 		})
+		var de *state.DamagedError
+		if errors.As(err, &de) {
+			dmg.Merge(de)
+		} else if err != nil {
+			return err
+		}
+		if gcDue {
+			ch.LedgerDeletes, err = e.expired(r, now)
+		}
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("evaluating deadlines: %w", err)
-	}
-	if e.lastGC.IsZero() || now.Sub(e.lastGC) >= time.Hour {
-		ch.LedgerDeletes, err = e.expired(now)
-		if err != nil {
-			return 0, err
-		}
 	}
 	if err := e.Store.Commit(&ch); err != nil {
 		return 0, fmt.Errorf("committing deadline events: %w", err)
@@ -132,6 +123,9 @@ func (e *Evaluator) EvaluateOnce(ctx context.Context) (int, error) {
 		if n, err := e.Store.LedgerLen(); err == nil {
 			e.Metrics.LedgerSize(n)
 		}
+	}
+	if m, ok := e.Metrics.(interface{ RecordsDamaged(n int) }); ok {
+		m.RecordsDamaged(dmg.Count)
 	}
 	if len(ch.LedgerDeletes) > 0 || e.lastGC.IsZero() {
 		e.lastGC = now
@@ -142,23 +136,65 @@ func (e *Evaluator) EvaluateOnce(ctx context.Context) (int, error) {
 			e.Committed(n)
 		}
 	}
+	if dmg.Count > 0 {
+		for _, r := range dmg.Records {
+			e.log().Warn("damaged state record; its deadlines are not evaluated", "kind", r.Kind, "key", r.Key, "err", r.Err)
+		}
+		return len(ch.Events), dmg
+	}
 	return len(ch.Events), nil
 }
 
+// evaluate adds what fires now for one stored subscription to ch. A record
+// that does not decode gives a *state.RecordError.
+func (e *Evaluator) evaluate(r *state.ReadTx, key string, rec state.Record, now time.Time, names map[string]string, ch *state.Change) error {
+	meta, err := rec.MetaJSON()
+	if err != nil {
+		return err
+	}
+	f, err := DecodeFacts(meta)
+	if err != nil {
+		return &state.RecordError{Kind: string(state.KindSubscription), Key: key, Err: fmt.Errorf("its deadline facts do not decode: %w", err)}
+	}
+	custID, subID := state.SplitKey(key)
+	entity := view.Entity(state.KindSubscription, custID, subID)
+	firings := Evaluate(entity, f, now, e.Config, r.LedgerHas)
+	if len(firings) == 0 {
+		return nil
+	}
+	raw, err := rec.JSON()
+	if err != nil {
+		return err
+	}
+	name, ok := names[custID]
+	if !ok {
+		name = customerName(r, custID)
+		names[custID] = name
+	}
+	after := view.Of(state.KindSubscription, subID, raw)
+	for _, fi := range firings {
+		env, err := e.event(fi, custID, subID, name, after, f, now)
+		if err != nil {
+			return err
+		}
+		ch.Events = append(ch.Events, env)
+		ch.Ledger = append(ch.Ledger, fi.Ledger...)
+	}
+	return nil
+}
+
 // expired lists ledger keys of deadlines older than the retention.
-func (e *Evaluator) expired(now time.Time) ([]string, error) {
+func (e *Evaluator) expired(r *state.ReadTx, now time.Time) ([]string, error) {
 	ret := e.Retention
 	if ret <= 0 {
 		ret = 45 * day
 	}
 	var old []string
-	err := e.Store.View(func(r *state.ReadTx) error {
-		return r.LedgerForEach(func(k string) error {
-			if at, ok := LedgerDeadline(k); ok && now.Sub(at) > ret {
-				old = append(old, k)
-			}
-			return nil
-		})
+	err := r.LedgerForEach(func(k string) error {
+		if at, ok := LedgerDeadline(k); ok && now.Sub(at) > ret {
+			old = append(old, k)
+		}
+		return nil
 	})
 	return old, err
 }

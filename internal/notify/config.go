@@ -76,6 +76,8 @@ type Config struct {
 	Templates map[string]TemplateText `yaml:"templates"`
 	Delivery  Delivery                `yaml:"delivery"`
 	Listen    string                  `yaml:"listen"`
+	// Accept restricts which events are delivered at all.
+	Accept Accept `yaml:"accept"`
 
 	file      string
 	names     []string           // channel names, sorted
@@ -87,6 +89,17 @@ type Config struct {
 	deflt     []string
 	silences  []compiledSilence
 	warnings  []string
+}
+
+// Accept restricts the events the notifier delivers. Events whose type is
+// not in pcwatch's catalog are always dead-lettered (reason unknown_type).
+type Accept struct {
+	// Sources are globs (path.Match: * does not cross '/') on the
+	// CloudEvents source, e.g.
+	// "https://api.partnercenter.microsoft.com/tenants/*". When set, events
+	// from other sources are dead-lettered (reason foreign_source). Empty:
+	// every source.
+	Sources []string `yaml:"sources"`
 }
 
 // Channel is one delivery target. Which fields apply depends on Kind; a
@@ -525,6 +538,16 @@ func (v *validator) validate() error {
 		return v.errf("delivery.retry_max", "%s is shorter than retry_initial %s", d.RetryMax.D(), d.RetryInitial.D())
 	case d.Concurrency < 1 || d.Concurrency > d.MaxAckPending:
 		return v.errf("delivery.concurrency", "must be between 1 and max_ack_pending (%d), got %d", d.MaxAckPending, d.Concurrency)
+	}
+
+	for i, g := range c.Accept.Sources {
+		p := fmt.Sprintf("accept.sources[%d]", i)
+		if strings.TrimSpace(g) == "" {
+			return v.errf(p, "empty: write a source or a glob, e.g. https://api.partnercenter.microsoft.com/tenants/*")
+		}
+		if _, err := path.Match(g, ""); err != nil {
+			return v.errf(p, "bad glob %q: %v", g, err)
+		}
 	}
 
 	if len(c.Channels) == 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"path"
 	"reflect"
 	"slices"
 	"strings"
@@ -19,6 +20,39 @@ import (
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/events"
 )
+
+// Reasons for events the notifier refuses to deliver (see admit). They
+// extend the closed set of Reason constants in sender.go.
+const (
+	// ReasonUnknownType: the event's type is not in pcwatch's catalog
+	// (events.Lookup): a forged message, or a newer watcher than this
+	// notifier (upgrade the notifier, then `notifier dlq replay`).
+	ReasonUnknownType = "unknown_type"
+	// ReasonForeignSource: accept.sources is set and the event's source
+	// matches none of its globs.
+	ReasonForeignSource = "foreign_source"
+)
+
+// admit decides whether an event may be delivered at all, before routing:
+// its type must be in the event catalog, and its source must match
+// accept.sources when that is set. A refusal is a permanent *SendError:
+// the event is dead-lettered, never signed or sent.
+func (c *Config) admit(channel string, ev *events.Event) *SendError {
+	if _, ok := events.Lookup(ev.Type); !ok {
+		return &SendError{Channel: channel, Reason: ReasonUnknownType, Permanent: true,
+			Err: fmt.Errorf("event type %q is not in pcwatch's event catalog (docs/events.md): not delivered; if a newer watcher publishes it, upgrade the notifier and run `notifier dlq replay`", ev.Type)}
+	}
+	if len(c.Accept.Sources) == 0 {
+		return nil
+	}
+	for _, g := range c.Accept.Sources {
+		if ok, _ := path.Match(g, ev.Source); ok {
+			return nil
+		}
+	}
+	return &SendError{Channel: channel, Reason: ReasonForeignSource, Permanent: true,
+		Err: fmt.Errorf("event source %q matches none of accept.sources (%s): not delivered", ev.Source, strings.Join(c.Accept.Sources, ", "))}
+}
 
 // ConsumerName is the durable JetStream consumer of a channel.
 func ConsumerName(channel string) string { return "notify-" + channel }
@@ -300,6 +334,10 @@ func (r *channelRunner) handle(ctx context.Context, rm received) string {
 		return r.deadLetter(ctx, msg, meta, nil, nil, se, "", 0)
 	}
 	log := r.log.With("event_id", ev.ID, "type", shortType(ev.Type), "attempt", attempt)
+	if se := r.cfg.admit(r.name, ev); se != nil {
+		r.m.failures.WithLabelValues(r.name, se.Reason).Inc()
+		return r.deadLetter(ctx, msg, meta, ev, d, se, "", 0)
+	}
 	dec := r.cfg.Route(ev, d, r.clk.Now())
 	if dec.Silenced {
 		log.Debug("silenced", "silence", dec.Silence)

@@ -316,6 +316,9 @@ func replayOne(ctx context.Context, o ReplayOptions, s jetstream.Stream, store *
 	if err != nil {
 		return false, "", &SendError{Channel: e.Channel, Reason: ReasonUndecodable, Permanent: true, Err: err}
 	}
+	if se := o.Config.admit(e.Channel, ev); se != nil {
+		return false, "", se
+	}
 	key := deliveryKey(e.Channel, ev.ID)
 	cl, err := store.claim(ctx, e.Channel, key, 0, 0)
 	if err != nil {

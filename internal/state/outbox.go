@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -16,16 +17,35 @@ import (
 
 var errBadEnvelope = errors.New("corrupt outbox record")
 
+// An outbox record is: 0x00, envelopeVersion, the CRC-32C (big-endian) of
+// what follows, then len(id), id, len(subject), subject, len(entity),
+// entity (uvarint lengths) and the body. Records written before the
+// checksum existed start directly with len(id), which is never 0 (every
+// event has an id), and are still read.
+const envelopeVersion = 1
+
 func encodeEnvelope(e events.Envelope) []byte {
-	b := make([]byte, 0, 4*binary.MaxVarintLen64+len(e.ID)+len(e.Subject)+len(e.Entity)+len(e.Body))
+	b := make([]byte, 6, 6+3*binary.MaxVarintLen64+len(e.ID)+len(e.Subject)+len(e.Entity)+len(e.Body))
+	b[1] = envelopeVersion
 	for _, s := range []string{e.ID, e.Subject, e.Entity} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	return append(b, e.Body...)
+	b = append(b, e.Body...)
+	binary.BigEndian.PutUint32(b[2:6], crc32.Checksum(b[6:], crcTable))
+	return b
 }
 
 func decodeEnvelope(b []byte) (events.Envelope, error) {
+	if len(b) > 0 && b[0] == 0 {
+		if len(b) < 6 || b[1] != envelopeVersion {
+			return events.Envelope{}, errBadEnvelope
+		}
+		if crc32.Checksum(b[6:], crcTable) != binary.BigEndian.Uint32(b[2:6]) {
+			return events.Envelope{}, fmt.Errorf("%w: checksum mismatch", errBadEnvelope)
+		}
+		b = b[6:]
+	}
 	var parts [3]string
 	for i := range parts {
 		n, k := binary.Uvarint(b)
@@ -46,13 +66,24 @@ func (s *Store) OutboxRead(n int) ([]events.OutboxRecord, error) {
 		for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
 			e, err := decodeEnvelope(v)
 			if err != nil {
-				return fmt.Errorf("outbox record %x: %w", k, err)
+				// Never skipped: an event is not lost silently. The relay
+				// stops here, naming the record (Open refuses such a file,
+				// so this is damage done while the file was open).
+				re := &RecordError{Kind: "outbox event", Key: outboxKey(k), Err: err}
+				return fmt.Errorf("state file %s: %w; events after it cannot be published (stop the watcher; %s)", s.path, re, corruptHint(s.path))
 			}
 			out = append(out, events.OutboxRecord{Seq: binary.BigEndian.Uint64(k), Envelope: e})
 		}
 		return nil
 	})
 	return out, err
+}
+
+func outboxKey(k []byte) string {
+	if len(k) == 8 {
+		return fmt.Sprintf("%d", binary.BigEndian.Uint64(k))
+	}
+	return fmt.Sprintf("%x", k)
 }
 
 // OutboxDelete removes records; missing ones are ignored.

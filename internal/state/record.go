@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"time"
 )
@@ -38,47 +39,63 @@ type Record struct {
 	Raw   []byte // the entity's JSON as Partner Center sent it
 
 	zMeta, zRaw []byte // as stored
+	kind        Kind   // of a read record, to name it in errors
+	key         string
 }
 
-// JSON returns the entity's raw JSON.
+// JSON returns the entity's raw JSON. A stored payload that does not
+// decompress gives a *RecordError naming the record (errors.Is ErrCorrupt).
 func (r Record) JSON() ([]byte, error) {
 	if r.Raw != nil {
 		return r.Raw, nil
 	}
 	b, err := decompress(r.zRaw)
 	if err != nil {
-		return nil, fmt.Errorf("decompressing a snapshot: %w", err)
+		return nil, r.damaged(fmt.Errorf("%w: its snapshot does not decompress: %v", errBadRecord, err))
 	}
 	return b, nil
 }
 
-// MetaJSON returns the record's metadata.
+// MetaJSON returns the record's metadata, failing as JSON does.
 func (r Record) MetaJSON() ([]byte, error) {
 	if r.Meta != nil {
 		return r.Meta, nil
 	}
 	b, err := decompress(r.zMeta)
 	if err != nil {
-		return nil, fmt.Errorf("decompressing a snapshot's metadata: %w", err)
+		return nil, r.damaged(fmt.Errorf("%w: its metadata does not decompress: %v", errBadRecord, err))
 	}
 	return b, nil
 }
 
-// recordVersion 3 added the watch time; 2 (without it) is still read, 1
-// was uncompressed and never released.
+func (r Record) damaged(err error) error {
+	return &RecordError{Kind: string(r.kind), Key: r.key, Err: err}
+}
+
+// recordVersion 4 added a CRC-32C of the whole record, so that any damaged
+// byte is seen when the record is read (and when the file is opened); 3
+// added the watch time; 3 and 2 are still read (their compressed payloads
+// carry zstd's own checksum, their headers nothing); 1 was uncompressed and
+// never released.
 const (
-	recordVersion   = 3
+	recordVersion   = 4
+	recordVersionV3 = 3
 	recordVersionV2 = 2
 )
+
+// crcTable is CRC-32C (Castagnoli), hardware-accelerated on amd64 and arm64.
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // watchUnknown is the watch time of a record written before it existed.
 var watchUnknown = time.Unix(0, math.MaxInt64).UTC()
 
 // encodeRecord lays a record out as: version byte, hash, rev, first seen,
 // updated, watch (uvarint/varint), len(meta), meta, raw — meta and raw
-// compressed.
+// compressed — then the CRC-32C, big-endian, of the record's key followed
+// by all that: a record moved to another key (a damaged key byte) fails its
+// check as a damaged value does.
 // The hash comes first so the unchanged check reads 17 bytes.
-func encodeRecord(r *Record) []byte {
+func encodeRecord(key string, r *Record) []byte {
 	zm, zr := r.zMeta, r.zRaw
 	if r.Meta != nil {
 		zm = compress(r.Meta)
@@ -86,7 +103,7 @@ func encodeRecord(r *Record) []byte {
 	if r.Raw != nil {
 		zr = compress(r.Raw)
 	}
-	b := make([]byte, 0, 1+16+4*binary.MaxVarintLen64+len(zm)+len(zr))
+	b := make([]byte, 0, 1+16+4*binary.MaxVarintLen64+len(zm)+len(zr)+4)
 	b = append(b, recordVersion)
 	b = append(b, r.Hash[:]...)
 	b = binary.AppendUvarint(b, r.Rev)
@@ -96,10 +113,17 @@ func encodeRecord(r *Record) []byte {
 	b = binary.AppendUvarint(b, uint64(len(zm)))
 	b = append(b, zm...)
 	b = append(b, zr...)
-	return b
+	return binary.BigEndian.AppendUint32(b, recordCRC(key, b))
+}
+
+func recordCRC(key string, body []byte) uint32 {
+	return crc32.Update(crc32.Checksum([]byte(key), crcTable), crcTable, body)
 }
 
 var errBadRecord = errors.New("corrupt snapshot record")
+
+// errChecksum is a record whose bytes are not those written.
+var errChecksum = fmt.Errorf("%w: checksum mismatch", errBadRecord)
 
 // unixNano is 0 for the zero time.
 func unixNano(t time.Time) int64 {
@@ -109,13 +133,29 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// decodeRecord reads a record without copying or decompressing.
-func decodeRecord(b []byte) (Record, error) {
+// decodeRecord reads a record without copying or decompressing. It checks
+// everything but a version 2 or 3 record's compressed payloads, which JSON
+// and MetaJSON check when they decompress them.
+func decodeRecord(key string, b []byte) (Record, error) {
 	var r Record
-	if len(b) < 17 || (b[0] != recordVersion && b[0] != recordVersionV2) {
-		return r, errBadRecord
+	if len(b) < 17 {
+		return r, fmt.Errorf("%w: %d bytes, shorter than any record", errBadRecord, len(b))
 	}
 	version := b[0]
+	switch version {
+	case recordVersion:
+		if len(b) < 17+4 {
+			return r, fmt.Errorf("%w: %d bytes, shorter than any record", errBadRecord, len(b))
+		}
+		body := b[:len(b)-4]
+		if recordCRC(key, body) != binary.BigEndian.Uint32(b[len(b)-4:]) {
+			return r, errChecksum
+		}
+		b = body
+	case recordVersionV3, recordVersionV2:
+	default:
+		return r, fmt.Errorf("%w: unknown record version %d", errBadRecord, version)
+	}
 	copy(r.Hash[:], b[1:17])
 	p := b[17:]
 	var n int

@@ -32,30 +32,24 @@ func openTest(t *testing.T) *Store {
 	return s
 }
 
+// checkInvariants checks what Open checks — bbolt's structure and every
+// record — and that the outbox counter matches the bucket.
 func checkInvariants(t *testing.T, s *Store) {
 	t.Helper()
 	if s.closed.Load() {
 		return
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
+		if err := checkStructure(tx); err != nil {
+			return err
+		}
+		if err := s.checkRecords(tx); err != nil {
 			return err
 		}
 		if n, want := tx.Bucket(bOutbox).Stats().KeyN, int(s.outboxN.Load()); n != want {
 			return fmt.Errorf("outbox holds %d records, counter says %d", n, want)
 		}
-		for _, k := range Kinds {
-			if err := tx.Bucket(bKinds[k]).ForEach(func(key, v []byte) error {
-				_, err := decodeRecord(v)
-				return err
-			}); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bOutbox).ForEach(func(k, v []byte) error {
-			_, err := decodeEnvelope(v)
-			return err
-		})
+		return nil
 	})
 	if err != nil {
 		t.Errorf("state invariant broken: %v", err)
@@ -174,7 +168,7 @@ func TestRecordRoundTrip(t *testing.T) {
 			rec.Watch = time.Unix(0, r.Int64N(1<<62)).UTC()
 		}
 		rec.Hash = HashOf(rec.Raw)
-		got, err := decodeRecord(encodeRecord(&rec))
+		got, err := decodeRecord("c/s", encodeRecord("c/s", &rec))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,15 +182,21 @@ func TestRecordRoundTrip(t *testing.T) {
 		// compressed raw JSON as it is.
 		again := got.Clone()
 		again.Meta = []byte("new meta")
-		back, _ := decodeRecord(encodeRecord(&again))
+		back, _ := decodeRecord("c/s", encodeRecord("c/s", &again))
 		if raw2, _ := back.JSON(); !bytes.Equal(raw2, rec.Raw) {
 			t.Fatal("a metadata update lost the raw JSON")
 		}
 	}
+	// A version-3 record (before the checksum) is still read: its layout
+	// is version 4's without the CRC trailer.
+	v4 := encodeRecord("c/s", &Record{Rev: 7, FirstSeen: time.Unix(5, 0), Updated: time.Unix(6, 0), Raw: []byte(`{"a":1}`)})
+	v3 := legacyV3(v4)
+	if old, err := decodeRecord("c/s", v3); err != nil || old.Rev != 7 {
+		t.Fatalf("version 3 record: %+v %v", old, err)
+	}
 	// A version-2 record (before the watch time) is still read: its
 	// layout is version 3's without the watch varint, and its watch time is
 	// unknown: far ahead, so its facts are still looked at.
-	v3 := encodeRecord(&Record{Rev: 7, FirstSeen: time.Unix(5, 0), Updated: time.Unix(6, 0), Raw: []byte(`{"a":1}`)})
 	v2 := append([]byte{recordVersionV2}, v3[1:17]...)
 	p := v3[17:]
 	for i := 0; i < 3; i++ { // rev, first seen, updated
@@ -205,13 +205,39 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 	_, n := binary.Varint(p) // the watch time
 	v2 = append(v2, p[n:]...)
-	old, err := decodeRecord(v2)
+	old, err := decodeRecord("c/s", v2)
 	if raw, jerr := old.JSON(); err != nil || jerr != nil || old.Rev != 7 || !old.Watch.After(time.Now().AddDate(100, 0, 0)) || string(raw) != `{"a":1}` {
 		t.Fatalf("version 2 record: %+v %v %v", old, err, jerr)
 	}
-	for _, bad := range [][]byte{nil, {1}, {2, 0}, {3, 0}, append([]byte{1}, make([]byte, 16)...)} {
-		if _, err := decodeRecord(bad); err == nil {
+	for _, bad := range [][]byte{nil, {1}, {2, 0}, {3, 0}, {4, 0}, append([]byte{1}, make([]byte, 16)...), append([]byte{4}, make([]byte, 24)...)} {
+		if _, err := decodeRecord("c/s", bad); err == nil {
 			t.Errorf("decodeRecord(%x) accepted garbage", bad)
+		}
+	}
+}
+
+// legacyV3 turns a version 4 record into the version 3 it extends.
+func legacyV3(v4 []byte) []byte {
+	return append([]byte{recordVersionV3}, v4[1:len(v4)-4]...)
+}
+
+// TestRecordChecksum flips every bit of a version 4 record in turn: each
+// flip must be refused, naming a corrupt record.
+func TestRecordChecksum(t *testing.T) {
+	rec := Record{Rev: 3, FirstSeen: time.Unix(5, 0), Updated: time.Unix(6, 0), Watch: time.Unix(7, 0),
+		Meta: []byte(`{"nce":true}`), Raw: []byte(`{"id":"s1","quantity":4}`)}
+	rec.Hash = HashOf(rec.Raw)
+	b := encodeRecord("c1/s1", &rec)
+	if _, err := decodeRecord("c1/s2", b); !errors.Is(err, errBadRecord) {
+		t.Errorf("a record read under another key: %v, want a corrupt record", err)
+	}
+	for i := range b {
+		for bit := 0; bit < 8; bit++ {
+			c := append([]byte(nil), b...)
+			c[i] ^= 1 << bit
+			if _, err := decodeRecord("c1/s1", c); !errors.Is(err, errBadRecord) {
+				t.Fatalf("flipping bit %d of byte %d/%d: decodeRecord = %v, want a corrupt record", bit, i, len(b), err)
+			}
 		}
 	}
 }
