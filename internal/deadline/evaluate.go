@@ -147,15 +147,25 @@ func LedgerKey(entity string, k Kind, at time.Time, threshold time.Duration) str
 
 // LedgerDeadline reads the deadline instant back from a ledger key.
 func LedgerDeadline(key string) (time.Time, bool) {
+	_, _, at, _, ok := ParseLedgerKey(key)
+	return at, ok
+}
+
+// ParseLedgerKey reads a ledger key written by LedgerKey back.
+func ParseLedgerKey(key string) (entity string, k Kind, at time.Time, threshold time.Duration, ok bool) {
 	parts := strings.Split(key, "|")
 	if len(parts) != 4 {
-		return time.Time{}, false
+		return "", "", time.Time{}, 0, false
 	}
 	n, err := strconv.ParseInt(parts[2], 10, 64)
 	if err != nil {
-		return time.Time{}, false
+		return "", "", time.Time{}, 0, false
 	}
-	return time.Unix(n, 0).UTC(), true
+	th, err := strconv.ParseInt(parts[3], 10, 64)
+	if err != nil {
+		return "", "", time.Time{}, 0, false
+	}
+	return parts[0], Kind(parts[1]), time.Unix(n, 0).UTC(), time.Duration(th) * time.Second, true
 }
 
 // Evaluate returns what fires now for one subscription. fired reports

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/pcwatch/pcwatch/internal/clock"
@@ -22,7 +23,8 @@ import (
 //
 // A subscription whose stored record is damaged is skipped and reported
 // (logged, counted, named in EvaluateOnce's error); every other
-// subscription is evaluated and committed as usual.
+// subscription is evaluated and committed as usual, and the damaged one's
+// ledger entries are kept.
 type Evaluator struct {
 	Store  *state.Store
 	Clock  clock.Clock // default clock.Real
@@ -30,10 +32,14 @@ type Evaluator struct {
 	Source string // CloudEvents source
 	// Interval between evaluations in Run; default one minute.
 	Interval time.Duration
-	// Retention: ledger entries of deadlines older than this are dropped;
-	// default 45 days.
+	// Retention is the margin after a deadline before its ledger entries may
+	// be forgotten; default 45 days. Entries that could still fire are kept
+	// past it (see collectable).
 	Retention time.Duration
-	Logger    *slog.Logger
+	// GCInterval is how often the ledger is garbage-collected; default one
+	// hour.
+	GCInterval time.Duration
+	Logger     *slog.Logger
 	// Committed is called after events were committed (to kick the relay).
 	Committed func(n int)
 	// Metrics, when set, receives the ledger size after each evaluation
@@ -85,7 +91,11 @@ func (e *Evaluator) EvaluateOnce(ctx context.Context) (int, error) {
 		clk = clock.Real{}
 	}
 	now := clk.Now()
-	gcDue := e.lastGC.IsZero() || now.Sub(e.lastGC) >= time.Hour
+	gcEvery := e.GCInterval
+	if gcEvery <= 0 {
+		gcEvery = time.Hour
+	}
+	gcDue := e.lastGC.IsZero() || now.Sub(e.lastGC) >= gcEvery
 	var ch state.Change
 	names := map[string]string{}
 	dmg := &state.DamagedError{Path: e.Store.Path()}
@@ -109,7 +119,7 @@ func (e *Evaluator) EvaluateOnce(ctx context.Context) (int, error) {
 			return err
 		}
 		if gcDue {
-			ch.LedgerDeletes, err = e.expired(r, now)
+			ch.LedgerDeletes, err = e.collectable(r, now)
 		}
 		return err
 	})
@@ -127,7 +137,7 @@ func (e *Evaluator) EvaluateOnce(ctx context.Context) (int, error) {
 	if m, ok := e.Metrics.(interface{ RecordsDamaged(n int) }); ok {
 		m.RecordsDamaged(dmg.Count)
 	}
-	if len(ch.LedgerDeletes) > 0 || e.lastGC.IsZero() {
+	if gcDue {
 		e.lastGC = now
 	}
 	if n := len(ch.Events); n > 0 {
@@ -183,20 +193,64 @@ func (e *Evaluator) evaluate(r *state.ReadTx, key string, rec state.Record, now 
 	return nil
 }
 
-// expired lists ledger keys of deadlines older than the retention.
-func (e *Evaluator) expired(r *state.ReadTx, now time.Time) ([]string, error) {
+// collectable lists the ledger entries that can be forgotten: forgetting
+// one must never let it fire again. Evaluate fires a threshold of a
+// deadline only before the deadline, so once the deadline is Retention
+// past (a margin for clock steps), its threshold entries can go. The one
+// firing after a deadline, cancellation-window-closed, fires while the
+// stored facts say the window was seen open (CancelSeenOpen == CancelBy
+// == the deadline) — whatever the status, which can flip back to active —
+// so its entry is kept while the subscription's stored facts still name
+// that deadline, or cannot be read (a damaged record). A subscription no
+// longer stored can go: if it comes back, the diff starts its facts afresh
+// (FactsOf with no previous facts), and a window whose deadline is past is
+// never marked seen open again.
+//
+// The ledger is thus bounded by the deadlines of the last Retention and the
+// future, plus at most two entries per stored subscription.
+func (e *Evaluator) collectable(r *state.ReadTx, now time.Time) ([]string, error) {
 	ret := e.Retention
 	if ret <= 0 {
 		ret = 45 * day
 	}
+	prefix := string(view.Resource(state.KindSubscription)) + "/"
 	var old []string
 	err := r.LedgerForEach(func(k string) error {
-		if at, ok := LedgerDeadline(k); ok && now.Sub(at) > ret {
-			old = append(old, k)
+		entity, kind, at, _, ok := ParseLedgerKey(k)
+		if !ok || now.Sub(at) <= ret {
+			return nil
 		}
+		if kind == KindCancellationClosed {
+			key, ok := strings.CutPrefix(entity, prefix)
+			if !ok || mayFireClosed(r, key, at) {
+				return nil
+			}
+		}
+		old = append(old, k)
 		return nil
 	})
 	return old, err
+}
+
+// mayFireClosed reports whether the stored subscription key could still
+// fire cancellation-window-closed for deadline at.
+func mayFireClosed(r *state.ReadTx, key string, at time.Time) bool {
+	rec, stored, err := r.Get(state.KindSubscription, key)
+	if !stored {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	meta, err := rec.MetaJSON()
+	if err != nil {
+		return true
+	}
+	f, err := DecodeFacts(meta)
+	if err != nil {
+		return true
+	}
+	return (!f.CancelSeenOpen.IsZero() && f.CancelSeenOpen.Unix() == at.Unix()) || (!f.CancelBy.IsZero() && f.CancelBy.Unix() == at.Unix())
 }
 
 func customerName(r *state.ReadTx, custID string) string {

@@ -410,8 +410,8 @@ func FuzzOpenFlip(f *testing.F) {
 // store (as a failing disk would): the readers skip and name it, a customer
 // holding it is refused (a diff against a partial snapshot would read the
 // record as new), everyone else is read, and the deadline evaluation fires
-// for every other subscription and reports the damaged one. Reopening
-// refuses the file, naming the record.
+// for every other subscription, reports the damaged one, and keeps its
+// ledger entries. Reopening refuses the file, naming the record.
 func TestDamageWhileOpen(t *testing.T) {
 	pristine := corpus(t)
 	l := layoutOf(t, pristine)
@@ -483,6 +483,21 @@ func TestDamageWhileOpen(t *testing.T) {
 	if gauge.damaged != 1 {
 		t.Errorf("damaged-records gauge = %d, want 1", gauge.damaged)
 	}
+	// Long after the damaged subscription's deadlines, the ledger keeps its
+	// closed entry: the record cannot be read, so whether it could fire
+	// again cannot be known.
+	badKey := deadline.LedgerKey("subscription/c0000/s0000", deadline.KindCancellationClosed, corpusNow.Add(time.Hour), 0)
+	clk.Advance(400 * 24 * time.Hour)
+	ev = &deadline.Evaluator{Store: st, Clock: clk, Source: "https://pc.test"}
+	if _, err := ev.EvaluateOnce(context.Background()); !errors.Is(err, state.ErrCorrupt) {
+		t.Errorf("later EvaluateOnce = %v", err)
+	}
+	st.View(func(r *state.ReadTx) error {
+		if !r.LedgerHas(badKey) {
+			t.Errorf("ledger entry %s of the damaged subscription was collected", badKey)
+		}
+		return nil
+	})
 	st.Close()
 	if _, err := state.Open(path, state.Options{}); !errors.Is(err, state.ErrCorrupt) || !strings.Contains(err.Error(), "subscription "+bad) {
 		t.Errorf("reopening = %v; want ErrCorrupt naming %s", err, bad)
