@@ -343,19 +343,35 @@ func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report,
 	rep.CustomerList = listErr
 	p.log.Warn("customer list failed; polling the customers already known, without diffing the list", "err", listErr)
 	var targets []target
+	damaged := &state.DamagedError{Path: o.Store.Path()}
 	err := o.Store.View(func(r *state.ReadTx) error {
 		return r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
 			if inScope(id) {
-				raw, err := rec.JSON()
-				if err != nil {
-					return fmt.Errorf("customer %s: %w", id, err)
+				name := ""
+				if raw, err := rec.JSON(); err == nil {
+					name = view.Of(state.KindCustomer, id, raw).CompanyName
+				} else {
+					// The name is lost, the customer is not: poll it.
+					var re *state.RecordError
+					if errors.As(err, &re) {
+						damaged.Add(re)
+					}
 				}
-				v := view.Of(state.KindCustomer, id, raw)
-				targets = append(targets, target{id, v.CompanyName})
+				targets = append(targets, target{id, name})
 			}
 			return nil
 		})
 	})
+	var de *state.DamagedError
+	if errors.As(err, &de) {
+		damaged.Merge(de)
+		err = nil
+	}
+	if damaged.Count > 0 {
+		// Damaged records are skipped by the store and named; every
+		// readable customer is still polled.
+		p.log.Error("state file: damaged customer records; polling the others", "err", damaged)
+	}
 	return targets, err
 }
 
