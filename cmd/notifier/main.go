@@ -10,9 +10,13 @@
 //	notifier test   --config FILE --channel X [--type subscription.quantity-changed]
 //
 // NATS: --nats-url, else $PCWATCH_NATS_URL, else nats://127.0.0.1:4222 (the
-// watcher's embedded server); credentials from PCWATCH_NATS_USER,
-// PCWATCH_NATS_PASSWORD, PCWATCH_NATS_TOKEN, PCWATCH_NATS_CREDS (a creds
-// file) and PCWATCH_NATS_NKEY (an NKey seed file).
+// watcher's embedded server); credentials from --nats-nkey (an NKey seed
+// file, default $PCWATCH_NATS_NKEY: for the embedded server,
+// <data-dir>/nats-auth/notifier.nk), --nats-creds (a creds file, default
+// $PCWATCH_NATS_CREDS), PCWATCH_NATS_USER, PCWATCH_NATS_PASSWORD and
+// PCWATCH_NATS_TOKEN; TLS from a tls:// URL, PCWATCH_NATS_TLS_CA and the
+// client certificate PCWATCH_NATS_TLS_CERT/PCWATCH_NATS_TLS_KEY, as for the
+// watcher.
 //
 // Exit status: 0 success, 1 a runtime failure, 2 bad flags or a bad
 // configuration (one line on stderr naming the problem).
@@ -52,7 +56,7 @@ const usage = `usage: notifier <command> [flags]
 
 commands:
   run         consume events and deliver alerts
-              --config FILE [--nats-url URL] [--listen ADDR] [--log-format text|json] [--log-level info]
+              --config FILE [--nats-url URL] [--nats-nkey FILE] [--listen ADDR] [--log-format text|json] [--log-level info]
   check       validate a configuration without connecting; prints "config OK: N channels, M routes"
               --config FILE
   dlq list    list dead-lettered events
@@ -62,8 +66,10 @@ commands:
   test        send a sample event through one channel, bypassing NATS
               --config FILE --channel X [--type subscription.quantity-changed]
 
-NATS: --nats-url, else PCWATCH_NATS_URL, else nats://127.0.0.1:4222; credentials from
-PCWATCH_NATS_USER, PCWATCH_NATS_PASSWORD, PCWATCH_NATS_TOKEN, PCWATCH_NATS_CREDS, PCWATCH_NATS_NKEY.
+NATS: --nats-url, else PCWATCH_NATS_URL, else nats://127.0.0.1:4222; credentials from --nats-nkey
+(default PCWATCH_NATS_NKEY; the watcher's embedded server: <data-dir>/nats-auth/notifier.nk), --nats-creds
+(default PCWATCH_NATS_CREDS), PCWATCH_NATS_USER, PCWATCH_NATS_PASSWORD, PCWATCH_NATS_TOKEN;
+TLS: PCWATCH_NATS_TLS_CA, PCWATCH_NATS_TLS_CERT, PCWATCH_NATS_TLS_KEY.
 Exit status: 0 ok, 1 runtime failure, 2 bad flags or configuration.
 `
 
@@ -153,10 +159,12 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// natsFlag registers --nats-url and returns a func resolving the options
-// from it and the environment.
+// natsFlag registers --nats-url, --nats-nkey and --nats-creds and returns
+// a func resolving the options from them and the environment.
 func natsFlag(fs *flag.FlagSet, getenv func(string) string) func() events.NATSOptions {
 	url := fs.String("nats-url", "", "NATS server URL (default $PCWATCH_NATS_URL, else "+notify.DefaultNATSURL+")")
+	nkey := fs.String("nats-nkey", getenv("PCWATCH_NATS_NKEY"), "NKey seed file (default $PCWATCH_NATS_NKEY; the watcher's embedded server: <data-dir>/nats-auth/notifier.nk)")
+	creds := fs.String("nats-creds", getenv("PCWATCH_NATS_CREDS"), "NATS creds file (default $PCWATCH_NATS_CREDS)")
 	return func() events.NATSOptions {
 		o := events.NATSOptions{
 			URL:          *url,
@@ -164,8 +172,11 @@ func natsFlag(fs *flag.FlagSet, getenv func(string) string) func() events.NATSOp
 			User:         getenv("PCWATCH_NATS_USER"),
 			Password:     getenv("PCWATCH_NATS_PASSWORD"),
 			Token:        getenv("PCWATCH_NATS_TOKEN"),
-			CredsFile:    getenv("PCWATCH_NATS_CREDS"),
-			NKeySeedFile: getenv("PCWATCH_NATS_NKEY"),
+			CredsFile:    *creds,
+			NKeySeedFile: *nkey,
+			TLSCAFile:    getenv("PCWATCH_NATS_TLS_CA"),
+			TLSCertFile:  getenv("PCWATCH_NATS_TLS_CERT"),
+			TLSKeyFile:   getenv("PCWATCH_NATS_TLS_KEY"),
 		}
 		if o.URL == "" {
 			o.URL = getenv("PCWATCH_NATS_URL")

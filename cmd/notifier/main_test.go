@@ -111,11 +111,13 @@ func TestHelpExits0(t *testing.T) {
 
 func TestNATSOptionsFromFlagsAndEnv(t *testing.T) {
 	env := envFunc(map[string]string{"PCWATCH_NATS_URL": "nats://env:4222", "PCWATCH_NATS_USER": "u", "PCWATCH_NATS_PASSWORD": "p",
-		"PCWATCH_NATS_TOKEN": "tok", "PCWATCH_NATS_CREDS": "/c.creds", "PCWATCH_NATS_NKEY": "/k.nk"})
+		"PCWATCH_NATS_TOKEN": "tok", "PCWATCH_NATS_CREDS": "/c.creds", "PCWATCH_NATS_NKEY": "/k.nk",
+		"PCWATCH_NATS_TLS_CA": "/ca.pem", "PCWATCH_NATS_TLS_CERT": "/c.pem", "PCWATCH_NATS_TLS_KEY": "/k.pem"})
 	fs := newFlags("x")
 	get := natsFlag(fs, env)
 	_ = fs.Parse(nil)
-	if o := get(); o.URL != "nats://env:4222" || o.User != "u" || o.Password != "p" || o.Token != "tok" || o.CredsFile != "/c.creds" || o.NKeySeedFile != "/k.nk" {
+	if o := get(); o.URL != "nats://env:4222" || o.User != "u" || o.Password != "p" || o.Token != "tok" || o.CredsFile != "/c.creds" || o.NKeySeedFile != "/k.nk" ||
+		o.TLSCAFile != "/ca.pem" || o.TLSCertFile != "/c.pem" || o.TLSKeyFile != "/k.pem" {
 		t.Errorf("from env: %+v", o)
 	}
 	fs = newFlags("x")
@@ -125,10 +127,47 @@ func TestNATSOptionsFromFlagsAndEnv(t *testing.T) {
 		t.Errorf("flag: %s", o.URL)
 	}
 	fs = newFlags("x")
+	get = natsFlag(fs, env)
+	_ = fs.Parse([]string{"--nats-nkey", "/flag.nk", "--nats-creds", "/flag.creds"})
+	if o := get(); o.NKeySeedFile != "/flag.nk" || o.CredsFile != "/flag.creds" {
+		t.Errorf("--nats-nkey/--nats-creds over the environment: %+v", o)
+	}
+	fs = newFlags("x")
 	get = natsFlag(fs, envFunc(nil))
 	_ = fs.Parse(nil)
 	if o := get(); o.URL != "nats://127.0.0.1:4222" {
 		t.Errorf("default: %s", o.URL)
+	}
+}
+
+// Against the watcher's authenticated embedded server, the one-shot
+// commands connect with --nats-nkey (or PCWATCH_NATS_NKEY) and the
+// notifier's seed; without it they cannot.
+func TestCommandsWithTheNotifierSeed(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Options{Port: -1, StoreDir: t.TempDir(), CredentialsDir: filepath.Join(t.TempDir(), natsembed.CredentialsDirName)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	seed := srv.Credentials().NotifierSeed
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"flag", []string{"dlq", "list", "--nats-url", srv.ClientURL(), "--nats-nkey", seed}, nil},
+		{"environment", []string{"dlq", "list"}, map[string]string{"PCWATCH_NATS_URL": srv.ClientURL(), "PCWATCH_NATS_NKEY": seed}},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), tc.args, &out, &errOut, envFunc(tc.env)); code != 0 || out.String() != "no dead-lettered events\n" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", tc.name, code, out.String(), errOut.String())
+		}
+	}
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if code := run(ctx, []string{"dlq", "list", "--nats-url", srv.ClientURL()}, &out, &errOut, envFunc(nil)); code != 1 {
+		t.Errorf("without the seed: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
 	}
 }
 

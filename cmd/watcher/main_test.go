@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/events"
@@ -319,6 +321,7 @@ func TestDemoShowsEvents(t *testing.T) {
 	if !strings.Contains(strings.Join(header, "\n"), "nats://127.0.0.1:") {
 		t.Errorf("the demo did not say how to connect to NATS:\n%s", strings.Join(header, "\n"))
 	}
+	checkDemoNATS(t, strings.Join(header, "\n"))
 	cmd.Process.Signal(os.Interrupt)
 	go func() {
 		for range lines {
@@ -326,5 +329,46 @@ func TestDemoShowsEvents(t *testing.T) {
 	}()
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("demo did not exit cleanly on Ctrl-C: %v", err)
+	}
+}
+
+var demoConnectRE = regexp.MustCompile(`PCWATCH_NATS_URL=(nats://\S+) PCWATCH_NATS_NKEY=(\S+) go run ./cmd/notifier run`)
+
+// checkDemoNATS follows the demo's connection instructions: the notifier
+// command line it prints connects, and nothing else does. With the
+// notifier's identity, a forged event is refused.
+func checkDemoNATS(t *testing.T, header string) {
+	t.Helper()
+	m := demoConnectRE.FindStringSubmatch(header)
+	if m == nil {
+		t.Fatalf("the demo did not print the notifier's command line with PCWATCH_NATS_NKEY:\n%s", header)
+	}
+	url, seed := m[1], m[2]
+	if !strings.Contains(header, "nats --server "+url+" --nkey "+seed+" sub") {
+		t.Errorf("the demo did not print the nats CLI line with --nkey:\n%s", header)
+	}
+	if _, err := nats.Connect(url, nats.NoReconnect()); err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
+		t.Errorf("connecting to the demo's NATS without credentials: %v, want an authorization violation", err)
+	}
+	nc, err := events.Connect(events.NATSOptions{URL: url, NKeySeedFile: seed, Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("pcwatch.events.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(30 * time.Second); err != nil {
+		t.Errorf("the notifier's identity reads no events: %v", err)
+	}
+	if err := nc.Publish("pcwatch.events.subscription.created.c1.forged", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.FlushTimeout(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.LastError(); !errors.Is(err, nats.ErrPermissionViolation) {
+		t.Errorf("publishing a forged event with the notifier's identity: %v, want a permission violation", err)
 	}
 }

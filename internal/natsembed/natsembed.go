@@ -1,5 +1,10 @@
 // Package natsembed runs a NATS server with JetStream inside the watcher
 // process: the zero-config default, and the server every test talks to.
+//
+// With Options.CredentialsDir set (the watcher always sets it) the server
+// accepts only two NKey identities, the watcher's and the notifier's, each
+// with its own permissions (see Credentials); without it the server is open
+// to anyone who can reach its port, which only tests use.
 package natsembed
 
 import (
@@ -33,12 +38,22 @@ type Options struct {
 	Logger *slog.Logger
 	// ReadyTimeout bounds start-up; default 10s.
 	ReadyTimeout time.Duration
+	// CredentialsDir, when set, makes the server require authentication:
+	// the watcher's and the notifier's NKey seeds are read from this
+	// directory, or generated there on first start (LoadCredentials).
+	// Empty: no authentication (tests only).
+	CredentialsDir string
+	// NotifierSubjects are the subjects the notifier identity may publish
+	// on besides its own state (its nats channels); default
+	// DefaultNotifierSubjects. Only with CredentialsDir.
+	NotifierSubjects []string
 }
 
 // Server is a running embedded NATS server.
 type Server struct {
-	ns   *server.Server
-	port int
+	ns    *server.Server
+	port  int
+	creds *Credentials
 }
 
 // Start starts the server and waits until it accepts connections. Every
@@ -64,6 +79,19 @@ func Start(o Options) (*Server, error) {
 	if err := os.MkdirAll(o.StoreDir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded NATS store %s: %w", o.StoreDir, err)
 	}
+	var creds *Credentials
+	if o.CredentialsDir != "" {
+		if len(o.NotifierSubjects) == 0 {
+			o.NotifierSubjects = DefaultNotifierSubjects
+		}
+		if err := CheckNotifierSubjects(o.NotifierSubjects); err != nil {
+			return nil, err
+		}
+		var err error
+		if creds, err = LoadCredentials(o.CredentialsDir); err != nil {
+			return nil, err
+		}
+	}
 	if o.Port > 0 {
 		// Give a clear message for the most common failure rather than a
 		// timeout: something already listens there.
@@ -84,6 +112,9 @@ func Start(o Options) (*Server, error) {
 		NoSigs:     true,
 		NoLog:      o.Logger == nil,
 	}
+	if creds != nil {
+		opts.Nkeys = creds.users(o.NotifierSubjects)
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
@@ -100,7 +131,7 @@ func Start(o Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded NATS started without JetStream (store %s): check the directory is writable and has free space", o.StoreDir)
 	}
-	srv := &Server{ns: ns}
+	srv := &Server{ns: ns, creds: creds}
 	if a, ok := ns.Addr().(*net.TCPAddr); ok {
 		srv.port = a.Port
 	}
@@ -109,6 +140,10 @@ func Start(o Options) (*Server, error) {
 
 // ClientURL is the URL clients connect to, e.g. nats://127.0.0.1:4222.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// Credentials are the identities the server accepts; nil when it runs
+// without authentication.
+func (s *Server) Credentials() *Credentials { return s.creds }
 
 // Port is the port the server listens (or listened) on.
 func (s *Server) Port() int { return s.port }

@@ -174,32 +174,22 @@ func ListDLQ(ctx context.Context, js jetstream.JetStream, channel string) ([]DLQ
 	if count == 0 {
 		return nil, nil
 	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
-	if err != nil {
-		return nil, fmt.Errorf("reading JetStream stream %s: %w", DLQStream, err)
-	}
+	// Read message by message (the next one on the filter from a sequence
+	// on) rather than through a consumer: on the watcher's embedded NATS
+	// server the notifier may not create consumers on this stream (a push
+	// consumer's deliver subject could copy dead letters into the event
+	// stream).
 	var out []DLQEntry
-	for uint64(len(out)) < count {
-		batch, err := cons.Fetch(int(min(count-uint64(len(out)), 256)), jetstream.FetchMaxWait(2*time.Second))
+	for seq := uint64(1); uint64(len(out)) < count; {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break // messages deleted meanwhile
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reading JetStream stream %s: %w", DLQStream, err)
 		}
-		n, last := 0, false
-		for m := range batch.Messages() {
-			n++
-			meta, err := m.Metadata()
-			if err != nil {
-				continue
-			}
-			out = append(out, entryFromMsg(meta.Sequence.Stream, meta.Timestamp, m.Headers(), m.Data()))
-			last = meta.NumPending == 0
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, fmt.Errorf("reading JetStream stream %s: %w", DLQStream, err)
-		}
-		if n == 0 || last {
-			break // messages deleted meanwhile
-		}
+		out = append(out, entryFromMsg(m.Sequence, m.Time, m.Header, m.Data))
+		seq = m.Sequence + 1
 	}
 	return out, nil
 }
@@ -286,7 +276,7 @@ func ReplayDLQ(ctx context.Context, o ReplayOptions) ([]ReplayResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("looking up JetStream stream %s: %w", DLQStream, err)
 	}
-	kv, err := EnsureDeliveries(ctx, js, cfg.Delivery.DedupeTTL.D())
+	kv, err := openDeliveries(ctx, js, cfg.Delivery.DedupeTTL.D(), log)
 	if err != nil {
 		return nil, err
 	}

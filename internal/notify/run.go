@@ -152,7 +152,7 @@ func Run(ctx context.Context, o Options) error {
 		if _, err := EnsureDLQ(ctx, js); err != nil {
 			return nil, err
 		}
-		return EnsureDeliveries(ctx, js, cfg.Delivery.DedupeTTL.D())
+		return openDeliveries(ctx, js, cfg.Delivery.DedupeTTL.D(), log)
 	})
 	if kv == nil {
 		return nil // ctx ended while waiting for NATS
@@ -227,6 +227,51 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("notifier stopped")
 	return nil
+}
+
+// deliveriesUpdateWait bounds an attempt to change the deliveries bucket's
+// TTL; shorter than the 10s a setup attempt has.
+const deliveriesUpdateWait = 4 * time.Second
+
+// openDeliveries returns the deliveries bucket: the existing one when it
+// already keeps deliveries for ttl (no change asked of the server), else the
+// bucket created or reconfigured by EnsureDeliveries. On the watcher's
+// embedded NATS server the notifier may not create or reconfigure streams
+// (the watcher creates the bucket with DefaultDedupeTTL): when the change is
+// refused the existing bucket is used as it is, with a warning.
+func openDeliveries(ctx context.Context, js jetstream.JetStream, ttl time.Duration, log *slog.Logger) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, DeliveriesBucket)
+	if err == nil {
+		st, serr := kv.Status(ctx)
+		if serr == nil && st.TTL() == ttl {
+			return kv, nil
+		}
+	} else {
+		kv = nil
+	}
+	uctx := ctx
+	if kv != nil {
+		// A refused change is not answered (the server sends a permission
+		// error to the connection, not to the request): bound the wait so
+		// that the existing bucket can still be used.
+		var cancel context.CancelFunc
+		uctx, cancel = context.WithTimeout(ctx, deliveriesUpdateWait)
+		defer cancel()
+	}
+	nkv, err := EnsureDeliveries(uctx, js, ttl)
+	if err == nil {
+		return nkv, nil
+	}
+	if kv == nil || ctx.Err() != nil {
+		return nil, err
+	}
+	st, serr := kv.Status(ctx)
+	if serr != nil {
+		return nil, err
+	}
+	log.Warn("the deliveries bucket could not be changed to delivery.dedupe_ttl; using it as it is (on the watcher's embedded NATS server the notifier may not reconfigure streams: set dedupe_ttl to the bucket's TTL to silence this)",
+		"bucket", DeliveriesBucket, "bucket_ttl", st.TTL(), "dedupe_ttl", ttl, "err", err)
+	return kv, nil
 }
 
 // setupWithRetry runs f until it succeeds or ctx ends, logging why it

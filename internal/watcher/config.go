@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pcwatch/pcwatch/internal/deadline"
+	"github.com/pcwatch/pcwatch/internal/natsembed"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 )
 
@@ -43,6 +44,9 @@ type Config struct {
 	LogLevel    string
 	Listen      string
 	Source      string
+	// NATSNotifierSubjects are the subjects the notifier identity may
+	// publish on, on the embedded NATS server (its nats channels).
+	NATSNotifierSubjects []string
 
 	DeadlineInterval       time.Duration
 	CancellationThresholds []time.Duration
@@ -82,6 +86,7 @@ func Default() Config {
 		LogFormat:              "text",
 		LogLevel:               "info",
 		Listen:                 "127.0.0.1:9464",
+		NATSNotifierSubjects:   slices.Clone(natsembed.DefaultNotifierSubjects),
 		DeadlineInterval:       time.Minute,
 		CancellationThresholds: d.Cancellation,
 		RefundThresholds:       d.Refund,
@@ -252,6 +257,8 @@ var options = func() []option {
 	add("log-level", "debug, info, warn or error", f, s)
 	f, s = str(func(c *Config) *string { return &c.Listen })
 	add("listen", "address of the operations HTTP server (/healthz, /readyz, /metrics, /api/...); empty disables", f, s)
+	f, s = list(func(c *Config) *[]string { return &c.NATSNotifierSubjects })
+	add("nats-notifier-subjects", "subjects the notifier's identity may publish on, on the embedded NATS server (its nats channels); never pcwatch.>", f, s)
 	f, s = str(func(c *Config) *string { return &c.Source })
 	add("source", "CloudEvents source; default the Partner Center URL, plus /tenants/<id> when a tenant is configured", f, s)
 	f, s = dur(func(c *Config) *time.Duration { return &c.DeadlineInterval })
@@ -487,6 +494,9 @@ func (c *Config) validate() error {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			return cfgErr("--listen %q: want host:port such as 127.0.0.1:9464 (empty disables)", c.Listen)
 		}
+	}
+	if err := natsembed.CheckNotifierSubjects(c.NATSNotifierSubjects); err != nil {
+		return cfgErr("--nats-notifier-subjects: %v", err)
 	}
 	if c.DataDir == "" {
 		return cfgErr("--data-dir is empty")

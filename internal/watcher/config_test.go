@@ -60,6 +60,9 @@ func TestLoadErrors(t *testing.T) {
 		{nil, map[string]string{"PCWATCH_RATE": "nan"}, "environment PCWATCH_RATE"},
 		{[]string{"--mass-removal-share", "NaN"}, nil, "flag --mass-removal-share"},
 		{[]string{"--rate", "+Inf"}, nil, "flag --rate"},
+		{[]string{"--nats-notifier-subjects", "alerts.>,>"}, nil, `--nats-notifier-subjects: embedded NATS: notifier subject ">" starts with a wildcard`},
+		{[]string{"--nats-notifier-subjects", "pcwatch.alerts.>"}, nil, `notifier subject "pcwatch.alerts.>" is reserved`},
+		{[]string{"--nats-notifier-subjects", "$JS.API.>"}, nil, `notifier subject "$JS.API.>" is reserved`},
 	}
 	for _, tt := range tests {
 		getenv := none

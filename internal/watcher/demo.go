@@ -109,10 +109,12 @@ func Demo(ctx context.Context, o DemoOptions) error {
 			fmt.Fprintf(o.Out, "pcwatch demo: %d simulated customers, calendar running %gx (an hour every %s), polling every %s\n",
 				o.Customers, o.Speed, time.Duration(float64(time.Hour)/o.Speed).Round(time.Millisecond), o.Interval)
 			fmt.Fprintf(o.Out, "  Partner Center simulator  %s   (admin API: %s/admin/state)\n", simURL, simURL)
+			seed := rt.NATSCredentials.NotifierSeed
 			fmt.Fprintf(o.Out, "  NATS (JetStream)          %s   stream %s, subjects pcwatch.events.> and pcwatch.ops.>\n", rt.NATSURL, events.StreamName)
+			fmt.Fprintf(o.Out, "                            authenticated: connect with the notifier's NKey seed %s\n", seed)
 			fmt.Fprintf(o.Out, "  operations                http://%s/metrics  /readyz  /api/deadlines\n", rt.Listen)
-			fmt.Fprintf(o.Out, "  try: nats --server %s sub 'pcwatch.events.subscription.>'\n", rt.NATSURL)
-			fmt.Fprintf(o.Out, "       PCWATCH_NATS_URL=%s go run ./cmd/notifier run --config deploy/notifier.demo.yaml   (then: nats sub 'alerts.>')\n", rt.NATSURL)
+			fmt.Fprintf(o.Out, "  try: nats --server %s --nkey %s sub 'pcwatch.events.subscription.>'\n", rt.NATSURL, seed)
+			fmt.Fprintf(o.Out, "       PCWATCH_NATS_URL=%s PCWATCH_NATS_NKEY=%s go run ./cmd/notifier run --config deploy/notifier.demo.yaml   (then: nats --nkey ... sub 'alerts.>')\n", rt.NATSURL, seed)
 			fmt.Fprintf(o.Out, "The first cycle is a silent baseline; changes and deadlines follow. Ctrl-C to stop.\n\n")
 			sub, err := rt.Conn.Subscribe("pcwatch.>", pr.handle)
 			if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/diff"
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
+	"github.com/pcwatch/pcwatch/internal/notify"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/poller"
 	"github.com/pcwatch/pcwatch/internal/state"
@@ -64,6 +65,9 @@ type Runtime struct {
 	Listen    string // bound operations address, "" if disabled
 	Store     *state.Store
 	Conn      *nats.Conn
+	// NATSCredentials are the embedded server's identities (seed files);
+	// nil with --nats-url. The notifier connects with NotifierSeed.
+	NATSCredentials *natsembed.Credentials
 }
 
 // StartupError is a problem found before the first cycle (Partner Center
@@ -188,15 +192,21 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	// NATS.
 	natsURL := c.NATSURL
+	nopts := natsOptions(natsURL, o.Getenv, log)
 	if natsURL == "" {
-		srv, err := natsembed.Start(natsembed.Options{Port: c.NATSPort, StoreDir: filepath.Join(c.DataDir, "nats"), Logger: log})
+		// The embedded server requires authentication: the watcher's and
+		// the notifier's NKey seeds live in <data-dir>/nats-auth.
+		srv, err := natsembed.Start(natsembed.Options{Port: c.NATSPort, StoreDir: filepath.Join(c.DataDir, "nats"), Logger: log,
+			CredentialsDir: filepath.Join(c.DataDir, natsembed.CredentialsDirName), NotifierSubjects: c.NATSNotifierSubjects})
 		if err != nil {
 			return &StartupError{err}
 		}
 		cleanup.push(srv.Shutdown)
-		natsURL, rt.Embedded = srv.ClientURL(), true
+		natsURL, rt.Embedded, rt.NATSCredentials = srv.ClientURL(), true, srv.Credentials()
+		nopts = events.NATSOptions{URL: natsURL, Name: "pcwatch-watcher", Logger: log.With("component", "nats-client"),
+			NKeySeedFile: rt.NATSCredentials.WatcherSeed}
 	}
-	nc, err := events.Connect(natsOptions(natsURL, o.Getenv, log))
+	nc, err := events.Connect(nopts)
 	if err != nil {
 		return &StartupError{err}
 	}
@@ -213,6 +223,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	var sce *events.StreamConfigError
 	if errors.As(serr, &sce) {
 		return &StartupError{serr}
+	}
+	if rt.Embedded {
+		provisionNotifier(ctx, js, log)
 	}
 
 	relay, err := events.NewRelay(events.RelayOptions{Conn: nc, Outbox: store, Metrics: m, Logger: log.With("component", "relay")})
@@ -277,6 +290,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	log.Info("watcher started", "partner_center", client.BaseURL(), "source", source, "state", statePath,
 		"nats", redact(natsURL), "embedded_nats", rt.Embedded, "listen", rt.Listen, "interval", c.Interval, "once", c.Once)
+	if rt.NATSCredentials != nil {
+		log.Info("embedded NATS requires credentials: give the notifier its NKey seed (notifier run --nats-nkey, or PCWATCH_NATS_NKEY)",
+			"notifier_nkey", rt.NATSCredentials.NotifierSeed)
+	}
 	if o.Started != nil {
 		o.Started(rt)
 	}
@@ -350,6 +367,26 @@ func oneLine(err error) string {
 		return ""
 	}
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
+// provisionNotifier creates the notifier's dead-letter stream and
+// deliveries bucket on the embedded server when they do not exist: its
+// identity there may not create streams (a stream's options could copy
+// its messages into the event stream). Existing ones are left as they are.
+// A failure is logged, not fatal: the notifier waits for them.
+func provisionNotifier(ctx context.Context, js jetstream.JetStream, log *slog.Logger) {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := notify.EnsureDLQ(pctx, js); err != nil {
+		log.Warn("embedded NATS: cannot create the notifier's dead-letter stream", "stream", notify.DLQStream, "err", err)
+	}
+	if _, err := js.KeyValue(pctx, notify.DeliveriesBucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+		if _, err := notify.EnsureDeliveries(pctx, js, notify.DefaultDedupeTTL); err != nil {
+			log.Warn("embedded NATS: cannot create the notifier's deliveries bucket", "bucket", notify.DeliveriesBucket, "err", err)
+		}
+	} else if err != nil {
+		log.Warn("embedded NATS: cannot look up the notifier's deliveries bucket", "bucket", notify.DeliveriesBucket, "err", err)
+	}
 }
 
 // keepStream retries creating the stream until it exists.

@@ -92,7 +92,8 @@ func TestWatcherEventsReachTheWebhook(t *testing.T) {
 	}()
 	rt := <-started
 
-	// The notifier, routing seat and status changes to a signed webhook.
+	// The notifier, routing seat and status changes to a signed webhook,
+	// connected with its own identity on the embedded server.
 	rc := &receiver{t: t, ch: make(chan delivery, 100)}
 	hook := httptest.NewServer(rc)
 	defer hook.Close()
@@ -109,7 +110,7 @@ routes:
 	ready := make(chan notify.ReadyInfo, 1)
 	ndone := make(chan error, 1)
 	go func() {
-		ndone <- notify.Run(ctx, notify.Options{Config: ncfg, NATS: events.NATSOptions{URL: rt.NATSURL}, Listen: "127.0.0.1:0",
+		ndone <- notify.Run(ctx, notify.Options{Config: ncfg, NATS: events.NATSOptions{URL: rt.NATSURL, NKeySeedFile: rt.NATSCredentials.NotifierSeed}, Listen: "127.0.0.1:0",
 			Ready: func(ri notify.ReadyInfo) { ready <- ri }})
 	}()
 	select {
