@@ -18,6 +18,11 @@
 // client certificate PCWATCH_NATS_TLS_CERT/PCWATCH_NATS_TLS_KEY, as for the
 // watcher.
 //
+// The health endpoint answers only Host names of this server (loopback, the
+// listen address, --allowed-hosts and the configuration's allowed_hosts);
+// with PCWATCH_OPS_TOKEN or PCWATCH_OPS_TOKEN_FILE set, /metrics needs
+// "Authorization: Bearer <token>".
+//
 // Exit status: 0 success, 1 a runtime failure, 2 bad flags or a bad
 // configuration (one line on stderr naming the problem).
 package main
@@ -43,6 +48,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/notify"
+	"github.com/pcwatch/pcwatch/internal/opsguard"
 )
 
 func main() {
@@ -56,7 +62,8 @@ const usage = `usage: notifier <command> [flags]
 
 commands:
   run         consume events and deliver alerts
-              --config FILE [--nats-url URL] [--nats-nkey FILE] [--listen ADDR] [--log-format text|json] [--log-level info]
+              --config FILE [--nats-url URL] [--nats-nkey FILE] [--listen ADDR] [--allowed-hosts NAMES]
+              [--log-format text|json] [--log-level info]
   check       validate a configuration without connecting; prints "config OK: N channels, M routes"
               --config FILE
   dlq list    list dead-lettered events
@@ -70,6 +77,7 @@ NATS: --nats-url, else PCWATCH_NATS_URL, else nats://127.0.0.1:4222; credentials
 (default PCWATCH_NATS_NKEY; the watcher's embedded server: <data-dir>/nats-auth/notifier.nk), --nats-creds
 (default PCWATCH_NATS_CREDS), PCWATCH_NATS_USER, PCWATCH_NATS_PASSWORD, PCWATCH_NATS_TOKEN;
 TLS: PCWATCH_NATS_TLS_CA, PCWATCH_NATS_TLS_CERT, PCWATCH_NATS_TLS_KEY.
+Health endpoint token: PCWATCH_OPS_TOKEN or PCWATCH_OPS_TOKEN_FILE (then /metrics needs it).
 Exit status: 0 ok, 1 runtime failure, 2 bad flags or configuration.
 `
 
@@ -214,6 +222,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	fs := newFlags("run")
 	config := fs.String("config", "", "configuration file (YAML)")
 	listen := fs.String("listen", "", "health and metrics address (default the config's listen, else "+notify.DefaultListen+")")
+	var allowed stringList
+	fs.Var(&allowed, "allowed-hosts", "further Host names the health endpoint answers, comma-separated (added to allowed_hosts)")
 	format := fs.String("log-format", "text", "log format: text or json")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	natsOpts := natsFlag(fs, getenv)
@@ -228,9 +238,18 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	if err != nil {
 		return err
 	}
+	for i, h := range allowed {
+		if _, err := opsguard.CheckHost(h); err != nil {
+			return usageErr("run: --allowed-hosts[%d]: %v", i, err)
+		}
+	}
+	token, err := opsguard.TokenFromEnv(getenv)
+	if err != nil {
+		return usageErr("run: %v", err)
+	}
 	no := natsOpts()
 	no.Logger = log
-	return notify.Run(ctx, notify.Options{Config: cfg, NATS: no, Listen: *listen, Logger: log})
+	return notify.Run(ctx, notify.Options{Config: cfg, NATS: no, Listen: *listen, Logger: log, OpsToken: token, AllowedHosts: allowed})
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {

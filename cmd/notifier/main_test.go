@@ -28,6 +28,7 @@ const testTimeout = 60 * time.Second
 
 var exampleEnv = map[string]string{
 	"PCWATCH_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+	"PCWATCH_WEBHOOK_URL":    "https://hooks.example.net/pcwatch/T0KEN-IN-PATH",
 	"SLACK_WEBHOOK_URL":      "https://hooks.slack.com/services/T000/B000/XXXX",
 	"TEAMS_WORKFLOW_URL":     "https://prod-01.westeurope.logic.azure.com/workflows/abc?sig=x",
 	"SMTP_PASSWORD":          "hunter2",
@@ -168,6 +169,26 @@ func TestCommandsWithTheNotifierSeed(t *testing.T) {
 	defer cancel()
 	if code := run(ctx, []string{"dlq", "list", "--nats-url", srv.ClientURL()}, &out, &errOut, envFunc(nil)); code != 1 {
 		t.Errorf("without the seed: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+}
+
+func TestRunRefusesBadHealthSettings(t *testing.T) {
+	good := writeFile(t, "good.yaml", "channels:\n  hook: {kind: webhook, url_env: U}\ndefault: {channels: [hook]}\n")
+	t.Setenv("U", "https://e.com")
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"run", "--config", good, "--allowed-hosts", "pcwatch:9465"}, nil, `allowed host "pcwatch:9465": not a host name or IP address`},
+		{[]string{"run", "--config", good}, map[string]string{"PCWATCH_OPS_TOKEN": "a", "PCWATCH_OPS_TOKEN_FILE": "/x"}, "both PCWATCH_OPS_TOKEN and PCWATCH_OPS_TOKEN_FILE are set"},
+		{[]string{"run", "--config", good}, map[string]string{"PCWATCH_OPS_TOKEN_FILE": "/nonexistent/tok"}, "PCWATCH_OPS_TOKEN_FILE"},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), tc.args, &out, &errOut, envFunc(tc.env))
+		if code != 2 || !strings.Contains(errOut.String(), tc.want) || strings.Count(errOut.String(), "\n") != 1 {
+			t.Errorf("%v %v: exit %d, stderr %q, want one line with %q", tc.args, tc.env, code, errOut.String(), tc.want)
+		}
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
+	"github.com/pcwatch/pcwatch/internal/opsguard"
 	"github.com/pcwatch/pcwatch/internal/state"
 	"github.com/pcwatch/pcwatch/internal/watcher"
 )
@@ -156,8 +157,10 @@ func inspectFlags(name string, args []string, getenv func(string) string, stderr
 }
 
 // withState opens the state file read-only, or, when a running watcher
-// holds it, fetches the same view from that watcher's operations server.
-func withState(name, dataDir, listen, apiPath string, local func(*state.Store) (any, error), into any, stderr io.Writer) bool {
+// holds it, fetches the same view from that watcher's operations server,
+// with the operations token (PCWATCH_OPS_TOKEN or PCWATCH_OPS_TOKEN_FILE)
+// when one is set.
+func withState(name, dataDir, listen, apiPath string, local func(*state.Store) (any, error), into any, getenv func(string) string, stderr io.Writer) bool {
 	st, err := state.Open(filepath.Join(dataDir, state.FileName), state.Options{ReadOnly: true, LockTimeout: 500 * time.Millisecond})
 	if err == nil {
 		defer st.Close()
@@ -173,13 +176,30 @@ func withState(name, dataDir, listen, apiPath string, local func(*state.Store) (
 		fmt.Fprintf(stderr, "watcher %s: %v\n", name, err)
 		return false
 	}
+	token, terr := opsguard.TokenFromEnv(getenv)
+	if terr != nil {
+		fmt.Fprintf(stderr, "watcher %s: %v; %v\n", name, err, terr)
+		return false
+	}
+	req, herr := http.NewRequest("GET", "http://"+listen+apiPath, nil)
+	if herr != nil {
+		fmt.Fprintf(stderr, "watcher %s: %v; and --listen %q is not an address: %v\n", name, err, listen, herr)
+		return false
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	hc := &http.Client{Timeout: 10 * time.Second}
-	resp, herr := hc.Get("http://" + listen + apiPath)
+	resp, herr := hc.Do(req)
 	if herr != nil {
 		fmt.Fprintf(stderr, "watcher %s: %v; and the running watcher's operations server at %s did not answer (%v)\n", name, err, listen, herr)
 		return false
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		fmt.Fprintf(stderr, "watcher %s: %s%s answered %s: set %s or %s to the running watcher's operations token\n", name, listen, apiPath, resp.Status, opsguard.TokenEnv, opsguard.TokenFileEnv)
+		return false
+	}
 	if resp.StatusCode != 200 {
 		fmt.Fprintf(stderr, "watcher %s: %s%s answered %s\n", name, listen, apiPath, resp.Status)
 		return false
@@ -200,7 +220,7 @@ func cmdDeadlines(args []string, getenv func(string) string, stdout, stderr io.W
 	var ds []watcher.UpcomingDeadline
 	if !withState("deadlines", dataDir, listen, "/api/deadlines", func(st *state.Store) (any, error) {
 		return watcher.Upcoming(st, deadline.DefaultConfig(), clk.Now())
-	}, &ds, stderr) {
+	}, &ds, getenv, stderr) {
 		return 1
 	}
 	if format == "json" {
@@ -235,7 +255,7 @@ func cmdState(args []string, getenv func(string) string, stdout, stderr io.Write
 		return 2
 	}
 	var s watcher.StateSummary
-	if !withState("state", dataDir, listen, "/api/state", func(st *state.Store) (any, error) { return watcher.Inspect(st) }, &s, stderr) {
+	if !withState("state", dataDir, listen, "/api/state", func(st *state.Store) (any, error) { return watcher.Inspect(st) }, &s, getenv, stderr) {
 		return 1
 	}
 	if format == "json" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -370,5 +371,67 @@ func checkDemoNATS(t *testing.T, header string) {
 	}
 	if err := nc.LastError(); !errors.Is(err, nats.ErrPermissionViolation) {
 		t.Errorf("publishing a forged event with the notifier's identity: %v, want a permission violation", err)
+	}
+}
+
+// With PCWATCH_OPS_TOKEN set, a running watcher's operations server gives
+// `watcher state` its view only with the token, and answers no request
+// that names another host (DNS rebinding).
+func TestStateThroughTheGuardedOpsServer(t *testing.T) {
+	if binary == "" {
+		t.Skip("binary tests disabled")
+	}
+	_, url := simServer(t, 3)
+	dir := t.TempDir()
+	const token = "ops-T0KEN-7"
+	cmd := exec.Command(binary, "run", "--pc-url", url, "--data-dir", dir, "--nats-port", "-1", "--listen", "127.0.0.1:0", "--log-format", "json", "--rate", "60000")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "PCWATCH_PC_TOKEN=tok", "PCWATCH_OPS_TOKEN=" + token}
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	sc := bufio.NewScanner(stderr)
+	var listen string
+	for listen == "" && sc.Scan() {
+		var l struct {
+			Msg    string `json:"msg"`
+			Listen string `json:"listen"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "watcher started" {
+			listen = l.Listen
+		}
+	}
+	if listen == "" {
+		t.Fatal("the watcher did not start")
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	r := runBin(t, nil, "state", "--data-dir", dir, "--listen", listen, "--format", "json")
+	if r.code != 1 || !strings.Contains(r.stderr, "401") || !strings.Contains(r.stderr, "PCWATCH_OPS_TOKEN") {
+		t.Errorf("watcher state without the token: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = runBin(t, []string{"PCWATCH_OPS_TOKEN=" + token}, "state", "--data-dir", dir, "--listen", listen, "--format", "json")
+	var sum struct {
+		Customers int `json:"customers"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &sum) != nil {
+		t.Errorf("watcher state with the token: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	req, _ := http.NewRequest("GET", "http://"+listen+"/api/state", nil)
+	req.Host = "evil.com"
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("/api/state with Host evil.com: %s, want 421", resp.Status)
 	}
 }

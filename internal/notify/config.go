@@ -25,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/opsguard"
 )
 
 // Configuration defaults.
@@ -76,6 +77,10 @@ type Config struct {
 	Templates map[string]TemplateText `yaml:"templates"`
 	Delivery  Delivery                `yaml:"delivery"`
 	Listen    string                  `yaml:"listen"`
+	// AllowedHosts are names besides loopback and the listen address that
+	// clients may send as Host to the health and metrics endpoint (e.g. a
+	// Kubernetes service name, when listen is a wildcard address).
+	AllowedHosts []string `yaml:"allowed_hosts"`
 	// Accept restricts which events are delivered at all.
 	Accept Accept `yaml:"accept"`
 
@@ -443,8 +448,8 @@ func (c *Config) Summary() string {
 		len(c.Routes), plural(len(c.Routes), "route", "routes"))
 }
 
-// Warnings are problems that do not stop the notifier: unused channels,
-// expired silences.
+// Warnings are problems that do not stop the notifier: secrets written
+// inline in the file, unused channels, expired silences.
 func (c *Config) Warnings() []string { return slices.Clone(c.warnings) }
 
 // ChannelNames returns the channel names, sorted.
@@ -547,6 +552,11 @@ func (v *validator) validate() error {
 		}
 		if _, err := path.Match(g, ""); err != nil {
 			return v.errf(p, "bad glob %q: %v", g, err)
+		}
+	}
+	for i, h := range c.AllowedHosts {
+		if _, err := opsguard.CheckHost(h); err != nil {
+			return v.errf(fmt.Sprintf("allowed_hosts[%d]", i), "%v", err)
 		}
 	}
 
@@ -882,6 +892,7 @@ func (v *validator) secret(p, key, inline, env, file string, required bool) (sec
 	case n > 1:
 		return secret{}, v.errf(p+"."+key, "set only one of %s, %s_env and %s_file", key, key, key)
 	case inline != "":
+		v.cfg.warnings = append(v.cfg.warnings, fmt.Sprintf("%s.%s is written inline in the configuration file: move it to %s_env (an environment variable) or %s_file, so that it is not copied, versioned or shown with the file", p, key, key, key))
 		return newSecret(inline), nil
 	case env != "":
 		val, _ := v.o.LookupEnv(env)

@@ -15,6 +15,7 @@ import (
 // exampleEnv is what deploy/notifier.example.yaml needs.
 var exampleEnv = map[string]string{
 	"PCWATCH_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+	"PCWATCH_WEBHOOK_URL":    "https://hooks.example.net/pcwatch/T0KEN-IN-PATH",
 	"SLACK_WEBHOOK_URL":      "https://hooks.slack.com/services/T000/B000/XXXXSECRETXXXX",
 	"TEAMS_WORKFLOW_URL":     "https://prod-01.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig=SECRETSIG",
 	"SMTP_PASSWORD":          "hunter2-smtp",
@@ -76,6 +77,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad source glob", hook + route + "accept:\n  sources: [\"https://pc/tenants/[\"]\n", `accept.sources[0]: bad glob "https://pc/tenants/["`, 6},
 		{"empty source", hook + route + "accept: {sources: [\"\"]}\n", `accept.sources[0]: empty`, 5},
 		{"unknown accept key", hook + route + "accept: {types: [x]}\n", `accept.types`, 5},
+		{"allowed host with a port", hook + route + "allowed_hosts: [\"pcwatch:9465\"]\n", `allowed_hosts[0]: allowed host "pcwatch:9465": not a host name or IP address`, 5},
 		{"empty env secret", "channels:\n  mail:\n    kind: email\n    smtp: {host: smtp.example.com, username: u, password_env: EMPTY}\n    from: a@example.com\n    to: [b@example.com]\nroutes:\n  - channels: [mail]\n",
 			`channels.mail.smtp.password_env: environment variable EMPTY is empty`, 4},
 		{"unset env secret", "channels:\n  slack: {kind: slack, url_env: SLACK_WEBHOOK_URL}\nroutes:\n  - channels: [slack]\n",
@@ -166,14 +168,31 @@ func TestSecretFromFileAndDefaults(t *testing.T) {
 	}
 }
 
+// Warnings name every secret written inline in the file (url:, secret:,
+// password: instead of *_env or *_file), never its value, next to unused
+// channels and expired silences.
 func TestWarnings(t *testing.T) {
-	cfg, err := ParseConfig([]byte("channels:\n  a: {kind: webhook, url: \"https://e.com\"}\n  b: {kind: webhook, url: \"https://e.com\"}\nroutes:\n  - channels: [a]\nsilences:\n  - match: {customers: [c]}\n    until: 2020-01-01T00:00:00Z\n"), ParseOptions{})
+	const conf = "channels:\n  a: {kind: webhook, url: \"https://e.com/T0KEN\", secret: s3cr3t-inline}\n  b: {kind: webhook, url_env: B_URL}\n" +
+		"  m: {kind: email, smtp: {host: h, username: u, password: pw-inline}, from: a@b.c, to: [x@y.z]}\n" +
+		"routes:\n  - channels: [a, m]\nsilences:\n  - match: {customers: [c]}\n    until: 2020-01-01T00:00:00Z\n"
+	cfg, err := ParseConfig([]byte(conf), ParseOptions{LookupEnv: mapEnv(map[string]string{"B_URL": "https://e.com/b"})})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{`channel "b" is not used by any route`, "silences[0] expired at 2020-01-01T00:00:00Z"}
+	inline := func(key, alt string) string {
+		return key + " is written inline in the configuration file: move it to " + alt + "_env (an environment variable) or " + alt + "_file, so that it is not copied, versioned or shown with the file"
+	}
+	want := []string{inline("channels.a.url", "url"), inline("channels.a.secret", "secret"), inline("channels.m.smtp.password", "password"),
+		`channel "b" is not used by any route`, "silences[0] expired at 2020-01-01T00:00:00Z"}
 	if diff := cmp.Diff(want, cfg.Warnings()); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+	for _, w := range cfg.Warnings() {
+		for _, v := range []string{"T0KEN", "s3cr3t-inline", "pw-inline", "e.com/b"} {
+			if strings.Contains(w, v) {
+				t.Errorf("warning %q reveals %q", w, v)
+			}
+		}
 	}
 }
 

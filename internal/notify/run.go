@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/opsguard"
 )
 
 // DefaultNATSURL is the watcher's embedded NATS server.
@@ -49,6 +51,14 @@ type Options struct {
 	// Ready, when set, is called once the health endpoint listens and every
 	// channel's consumer runs.
 	Ready func(ReadyInfo)
+	// OpsToken, when set, is required as a bearer token for /metrics and
+	// for the details of a failing /readyz asked from another host
+	// (opsguard; cmd/notifier reads PCWATCH_OPS_TOKEN or
+	// PCWATCH_OPS_TOKEN_FILE).
+	OpsToken string
+	// AllowedHosts are added to the configuration's allowed_hosts: names
+	// clients may send as Host to the health endpoint.
+	AllowedHosts []string
 
 	hooks *testHooks
 }
@@ -93,7 +103,7 @@ func Run(ctx context.Context, o Options) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	red := cfg.Redactor()
-	red.Add(o.NATS.Password, o.NATS.Token)
+	red.Add(o.NATS.Password, o.NATS.Token, o.OpsToken)
 	log = slog.New(red.Handler(log.Handler()))
 	if o.NATS.Logger == nil {
 		o.NATS.Logger = log
@@ -120,7 +130,15 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("health and metrics endpoint: %w (choose another address with --listen or listen:)", err)
 	}
-	srv := &http.Server{Handler: h.handler(m), ReadHeaderTimeout: 5 * time.Second}
+	guard, err := opsguard.New(opsguard.Options{Listen: ln.Addr().String(), AllowedHosts: append(slices.Clone(cfg.AllowedHosts), o.AllowedHosts...), Token: o.OpsToken})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if w := opsguard.ListenWarning("the health and metrics endpoint", "listen (or --listen)", o.Listen, guard.HasToken()); w != "" {
+		log.Warn(w)
+	}
+	srv := &http.Server{Handler: h.handler(m, guard), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	cleanups = append(cleanups, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -335,12 +353,15 @@ func (h *health) set(nc *nats.Conn, runners []*channelRunner) {
 	h.nc, h.runners = nc, runners
 }
 
-func (h *health) handler(m *metrics) http.Handler {
+// handler serves the endpoints behind guard's Host check; /metrics needs
+// the token when one is set, and a failing /readyz says why only to those
+// guard lets see details.
+func (h *health) handler(m *metrics, guard *opsguard.Guard) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
 		nc, runners := h.nc, h.runners
 		h.mu.Unlock()
@@ -351,18 +372,22 @@ func (h *health) handler(m *metrics) http.Handler {
 		if len(runners) == 0 {
 			problems = append(problems, "consumers not started")
 		}
-		for _, r := range runners {
-			if !r.active.Load() {
-				problems = append(problems, "channel "+r.name+": consumer not running")
+		for _, rn := range runners {
+			if !rn.active.Load() {
+				problems = append(problems, "channel "+rn.name+": consumer not running")
 			}
 		}
 		if len(problems) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
+			if !guard.MayShowDetails(r) {
+				fmt.Fprintln(w, "not ready")
+				return
+			}
 			fmt.Fprintln(w, strings.Join(problems, "\n"))
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
-	return mux
+	mux.Handle("GET /metrics", guard.Protect(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})))
+	return guard.CheckHost(mux)
 }

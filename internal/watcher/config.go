@@ -18,6 +18,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
+	"github.com/pcwatch/pcwatch/internal/opsguard"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 )
 
@@ -44,6 +45,9 @@ type Config struct {
 	LogLevel    string
 	Listen      string
 	Source      string
+	// AllowedHosts are further Host names the operations server answers
+	// (loopback names and the bound address always are).
+	AllowedHosts []string
 	// NATSNotifierSubjects are the subjects the notifier identity may
 	// publish on, on the embedded NATS server (its nats channels).
 	NATSNotifierSubjects []string
@@ -257,6 +261,8 @@ var options = func() []option {
 	add("log-level", "debug, info, warn or error", f, s)
 	f, s = str(func(c *Config) *string { return &c.Listen })
 	add("listen", "address of the operations HTTP server (/healthz, /readyz, /metrics, /api/...); empty disables", f, s)
+	f, s = list(func(c *Config) *[]string { return &c.AllowedHosts })
+	add("allowed-hosts", "further Host names the operations server answers, e.g. a Kubernetes service name (loopback names and the --listen address always work; other names get 421)", f, s)
 	f, s = list(func(c *Config) *[]string { return &c.NATSNotifierSubjects })
 	add("nats-notifier-subjects", "subjects the notifier's identity may publish on, on the embedded NATS server (its nats channels); never pcwatch.>", f, s)
 	f, s = str(func(c *Config) *string { return &c.Source })
@@ -493,6 +499,11 @@ func (c *Config) validate() error {
 	if c.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			return cfgErr("--listen %q: want host:port such as 127.0.0.1:9464 (empty disables)", c.Listen)
+		}
+	}
+	for _, h := range c.AllowedHosts {
+		if _, err := opsguard.CheckHost(h); err != nil {
+			return cfgErr("--allowed-hosts: %v", err)
 		}
 	}
 	if err := natsembed.CheckNotifierSubjects(c.NATSNotifierSubjects); err != nil {

@@ -60,6 +60,8 @@ func TestLoadErrors(t *testing.T) {
 		{nil, map[string]string{"PCWATCH_RATE": "nan"}, "environment PCWATCH_RATE"},
 		{[]string{"--mass-removal-share", "NaN"}, nil, "flag --mass-removal-share"},
 		{[]string{"--rate", "+Inf"}, nil, "flag --rate"},
+		{[]string{"--allowed-hosts", "pcwatch.svc:9464"}, nil, `--allowed-hosts: allowed host "pcwatch.svc:9464": not a host name or IP address`},
+		{nil, map[string]string{"PCWATCH_ALLOWED_HOSTS": "ok.svc,http://x"}, `allowed host "http://x"`},
 		{[]string{"--nats-notifier-subjects", "alerts.>,>"}, nil, `--nats-notifier-subjects: embedded NATS: notifier subject ">" starts with a wildcard`},
 		{[]string{"--nats-notifier-subjects", "pcwatch.alerts.>"}, nil, `notifier subject "pcwatch.alerts.>" is reserved`},
 		{[]string{"--nats-notifier-subjects", "$JS.API.>"}, nil, `notifier subject "$JS.API.>" is reserved`},

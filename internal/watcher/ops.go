@@ -14,6 +14,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
+	"github.com/pcwatch/pcwatch/internal/opsguard"
 	"github.com/pcwatch/pcwatch/internal/poller"
 	"github.com/pcwatch/pcwatch/internal/secret"
 	"github.com/pcwatch/pcwatch/internal/state"
@@ -93,7 +94,12 @@ func (h *health) ready() (bool, []string) {
 	return len(why) == 0, why
 }
 
-func opsHandler(m *metrics, h *health, store *state.Store, dcfg deadline.Config, clk clock.Clock, red *secret.Redactor) http.Handler {
+// opsHandler serves the operations endpoints behind guard: every request
+// must name this server in Host (DNS rebinding); with a token configured,
+// /metrics and /api/* need it, /healthz and /readyz stay open for probes but
+// a failing /readyz tells its reasons only to loopback callers and callers
+// with the token.
+func opsHandler(m *metrics, h *health, store *state.Store, dcfg deadline.Config, clk clock.Clock, red *secret.Redactor, guard *opsguard.Guard) http.Handler {
 	mux := http.NewServeMux()
 	writeJSON := func(w http.ResponseWriter, v any, err error) { writeJSON(red.Writer(w), w, v, err) }
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
@@ -101,6 +107,10 @@ func opsHandler(m *metrics, h *health, store *state.Store, dcfg deadline.Config,
 		ok, why := h.ready()
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
+			if !guard.MayShowDetails(r) {
+				fmt.Fprintln(w, "not ready")
+				return
+			}
 			for _, s := range why {
 				fmt.Fprintln(red.Writer(w), s)
 			}
@@ -108,16 +118,16 @@ func opsHandler(m *metrics, h *health, store *state.Store, dcfg deadline.Config,
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /metrics", guard.Protect(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})))
+	mux.Handle("GET /api/state", guard.Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s, err := Inspect(store)
 		writeJSON(w, s, err)
-	})
-	mux.HandleFunc("GET /api/deadlines", func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("GET /api/deadlines", guard.Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ds, err := Upcoming(store, dcfg, clk.Now())
 		writeJSON(w, ds, err)
-	})
-	return mux
+	})))
+	return guard.CheckHost(mux)
 }
 
 // writeJSON answers v as JSON, or err as a 500, writing the body through

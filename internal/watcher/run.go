@@ -29,6 +29,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/notify"
+	"github.com/pcwatch/pcwatch/internal/opsguard"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/poller"
 	"github.com/pcwatch/pcwatch/internal/state"
@@ -119,6 +120,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer func() { err = red.WrapError(err) }()
 	log = slog.New(red.Handler(log.Handler()))
 	o.Stderr = red.Writer(o.Stderr)
+	opsToken, err := opsguard.TokenFromEnv(o.Getenv)
+	if err != nil {
+		return &ConfigError{Msg: err.Error()}
+	}
+	red.Add(opsToken)
 	clk := o.Clock
 	if clk == nil {
 		var err error
@@ -280,7 +286,15 @@ func Run(ctx context.Context, o Options) (err error) {
 			return &StartupError{fmt.Errorf("operations server cannot listen on %s: %w (choose another --listen, or empty to disable)", c.Listen, err)}
 		}
 		rt.Listen = ln.Addr().String()
-		srv := &http.Server{Handler: opsHandler(m, h, store, dcfg, clk, red), ReadHeaderTimeout: 10 * time.Second}
+		guard, err := opsguard.New(opsguard.Options{Listen: rt.Listen, AllowedHosts: c.AllowedHosts, Token: opsToken})
+		if err != nil {
+			ln.Close()
+			return &ConfigError{Msg: err.Error()}
+		}
+		if w := opsguard.ListenWarning("the operations server", "--listen", c.Listen, guard.HasToken()); w != "" {
+			log.Warn(w)
+		}
+		srv := &http.Server{Handler: opsHandler(m, h, store, dcfg, clk, red, guard), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
 		cleanup.push(func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
