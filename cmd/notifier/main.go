@@ -281,6 +281,9 @@ func connect(ctx context.Context, o events.NATSOptions) (*nats.Conn, error) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for !nc.IsConnected() {
+		if nc.IsClosed() {
+			return nil, notify.NATSRefused(o, nc.LastError())
+		}
 		select {
 		case <-ctx.Done():
 			nc.Close()

@@ -164,11 +164,20 @@ func TestCommandsWithTheNotifierSeed(t *testing.T) {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q", tc.name, code, out.String(), errOut.String())
 		}
 	}
-	var out, errOut bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	if code := run(ctx, []string{"dlq", "list", "--nats-url", srv.ClientURL()}, &out, &errOut, envFunc(nil)); code != 1 {
-		t.Errorf("without the seed: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	// Without it, the commands say the server refused the credentials and
+	// how to give them, rather than that NATS cannot be reached; so does
+	// run, instead of waiting forever.
+	cfg := writeFile(t, "n.yaml", "channels:\n  hook: {kind: webhook, url_env: U}\ndefault: {channels: [hook]}\n")
+	t.Setenv("U", "https://e.com")
+	for _, args := range [][]string{
+		{"dlq", "list", "--nats-url", srv.ClientURL()},
+		{"run", "--config", cfg, "--nats-url", srv.ClientURL(), "--listen", "127.0.0.1:0"},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), args, &out, &errOut, envFunc(nil))
+		if code != 1 || !strings.Contains(errOut.String(), "Authorization Violation") || !strings.Contains(errOut.String(), "--nats-nkey") || strings.Contains(errOut.String(), "cannot reach") {
+			t.Errorf("%v without the seed: exit %d, stderr %q", args, code, errOut.String())
+		}
 	}
 }
 

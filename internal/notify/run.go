@@ -163,7 +163,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	natsDesc := o.NATS.String()
-	kv := setupWithRetry(ctx, log, func(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := setupWithRetry(ctx, log, func(ctx context.Context) (jetstream.KeyValue, error) {
+		if nc.IsClosed() {
+			return nil, NATSRefused(o.NATS, nc.LastError())
+		}
 		if !nc.IsConnected() {
 			return nil, fmt.Errorf("%s is not reachable (set --nats-url or PCWATCH_NATS_URL)", natsDesc)
 		}
@@ -172,6 +175,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return openDeliveries(ctx, js, cfg.Delivery.DedupeTTL.D(), log)
 	})
+	if err != nil {
+		return err
+	}
 	if kv == nil {
 		return nil // ctx ended while waiting for NATS
 	}
@@ -292,9 +298,23 @@ func openDeliveries(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 	return kv, nil
 }
 
-// setupWithRetry runs f until it succeeds or ctx ends, logging why it
-// waits.
-func setupWithRetry[T any](ctx context.Context, log *slog.Logger, f func(context.Context) (T, error)) T {
+// ErrNATSRefused says the NATS client gave up on the connection for good:
+// the server refused the credentials (nats.go stops retrying after the
+// same authorization error twice).
+var ErrNATSRefused = errors.New("NATS closed the connection")
+
+// NATSRefused describes a closed connection to o's server and the fix;
+// last is the connection's last error. Run returns it, and cmd/notifier's
+// one-shot commands print it, instead of waiting for NATS forever.
+func NATSRefused(o events.NATSOptions, last error) error {
+	return fmt.Errorf("%w: %s: %v; give the notifier the credentials the server expects: --nats-nkey or PCWATCH_NATS_NKEY (for the watcher's embedded server: <data-dir>/nats-auth/notifier.nk), PCWATCH_NATS_CREDS, PCWATCH_NATS_USER and PCWATCH_NATS_PASSWORD, or PCWATCH_NATS_TOKEN",
+		ErrNATSRefused, o, last)
+}
+
+// setupWithRetry runs f until it succeeds or ctx ends (zero value, nil),
+// logging why it waits; an ErrNATSRefused from f ends it with that error:
+// waiting would not help.
+func setupWithRetry[T any](ctx context.Context, log *slog.Logger, f func(context.Context) (T, error)) (T, error) {
 	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(500*time.Millisecond),
 		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
 	for {
@@ -302,11 +322,14 @@ func setupWithRetry[T any](ctx context.Context, log *slog.Logger, f func(context
 		v, err := f(actx)
 		cancel()
 		if err == nil {
-			return v
+			return v, nil
 		}
 		var zero T
+		if errors.Is(err, ErrNATSRefused) {
+			return zero, err
+		}
 		if ctx.Err() != nil {
-			return zero
+			return zero, nil
 		}
 		wait := bo.NextBackOff()
 		log.Warn("waiting for NATS JetStream (is the watcher or NATS running?)", "err", err, "retry_in", wait.Round(time.Millisecond))
@@ -314,7 +337,7 @@ func setupWithRetry[T any](ctx context.Context, log *slog.Logger, f func(context
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return zero
+			return zero, nil
 		case <-t.C:
 		}
 	}
