@@ -90,6 +90,7 @@ type harness struct {
 	purchases []string // customer/subscription
 	cancelled map[string]bool
 	failing   []string // customers whose subscription listing was made to fail
+	hostile   []*hostileWin
 	freezeAt  time.Time
 	started   time.Time
 }
@@ -139,6 +140,7 @@ func TestChaos(t *testing.T) {
 	h.startAll()
 	h.warmup()
 	h.chaos()
+	h.hostilePhase()
 	h.quiet()
 	res := h.stopAndCollect()
 	h.check(res)
@@ -756,22 +758,11 @@ func (h *harness) quiet() {
 	if err := h.adm.clearInjected(); err != nil {
 		h.t.Fatal(err)
 	}
-	h.rcv.setDown(false)
-	for _, c := range []*component{h.nats, h.notifier, h.watcher} {
-		h.setWant(c, true)
+	if err := h.adm.hostile(pcsim.Hostile{}); err != nil {
+		h.t.Fatal(err)
 	}
-	h.waitFor("every program running and ready", 2*time.Minute, func() (bool, string) {
-		for _, c := range []*component{h.nats, h.notifier, h.watcher} {
-			p := c.current()
-			if p == nil || !p.running() {
-				return false, c.name + " not running"
-			}
-			if r, _ := p.ready(); r.IsZero() {
-				return false, fmt.Sprintf("%s #%d not ready", c.name, p.n)
-			}
-		}
-		return true, "yes"
-	})
+	h.rcv.setDown(false)
+	h.waitAllReady()
 	var err error
 	if h.freezeAt, err = h.adm.freeze(); err != nil {
 		h.t.Fatal(err)
@@ -816,15 +807,19 @@ func (h *harness) quiet() {
 
 // result is everything read at the end of the run.
 type result struct {
-	stream      []oracle.Event
-	streamBad   []string
-	dlq         []oracle.DLQEntry
-	final       pcsim.State
-	log         []pcsim.Mutation
-	stats       pcsim.Stats
-	outboxAfter int
-	loads       []consumerLoad
-	duration    time.Duration
+	stream    []oracle.Event
+	streamBad []string
+	dlq       []oracle.DLQEntry
+	final     pcsim.State
+	log       []pcsim.Mutation
+	stats     pcsim.Stats
+	offOrigin pcsim.OffOriginStats
+	dlqRaw    [][]byte
+	// watcherState is the output of watcher state --format json.
+	watcherState []byte
+	outboxAfter  int
+	loads        []consumerLoad
+	duration     time.Duration
 }
 
 // stopAndCollect stops the programs in order, reading what the checks need
@@ -841,6 +836,7 @@ func (h *harness) stopAndCollect() *result {
 	if err != nil {
 		t.Fatalf("watcher state: %v", err)
 	}
+	res.watcherState = out
 	var st opsState
 	if err := json.Unmarshal(out, &st); err != nil {
 		t.Fatalf("watcher state: %v: %s", err, out)
@@ -898,6 +894,7 @@ func (h *harness) stopAndCollect() *result {
 	for _, m := range dl {
 		var status int
 		fmt.Sscan(m.Header.Get(notify.HeaderDLQStatus), &status)
+		res.dlqRaw = append(res.dlqRaw, m.Data)
 		res.dlq = append(res.dlq, oracle.DLQEntry{Seq: m.Sequence, EventID: m.Header.Get(notify.HeaderEventID),
 			Channel: m.Header.Get(notify.HeaderDLQChannel), Reason: m.Header.Get(notify.HeaderDLQReason), Status: status})
 	}
@@ -908,6 +905,9 @@ func (h *harness) stopAndCollect() *result {
 		t.Fatal(err)
 	}
 	if res.stats, err = h.adm.stats(); err != nil {
+		t.Fatal(err)
+	}
+	if res.offOrigin, err = h.adm.offOrigin(); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*component{h.sim, h.nats} {
@@ -1001,6 +1001,9 @@ func (h *harness) check(res *result) {
 	delp, delStats := oracle.CheckDelivery(oracle.DeliveryInput{Stream: res.stream, Routed: routedHook, Receipts: receipts,
 		NotifierKills: kills, KillSlack: killSlack, DLQ: res.dlq, DLQChannel: brokenChan, DLQRouted: routedBroken})
 	add("delivery", delp)
+	// The hostile phase.
+	hp, hsum := h.checkHostile(res)
+	add("hostile", hp)
 
 	// Summary.
 	var b strings.Builder
@@ -1047,6 +1050,10 @@ func (h *harness) check(res *result) {
 		}
 	}
 	fmt.Fprintf(&b, "  customers whose subscription listing was made to fail: %d; ops.customer-poll-failed events about them: %d\n", len(failing), pollFailed)
+	b.WriteString("  hostile phase:\n")
+	for _, l := range hsum {
+		fmt.Fprintf(&b, "    %s\n", l)
+	}
 	for _, l := range res.loads {
 		fmt.Fprintf(&b, "  consumer %s\n", l)
 	}

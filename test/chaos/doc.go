@@ -5,7 +5,8 @@
 //	go test ./test/chaos -run TestChaos [-chaos.profile=short|long] [-chaos.seed=N] [-chaos.keep] [-chaos.watcher-tags=TAGS] [-v]
 //
 // The short profile (the default) runs in CI as part of go test ./... in
-// about three minutes on two cores; -short skips it. The long profile needs
+// about three minutes on two cores, the hostile-input phase included;
+// -short skips it. The long profile needs
 // -timeout 30m.
 //
 // # What runs
@@ -50,7 +51,58 @@
 // and removals need two listings); the webhook receiver answering 503 with
 // Retry-After for a while; kill -9 of the notifier (1, 3). Every fault is
 // logged in a timeline (timeline.txt in the run directory, printed on
-// failure) and counted in the summary. A quiet phase then
+// failure) and counted in the summary.
+//
+// A hostile-input phase follows (about a minute; one round in the short
+// profile, two in the long one), with the chaos phase's faults cleared,
+// no kills, and random mutations throughout: seven windows, one after
+// another, of the simulator's hostile mode (pcsim.Hostile), each scoped to
+// a few customers drawn from the seed, with a purchase on some of them
+// while their polls are hostile:
+//
+//  1. malformed 200 bodies that are valid JSON: each of null, {}, [], a
+//     string, a number and a collection whose items are missing, null,
+//     empty (totalCount says otherwise) or an object on one small
+//     customer's subscription listing; every shape in turn on two
+//     customers' managed services, on get-subscription-by-id of three
+//     others and on the customer listing's second page (two cycles: a
+//     removal needs two complete listings);
+//  2. redirects: 302/307 to another origin (the simulator's off-origin
+//     server, which answers empty collections and counts bearer tokens)
+//     for subscriptions, managed services and the customer listing's
+//     second page, and 302 to the same origin (two cycles);
+//  3. Retry-After: 86400 on 429 (a subscription listing, the customer
+//     listing's second page);
+//  4. oversized fields: one subscription's friendlyName and another's
+//     custom field of 1.2 MB, changed every second (every poll), each
+//     change a logged mutation, then renamed or removed;
+//  5. an endless customer listing: new customer ids on every page, then
+//     page 1 repeated, a new continuation token on every page;
+//  6. a customer listed twice across pages, identical, then different;
+//  7. a subscription listing trickled (512 bytes every 100 ms), a managed
+//     services body that never ends, a persistent 500 whose body echoes
+//     the request's Authorization header, and a 503 with Retry-After:
+//     86400 (managed services).
+//
+// Each step of a window stays on until the cycles it needs (at least one)
+// started under it and completed (at least 4 s a window, at most 30 s a
+// step). Every window is logged in
+// the timeline and counted in the summary. Besides the five invariants
+// below, which cover the phase too (a false removal, a lost or doubled
+// event, a deadline fired twice, a delivery missed), the phase requires:
+//   - the watcher kept polling the others: in every step, some cycle that
+//     started under it polled every known customer and failed none but
+//     the step's targets and customers the simulator had removed meanwhile
+//     (the customer list itself may fail where the step makes it hostile);
+//   - the off-origin server never received an Authorization header;
+//   - each oversized change reached the stream: an event about that
+//     subscription carries data.truncated, or an ops.event-dropped names
+//     it;
+//   - the bearer token, raw or base64, appears nowhere in the stream, the
+//     dead-letter queue, the watcher's and notifier's logs or watcher
+//     state.
+//
+// A quiet phase then
 // clears the faults, stops mutating, freezes the simulator's calendar
 // (POST /admin/freeze) and waits, polling, until the watcher has completed
 // three complete cycles that started after the freeze, its outbox is empty

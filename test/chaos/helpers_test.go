@@ -89,6 +89,22 @@ func (a admin) faults(f pcsim.Faults) error {
 	return err
 }
 
+func (a admin) hostile(h pcsim.Hostile) error {
+	_, err := a.do("POST", "/admin/hostile", h, nil)
+	return err
+}
+
+func (a admin) offOrigin() (pcsim.OffOriginStats, error) {
+	var s pcsim.OffOriginStats
+	_, err := a.do("GET", "/admin/offorigin", nil, &s)
+	return s, err
+}
+
+func (a admin) resetOffOrigin() error {
+	_, err := a.do("DELETE", "/admin/offorigin", nil, nil)
+	return err
+}
+
 func (a admin) inject(r pcsim.Rule) error {
 	_, err := a.do("POST", "/admin/inject", r, nil)
 	return err

@@ -20,11 +20,12 @@ type profile struct {
 	receiverDowns int
 	faultRounds   int // rounds of the five Partner Center fault windows
 	listingFails  int // customers whose subscription listing fails for several cycles
+	hostileRounds int // rounds of the seven hostile-input windows
 }
 
 var profiles = map[string]profile{
-	"short": {name: "short", customers: 520, chaos: 90 * time.Second, watcherKills: 10, natsRestarts: 2, notifierKills: 1, receiverDowns: 1, faultRounds: 1, listingFails: 3},
-	"long":  {name: "long", customers: 520, chaos: 7 * time.Minute, watcherKills: 50, natsRestarts: 5, notifierKills: 3, receiverDowns: 3, faultRounds: 3, listingFails: 9},
+	"short": {name: "short", customers: 520, chaos: 90 * time.Second, watcherKills: 10, natsRestarts: 2, notifierKills: 1, receiverDowns: 1, faultRounds: 1, listingFails: 3, hostileRounds: 1},
+	"long":  {name: "long", customers: 520, chaos: 7 * time.Minute, watcherKills: 50, natsRestarts: 5, notifierKills: 3, receiverDowns: 3, faultRounds: 3, listingFails: 9, hostileRounds: 2},
 }
 
 // actionKind is what one scheduled action does.
