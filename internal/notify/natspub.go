@@ -95,11 +95,26 @@ func (s *natsSender) send(ctx context.Context, n *notification) error {
 		}
 		return nil
 	}
+	// A core publish the server refuses (permissions) is answered with an
+	// asynchronous -ERR, which arrives before the flush's PONG and becomes
+	// the connection's last error: compare it before and after, so a
+	// refused publish is a failure, not a silent drop.
+	before := s.nc.LastError()
 	if err := s.nc.PublishMsg(msg); err != nil {
 		return &SendError{Channel: s.ch.name, Reason: ReasonNATS, Err: fmt.Errorf("publish on %s: %w", subj, err)}
 	}
 	if err := s.nc.FlushWithContext(ctx); err != nil {
 		return &SendError{Channel: s.ch.name, Reason: ReasonNATS, Err: fmt.Errorf("flushing the publish on %s: %w", subj, err)}
 	}
+	if err := s.nc.LastError(); err != nil && err != before && refusedPublish(err, subj) {
+		return &SendError{Channel: s.ch.name, Reason: ReasonNATS, Permanent: true,
+			Err: fmt.Errorf("NATS refused the publish on %s (%v): give the notifier's identity publish rights on it (with the watcher's embedded server: --nats-notifier-subjects)", subj, err)}
+	}
 	return nil
+}
+
+// refusedPublish reports whether err is the server refusing a publish on
+// subj.
+func refusedPublish(err error, subj string) bool {
+	return errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(strings.ToLower(err.Error()), "publish to \""+strings.ToLower(subj)+"\"")
 }
