@@ -192,6 +192,9 @@ type Options struct {
 	MaxPages int
 	// MaxItems bounds the items of one listing. Default DefaultMaxItems.
 	MaxItems int
+	// LimitHints name, per bound (LimitPages, ...), the setting a user
+	// raises it with; LimitError says so. Default "Options.<bound>".
+	LimitHints map[string]string
 	// Observer receives telemetry; may be nil.
 	Observer Observer
 	// Logger receives per-request debug lines; nil discards.
@@ -229,10 +232,12 @@ type Client struct {
 	maxList  int64
 	maxPages int
 	maxItems int
-	obs      Observer
-	log      *slog.Logger
-	clk      clock.Clock
-	sleep    func(context.Context, time.Duration) error
+	// limitHints: see Options.LimitHints.
+	limitHints map[string]string
+	obs        Observer
+	log        *slog.Logger
+	clk        clock.Clock
+	sleep      func(context.Context, time.Duration) error
 
 	pauseMu    sync.Mutex
 	pauseUntil time.Time // no request leaves before this (Retry-After)
@@ -258,26 +263,27 @@ func New(o Options) (*Client, error) {
 		return nil, errors.New("partner center client: no credentials (set PCWATCH_PC_TOKEN, or PCWATCH_PC_TENANT_ID, PCWATCH_PC_CLIENT_ID and PCWATCH_PC_CLIENT_SECRET)")
 	}
 	c := &Client{
-		base:     u,
-		origin:   originOf(u),
-		ts:       oauth2.ReuseTokenSource(nil, o.TokenSource),
-		hc:       o.HTTPClient,
-		lim:      o.Limiter,
-		pageSize: o.PageSize,
-		locale:   o.Locale,
-		budget:   o.RetryBudget,
-		retries:  o.MaxRetries,
-		initial:  o.RetryInitial,
-		maxWait:  o.RetryMax,
-		attempt:  o.AttemptTimeout,
-		maxResp:  o.MaxResponseBytes,
-		maxList:  o.MaxListingBytes,
-		maxPages: o.MaxPages,
-		maxItems: o.MaxItems,
-		obs:      o.Observer,
-		log:      o.Logger,
-		clk:      o.Clock,
-		sleep:    o.Sleep,
+		base:       u,
+		origin:     originOf(u),
+		ts:         oauth2.ReuseTokenSource(nil, o.TokenSource),
+		hc:         o.HTTPClient,
+		lim:        o.Limiter,
+		pageSize:   o.PageSize,
+		locale:     o.Locale,
+		budget:     o.RetryBudget,
+		retries:    o.MaxRetries,
+		initial:    o.RetryInitial,
+		maxWait:    o.RetryMax,
+		attempt:    o.AttemptTimeout,
+		maxResp:    o.MaxResponseBytes,
+		maxList:    o.MaxListingBytes,
+		maxPages:   o.MaxPages,
+		maxItems:   o.MaxItems,
+		limitHints: o.LimitHints,
+		obs:        o.Observer,
+		log:        o.Logger,
+		clk:        o.Clock,
+		sleep:      o.Sleep,
 	}
 	c.hc = sameOriginClient(o.HTTPClient, c.origin)
 	if c.lim == nil {
@@ -477,7 +483,7 @@ func listAll[T any](ctx context.Context, c *Client, endpoint, path string) ([]T,
 		}
 		if page >= c.maxPages {
 			return nil, &LimitError{Endpoint: endpoint, Method: http.MethodGet, Path: p, Option: LimitPages,
-				Limit: int64(c.maxPages), Page: page + 1, CorrelationID: CorrelationID(ctx)}
+				Limit: int64(c.maxPages), Page: page + 1, CorrelationID: CorrelationID(ctx), Hint: c.limitHints[LimitPages]}
 		}
 		h := sha256.New()
 		h.Write([]byte(p))
@@ -695,6 +701,7 @@ func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, b
 				if errors.Is(r.decodeErr, errTooManyItems) {
 					le.Option, le.Limit = LimitItems, int64(b.maxItm)
 				}
+				le.Hint = c.limitHints[le.Option]
 				return le
 			case b.rerr != nil:
 				// The body broke off: a network failure, retried as such.

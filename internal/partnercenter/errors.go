@@ -224,6 +224,9 @@ type LimitError struct {
 	Page          int    // the listing page being read, 1-based
 	RequestID     string
 	CorrelationID string
+	// Hint names the setting that raises the bound for the program's user
+	// (e.g. "--max-pages"); default "Options.<Option>".
+	Hint string
 }
 
 // Error says which bound was crossed and how to raise it.
@@ -241,7 +244,11 @@ func (e *LimitError) Error() string {
 	default:
 		what = fmt.Sprintf("limit %s (%d) exceeded", e.Option, e.Limit)
 	}
-	s := fmt.Sprintf("partner center %s %s (%s): %s; raise Options.%s if this size is legitimate", e.Method, e.Path, e.Endpoint, what, e.Option)
+	hint := e.Hint
+	if hint == "" {
+		hint = "Options." + e.Option
+	}
+	s := fmt.Sprintf("partner center %s %s (%s): %s; raise %s if this size is legitimate", e.Method, e.Path, e.Endpoint, what, hint)
 	if e.RequestID != "" {
 		s += fmt.Sprintf(" [request-id %s, correlation-id %s]", e.RequestID, e.CorrelationID)
 	}

@@ -37,6 +37,14 @@ type Config struct {
 	Concurrency int
 	Rate        float64 // requests per minute
 	RetryBudget time.Duration
+	// Bounds on what one Partner Center request and one listing may cost
+	// (see internal/partnercenter's package doc, "Memory").
+	MaxRetries     int
+	MaxResponseMiB int
+	MaxListingMiB  int
+	MaxPages       int
+	MaxItems       int
+
 	Resources   []string
 	TargetViews []string
 	Customers   []string
@@ -85,6 +93,11 @@ func Default() Config {
 		Concurrency:            8,
 		Rate:                   pc.DefaultRequestsPerMinute,
 		RetryBudget:            pc.DefaultRetryBudget,
+		MaxRetries:             pc.DefaultMaxRetries,
+		MaxResponseMiB:         pc.DefaultMaxResponseBytes >> 20,
+		MaxListingMiB:          pc.DefaultMaxListingBytes >> 20,
+		MaxPages:               pc.DefaultMaxPages,
+		MaxItems:               pc.DefaultMaxItems,
 		Resources:              []string{"subscriptions"},
 		TargetViews:            []string{"OnlineServices"},
 		LogFormat:              "text",
@@ -247,6 +260,16 @@ var options = func() []option {
 	add("rate", "Partner Center requests per minute, for all workers together", f, s)
 	f, s = dur(func(c *Config) *time.Duration { return &c.RetryBudget })
 	add("retry-budget", "how long one Partner Center request may spend retrying (429, 5xx, network) before the customer counts as failed", f, s)
+	f, s = integer(func(c *Config) *int { return &c.MaxRetries }, 0, 100)
+	add("max-retries", "retries of one Partner Center request after its first attempt (5xx, network, malformed body; a 429 with Retry-After does not count), within --retry-budget", f, s)
+	f, s = integer(func(c *Config) *int { return &c.MaxResponseMiB }, 1, 1024)
+	add("max-response-mib", "largest Partner Center response body accepted, in MiB (a page of 500 subscriptions is about 1.5 MiB)", f, s)
+	f, s = integer(func(c *Config) *int { return &c.MaxListingMiB }, 1, 65536)
+	add("max-listing-mib", "largest listing accepted (all its pages together, decoded), in MiB", f, s)
+	f, s = integer(func(c *Config) *int { return &c.MaxPages }, 1, 1000000)
+	add("max-pages", "most pages one listing may have (500 customers per page); more fails the listing instead of paging forever", f, s)
+	f, s = integer(func(c *Config) *int { return &c.MaxItems }, 1, 100000000)
+	add("max-items", "most items one listing may have (customers in the customer list, subscriptions of one customer)", f, s)
 	f, s = list(func(c *Config) *[]string { return &c.Resources })
 	add("resources", "what to poll per customer: subscriptions,managedservices,products", f, s)
 	f, s = list(func(c *Config) *[]string { return &c.TargetViews })

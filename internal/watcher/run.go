@@ -162,6 +162,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		}}
 	}
 	client, err := pc.New(pc.Options{BaseURL: c.PCURL, TokenSource: ts, HTTPClient: hc, RequestsPerMinute: c.Rate, RetryBudget: c.RetryBudget,
+		MaxRetries: noneIsNegative(c.MaxRetries), MaxResponseBytes: int64(c.MaxResponseMiB) << 20, MaxListingBytes: int64(c.MaxListingMiB) << 20,
+		MaxPages: c.MaxPages, MaxItems: c.MaxItems, LimitHints: map[string]string{pc.LimitResponseBytes: "--max-response-mib",
+			pc.LimitListingBytes: "--max-listing-mib", pc.LimitPages: "--max-pages", pc.LimitItems: "--max-items"},
 		Burst: max(1, min(c.Concurrency, 20)), Observer: m, Logger: log.With("component", "partnercenter")})
 	if err != nil {
 		return &ConfigError{Msg: err.Error()}
@@ -272,14 +275,14 @@ func Run(ctx context.Context, o Options) (err error) {
 		wg.Wait()
 	})
 	if serr != nil {
-		log.Warn("NATS not reachable yet; polling continues and events wait in the outbox", "nats", redact(natsURL), "err", serr)
+		log.Warn("NATS not reachable yet; polling continues and events wait in the outbox", "nats", events.Describe(nc), "err", serr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			keepStream(bg, js, streamOpts, log, relay.Kick)
 		}()
 	}
-	h := &health{store: store, nc: nc, interval: c.Interval, started: time.Now(), listFailures: c.FailureThreshold}
+	h := &health{store: store, nc: nc, relay: relay.Health, interval: c.Interval, started: time.Now(), listFailures: c.FailureThreshold}
 	if c.Listen != "" {
 		ln, err := net.Listen("tcp", c.Listen)
 		if err != nil {
@@ -303,7 +306,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		})
 	}
 	log.Info("watcher started", "partner_center", client.BaseURL(), "source", source, "state", statePath,
-		"nats", redact(natsURL), "embedded_nats", rt.Embedded, "listen", rt.Listen, "interval", c.Interval, "once", c.Once)
+		"nats", events.Describe(nc), "embedded_nats", rt.Embedded, "listen", rt.Listen, "interval", c.Interval, "once", c.Once)
 	if rt.NATSCredentials != nil {
 		log.Info("embedded NATS requires credentials: give the notifier its NKey seed (notifier run --nats-nkey, or PCWATCH_NATS_NKEY)",
 			"notifier_nkey", rt.NATSCredentials.NotifierSeed)
@@ -425,6 +428,15 @@ func keepStream(ctx context.Context, js jetstream.JetStream, so events.StreamOpt
 	}
 }
 
+// noneIsNegative maps --max-retries 0 (no retries) to the client's
+// "negative means none" (its zero value means the default).
+func noneIsNegative(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
 func jitter(d time.Duration) time.Duration {
 	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
 }
@@ -435,8 +447,6 @@ func natsOptions(url string, getenv func(string) string, log *slog.Logger) event
 		NKeySeedFile: getenv("PCWATCH_NATS_NKEY"), CredsFile: getenv("PCWATCH_NATS_CREDS"),
 		TLSCAFile: getenv("PCWATCH_NATS_TLS_CA"), TLSCertFile: getenv("PCWATCH_NATS_TLS_CERT"), TLSKeyFile: getenv("PCWATCH_NATS_TLS_KEY")}
 }
-
-func redact(u string) string { return events.NATSOptions{URL: u}.String() }
 
 // NewLogger builds the slog logger for --log-format and --log-level.
 func NewLogger(w io.Writer, format, level string) *slog.Logger {
