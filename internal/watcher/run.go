@@ -355,13 +355,20 @@ func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, r
 	if o.Cycled != nil {
 		o.Cycled(rep)
 	}
-	if _, err := eval.EvaluateOnce(ctx); err != nil {
-		return err
+	// An evaluation that skipped damaged records still committed the
+	// others' events: publish them before reporting it.
+	_, evalErr := eval.EvaluateOnce(ctx)
+	var damaged *state.DamagedError
+	if evalErr != nil && !errors.As(evalErr, &damaged) {
+		return evalErr
 	}
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if _, err := relay.Flush(fctx); err != nil {
-		return fmt.Errorf("events are safe in the outbox but were not all published: %w", err)
+		return errors.Join(evalErr, fmt.Errorf("events are safe in the outbox but were not all published: %w", err))
+	}
+	if evalErr != nil {
+		return evalErr
 	}
 	if rep.Complete() {
 		return nil
