@@ -273,6 +273,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 // commands need the server now.
 func connect(ctx context.Context, o events.NATSOptions) (*nats.Conn, error) {
 	nc, err := events.Connect(o)
+	if ae := (*events.AuthError)(nil); errors.As(err, &ae) {
+		return nil, notify.NATSRefused(o, ae.Err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -304,6 +304,14 @@ func invariants(e emitted) []string {
 	if ev.ID != e.rec.ID {
 		bad("envelope id %s differs from the CloudEvent id %s", e.rec.ID, ev.ID)
 	}
+	if len(e.rec.Body) > 1<<20 {
+		bad("%d bytes: more than NATS's default max_payload", len(e.rec.Body))
+	}
+	for _, c := range d.Truncated {
+		if c.Size <= events.ShrinkKeep || len(c.SHA256) != 64 {
+			bad("truncated entry %+v: a cut value is longer than what is kept and has a SHA-256", c)
+		}
+	}
 	if ev.Time.Location() != time.UTC {
 		bad("time %v is not UTC", ev.Time)
 	}
@@ -346,6 +354,10 @@ func invariants(e emitted) []string {
 	case in.Type == events.OpsMassRemovalHeld:
 		if d.Hold == nil || (d.Hold.Resource == "subscription" && d.CustomerID == "") {
 			bad("mass-removal-held must carry hold, and customerId for a subscription hold")
+		}
+	case in.Type == events.OpsEventDropped:
+		if d.Dropped == nil || d.Dropped.ID == "" || d.Dropped.Size <= d.Dropped.Limit {
+			bad("event-dropped must say which event was dropped and that it exceeded the limit")
 		}
 	default:
 		if d.CustomerID == "" {
@@ -497,6 +509,8 @@ func idKey(in events.Info, d *events.Data) (events.IDKey, bool) {
 			h.Write([]byte(id + "\n"))
 		}
 		return events.IDKey{Entity: "ops/" + d.CustomerID + "/" + d.Hold.Resource, Extra: hex.EncodeToString(h.Sum(nil))}, true
+	case events.OpsEventDropped:
+		return events.IDKey{Entity: "ops/event-dropped", Extra: d.Dropped.ID}, true
 	}
 	id := resourceID(in, d)
 	if in.Resource == events.ResourceCustomer {

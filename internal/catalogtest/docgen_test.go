@@ -25,7 +25,14 @@ func isChangeType(in events.Info) bool {
 }
 
 // typeFields lists the data members of one type, in documentation order.
+// Every type may carry truncated, last.
 func typeFields(in events.Info) []fieldDoc {
+	fs := dataFields(in)
+	return append(fs, fieldDoc{"truncated", "array of [Truncation](#truncation)", false,
+		"Only on an event that was larger than NATS accepts and was published shrunk: what was cut (see [Oversized events](#oversized-events))."})
+}
+
+func dataFields(in events.Info) []fieldDoc {
 	var fs []fieldDoc
 	add := func(name, typ string, always bool, meaning string) {
 		fs = append(fs, fieldDoc{name, typ, always, meaning})
@@ -46,6 +53,11 @@ func typeFields(in events.Info) []fieldDoc {
 		add("customerId", "string", false, "The customer whose subscriptions vanished; absent when the customer list itself is held.")
 		add("customerName", "string", false, "Its company name, when known.")
 		add("hold", "[Hold](#hold)", true, "What vanished, and the rule that held it.")
+		return fs
+	case events.OpsEventDropped:
+		add("customerId", "string", false, "The customer the dropped event was about, when it had one.")
+		add("customerName", "string", false, "Its company name, when known.")
+		add("dropped", "[DroppedEvent](#droppedevent)", true, "The event that was not published.")
 		return fs
 	}
 
@@ -214,6 +226,19 @@ var objectDocs = map[string]map[string]string{
 		"ids":       "The vanished ids (at most 100).",
 		"cycle":     "The cycle that saw them vanish.",
 	},
+	"Truncation": {
+		"path":   "A JSON Pointer into `data`, e.g. `/changes/0/new` or `/after/friendlyName`.",
+		"size":   "Bytes of the original value: the UTF-8 bytes of a string, the JSON text of any other value.",
+		"sha256": "The hex SHA-256 of those bytes, to compare with what Partner Center returns.",
+	},
+	"DroppedEvent": {
+		"id":      "The dropped event's id (its `Nats-Msg-Id`); a republish of it would have had the same.",
+		"type":    "Its type.",
+		"subject": "The NATS subject it was for.",
+		"entity":  "The entity it was about: `<resource>/<customerId>/<id>`.",
+		"size":    "Bytes of its message, body and headers, before shrinking.",
+		"limit":   "The largest message the NATS server (`max_payload`) and the stream (`max_msg_size`) accept.",
+	},
 }
 
 var objectTypes = []struct {
@@ -226,6 +251,8 @@ var objectTypes = []struct {
 	{"CycleSummary", reflect.TypeFor[events.CycleSummary](), "`data.cycle` of [ops.cycle-completed](#iopcwatchopscycle-completed)."},
 	{"PollFailure", reflect.TypeFor[events.PollFailure](), "`data.failure` of [ops.customer-poll-failed](#iopcwatchopscustomer-poll-failed)."},
 	{"Hold", reflect.TypeFor[events.Hold](), "`data.hold` of [ops.mass-removal-held](#iopcwatchopsmass-removal-held)."},
+	{"Truncation", reflect.TypeFor[events.Truncation](), fmt.Sprintf("One entry of `data.truncated`: a value cut from an event too large for NATS. A string keeps its first %d bytes followed by `…`; any other value (an object, an array, a number) becomes `{\"size\": <n>, \"sha256\": \"<hex>\"}`. See [Oversized events](#oversized-events).", events.ShrinkKeep)},
+	{"DroppedEvent", reflect.TypeFor[events.DroppedEvent](), "`data.dropped` of [ops.event-dropped](#iopcwatchopsevent-dropped). Strings longer than 256 bytes are cut and end in `…`."},
 }
 
 func jsonType(t reflect.Type) string {
@@ -358,8 +385,9 @@ func renderDoc(out *outcome, examples map[events.Type]emitted, byType map[events
 	w("[CloudEvent](https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md) on NATS JetStream. This page is\n")
 	w("the human catalog; [`events.schema.json`](events.schema.json) is the machine one (JSON Schema 2020-12).\n\n")
 	w("Both are kept true by `internal/catalogtest`: it drives the Partner Center simulator through a scripted scenario\n")
-	w("in which the real poller, differ and deadline evaluator emit every type below (%d events in %d poll cycles), validates\n", len(out.records), out.cycles)
-	w("each event against the schema, the CloudEvents SDK and the rules on this page, and regenerates this page from them.\n")
+	w("in which the real poller, differ and deadline evaluator emit every type below (%d events in %d poll cycles) and the\n", len(out.records), out.cycles)
+	w("real relay publishes them on NATS JetStream; it validates each event as stored in the stream against the schema, the\n")
+	w("CloudEvents SDK and the rules on this page, and regenerates this page from them.\n")
 	w("Every example is an event of that run, unedited except for `durationSeconds` (wall-clock time) and the random\n")
 	w("request and correlation ids inside `lastError`, which differ between runs.\n\n")
 
@@ -393,7 +421,8 @@ func renderDoc(out *outcome, examples map[events.Type]emitted, byType map[events
 	w("| deadlines (`subscription.*-closing`, `-closed`, `renewal-approaching`, `trial-ending`) | the entity, the `deadline` instant and the `threshold` |\n")
 	w("| `ops.cycle-completed` | the cycle number |\n")
 	w("| `ops.customer-poll-failed` | the customer, the start of the failure streak and its length |\n")
-	w("| `ops.mass-removal-held` | the customer and the kind, and the set of vanished ids |\n\n")
+	w("| `ops.mass-removal-held` | the customer and the kind, and the set of vanished ids |\n")
+	w("| `ops.event-dropped` | the id of the event it replaces |\n\n")
 	w("Several events split from one observed change of a subscription (for example `renewed`, `term-changed` and\n")
 	w("`scheduled-change-cleared` at a renewal that applied scheduled instructions) share its `revision`; their types differ.\n\n")
 
@@ -420,6 +449,26 @@ func renderDoc(out *outcome, examples map[events.Type]emitted, byType map[events
 	w("published but could not yet delete). Consumers should still be idempotent on the event id.\n\n")
 	w("Events of one entity (one customer, subscription, managed service or product) are published in the order they\n")
 	w("were detected: the relay never has two of them in flight. Events of different entities may interleave.\n\n")
+
+	w("### Oversized events\n\n")
+	w("NATS refuses a message larger than the server's `max_payload` (1 MiB by default) or the stream's `max_msg_size`,\n")
+	w("headers included, and a Partner Center field can be of any size. The relay reads both limits (the stream's again\n")
+	w("whenever the stream rejects a message for its size) and publishes an event that exceeds them in another form,\n")
+	w("so that it never holds up the events after it:\n\n")
+	w("- **Shrunk**, with the same id, type, subjects and time: the values that save the most are cut until it fits. A\n")
+	w("  string keeps its first %d bytes followed by `…`; any other value (`changes[].old`/`new`, `old`/`new`) becomes\n", events.ShrinkKeep)
+	w("  `{\"size\": <n>, \"sha256\": \"<hex>\"}`. `data.truncated` lists every cut ([Truncation](#truncation)). Ids, paths,\n")
+	w("  numbers and times are never cut. Shrinking is deterministic, so a republish is recognised as a duplicate.\n")
+	w("- **Dropped**, when even that does not fit (nothing long enough to cut: thousands of changes, or an id of a\n")
+	w("  megabyte): an [ops.event-dropped](#iopcwatchopsevent-dropped) notice takes its place in the order of its\n")
+	w("  entity's events and names it.\n\n")
+	w("Both are logged and counted: `pcwatch_events_truncated_total` and `pcwatch_events_dropped_total`, and `watcher state`\n")
+	w("shows the totals since the state file was created. The state file keeps the event as it was detected.\n\n")
+	if out.shrunk != nil {
+		w("In the run above a subscription's friendly name grew to 1.2 MB; its `subscription.updated` event (%d bytes as\n", out.shrunkSize)
+		w("detected) was published as:\n\n")
+		w("```json\n%s\n```\n\n", exampleJSON(out.shrunk.Body))
+	}
 
 	w("## How changes are detected\n\n")
 	w("- **Complete listings only.** Each cycle lists the customers, then each customer's subscriptions (and managed\n")
@@ -485,6 +534,8 @@ func renderDoc(out *outcome, examples map[events.Type]emitted, byType map[events
 			w("| CloudEvents subject | none |\n")
 		case in.Type == events.OpsMassRemovalHeld:
 			w("| CloudEvents subject | `%s` (none for a hold of the customer list) |\n", p)
+		case in.Type == events.OpsEventDropped:
+			w("| CloudEvents subject | `%s` (none when the dropped event was about no customer) |\n", p)
 		default:
 			w("| CloudEvents subject | `%s` |\n", p)
 		}

@@ -6,14 +6,18 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/oauth2"
 
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natstest"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/poller"
@@ -61,8 +65,14 @@ type example struct {
 
 // outcome is what the scenario produced.
 type outcome struct {
-	records  []events.OutboxRecord
-	examples map[events.Type]example
+	// records are the events as JetStream stored them, in stream order
+	// (Seq is the stream sequence, Entity the relay's ordering key).
+	records []events.OutboxRecord
+	// shrunk is the first event the relay published shrunk, shrunkSize
+	// its size in the outbox.
+	shrunk     *events.OutboxRecord
+	shrunkSize int
+	examples   map[events.Type]example
 	// filters are NATS subject filters documented in docs/events.md with
 	// the scenario's ids filled in, and which events they must match.
 	filters []subjectFilter
@@ -374,12 +384,36 @@ func runScenario(t *testing.T) *outcome {
 	ex(events.SubscriptionRenewalApproaching, "The evaluator, 30 days before the commitment end of an annual subscription whose auto-renew is off.", sub(sAuto))
 	w.cycle()
 
+	// ---- an hour later: values larger than NATS accepts ----
+	w.advanceTo(w.biz.Now().Add(time.Hour))
+	// A 1.2 MB friendly name: the event carries it twice (after and the
+	// change) and is published shrunk.
+	w.must(w.sim.Rename(a.ID, sRename, strings.Repeat("Finance and Operations ", 1_200_000/23)), "renaming to 1.2 MB")
+	ex(events.OpsEventDropped, "A subscription gained 10,000 fields with long names at once (the test's proxy): the event has nothing to cut and is over 1 MiB.",
+		func(x *events.Data) bool { return x.Dropped != nil })
+	var fields strings.Builder
+	for i := range 10000 {
+		fmt.Fprintf(&fields, `,"partnerCenterExtensionAttributeWithAVeryLongNameThatPartnerCenterMightAddSomeDay%05d":%d`, i, i)
+	}
+	w.proxy.set("wide", itemEdit{path: "/v1/customers/" + a.ID + "/subscriptions", itemID: sNew,
+		old: `"id":"` + sNew + `"`, new: `"id":"` + sNew + `"` + fields.String()})
+	w.cycle()
+
 	if p := w.proxy.problems(); len(p) > 0 {
 		t.Fatalf("proxy edits not applied:\n%s", p)
 	}
 	recs, err := w.store.OutboxRead(1 << 20)
 	w.must(err, "reading the outbox")
-	out.records, out.cycles = recs, w.cycles
+	out.cycles = w.cycles
+	out.records, out.shrunk = publishAll(t, w.store, len(recs))
+	if out.shrunk == nil {
+		t.Fatal("no event was published shrunk")
+	}
+	for _, r := range recs {
+		if r.ID == out.shrunk.ID {
+			out.shrunkSize = len(r.Body)
+		}
+	}
 
 	out.filters = []subjectFilter{
 		{"pcwatch.events.>", "pcwatch.events.>", "every change and deadline event",
@@ -406,4 +440,58 @@ func runScenario(t *testing.T) *outcome {
 			func(in events.Info, _ *events.Data) bool { return in.Resource == events.ResourceOps }},
 	}
 	return out
+}
+
+// publishAll publishes the outbox as the watcher does: the real relay onto
+// PCWATCH_EVENTS on an in-process nats-server with the default limits
+// (max_payload 1 MiB). It returns the stream's messages as records, and the
+// first one that was published shrunk.
+func publishAll(t *testing.T, store *state.Store, want int) ([]events.OutboxRecord, *events.OutboxRecord) {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := events.Connect(events.NATSOptions{URL: ns.ClientURL(), Name: "catalogtest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	natstest.EnsureEvents(t, nc, events.StreamOptions{Memory: true})
+	relay, err := events.NewRelay(events.RelayOptions{Conn: nc, Outbox: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if n, err := relay.Flush(ctx); err != nil || n != want {
+		t.Fatalf("relay published %d of %d events: %v", n, want, err)
+	}
+	var (
+		recs   []events.OutboxRecord
+		shrunk *events.OutboxRecord
+	)
+	for _, m := range natstest.ReadStream(t, nc, events.StreamName) {
+		ev, err := events.Decode(m.Data)
+		if err != nil {
+			t.Fatalf("stream message %d: %v", m.Sequence, err)
+		}
+		d, err := ev.DecodeData()
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, _ := events.Lookup(ev.Type)
+		rec := events.OutboxRecord{Seq: m.Sequence, Envelope: events.Envelope{ID: m.Header.Get(jetstream.MsgIDHeader),
+			Subject: m.Subject, Entity: events.EntityKey(info.Resource, d), Body: m.Data}}
+		if len(d.Truncated) > 0 && shrunk == nil {
+			shrunk = &rec
+		}
+		recs = append(recs, rec)
+	}
+	return recs, shrunk
 }

@@ -152,9 +152,14 @@ type countingMetrics struct {
 	published atomic.Int64
 	failed    atomic.Int64
 	depth     atomic.Int64
+	truncated atomic.Int64
+	dropped   atomic.Int64
 	onPublish func(total int64)
 	onFail    func()
 }
+
+func (m *countingMetrics) EventsTruncated(n int) { m.truncated.Add(int64(n)) }
+func (m *countingMetrics) EventsDropped(n int)   { m.dropped.Add(int64(n)) }
 
 func (m *countingMetrics) OutboxDepth(n int) { m.depth.Store(int64(n)) }
 func (m *countingMetrics) Published(n int) {
@@ -172,7 +177,8 @@ func (m *countingMetrics) PublishFailed() {
 
 // TestServerRestartMidDrain stops the NATS server while the relay is
 // draining and starts it again: every event ends up stored exactly once and
-// the events of each entity stay in order.
+// the events of each entity stay in order, events over NATS's 1 MiB
+// max_payload (published shrunk) among them.
 func TestServerRestartMidDrain(t *testing.T) {
 	natsDir := t.TempDir()
 	srv := startNATS(t, natsDir, 0)
@@ -186,6 +192,10 @@ func TestServerRestartMidDrain(t *testing.T) {
 	for rev := uint64(1); rev <= revs; rev++ {
 		var batch []events.Envelope
 		for e := 0; e < entities; e++ {
+			if e == 3 && (rev == 5 || rev == 30) {
+				batch = append(batch, renameSub(t, "c1", e, rev, strings.Repeat("x", 1_200_000))) // the 1.2 MB field of the bug report
+				continue
+			}
 			batch = append(batch, makeEvent(t, "c1", e, rev))
 		}
 		all = append(all, batch...)
@@ -238,6 +248,9 @@ func TestServerRestartMidDrain(t *testing.T) {
 	}
 	if len(msgs) != len(all) {
 		t.Errorf("stream holds %d messages, want %d", len(msgs), len(all))
+	}
+	if m.truncated.Load() != 2 {
+		t.Errorf("%d events published shrunk, want the 2 over 1 MiB", m.truncated.Load())
 	}
 	// Per-entity order: revisions of each subscription are increasing.
 	last := map[string]uint64{}

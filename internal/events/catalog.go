@@ -54,6 +54,7 @@ const (
 	OpsCycleCompleted     Type = "io.pcwatch.ops.cycle-completed"
 	OpsCustomerPollFailed Type = "io.pcwatch.ops.customer-poll-failed"
 	OpsMassRemovalHeld    Type = "io.pcwatch.ops.mass-removal-held"
+	OpsEventDropped       Type = "io.pcwatch.ops.event-dropped"
 )
 
 // Info describes one event type.
@@ -150,6 +151,9 @@ var Catalog = []Info{
 	{Type: OpsMassRemovalHeld, Summary: "Too many entities vanished at once; removals were held.",
 		Meaning: "More than the configured share of a customer's subscriptions (or of all customers) disappeared in one listing. No removed events were emitted; they follow if the entities stay missing after the hold is released.",
 		Fields:  []string{"hold"}},
+	{Type: OpsEventDropped, Summary: "An event too large for NATS was replaced by this notice.",
+		Meaning: "An event exceeded the largest message the NATS server (max_payload, 1 MiB by default) or the stream (max_msg_size) accepts even after shrinking (see truncated). dropped names it: its id, type, subject and entity. Nothing else is lost and later events are published; look at the entity in Partner Center, or raise the limit.",
+		Fields:  []string{"dropped"}},
 }
 
 var byType = func() map[Type]*Info {

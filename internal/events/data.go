@@ -49,6 +49,35 @@ type Data struct {
 	Cycle   *CycleSummary `json:"cycle,omitempty"`
 	Failure *PollFailure  `json:"failure,omitempty"`
 	Hold    *Hold         `json:"hold,omitempty"`
+	Dropped *DroppedEvent `json:"dropped,omitempty"`
+
+	// Truncated is set only on an event that was larger than NATS accepts
+	// and was shrunk by the relay (see ShrinkEvent): one entry per value
+	// that was cut or replaced, in document order.
+	Truncated []Truncation `json:"truncated,omitempty"`
+}
+
+// Truncation describes one value ShrinkEvent cut from an oversized event.
+// A string keeps its first bytes followed by "…"; any other value (an
+// object, an array, a number) is replaced by the object {"size": n,
+// "sha256": "..."}. Size and SHA256 are those of the original: the UTF-8
+// bytes of a string, the JSON text of any other value.
+type Truncation struct {
+	Path   string `json:"path"`   // JSON Pointer (RFC 6901) into data, e.g. /changes/0/new
+	Size   int    `json:"size"`   // bytes of the original value
+	SHA256 string `json:"sha256"` // hex SHA-256 of those bytes
+}
+
+// DroppedEvent is the data of ops.event-dropped: the event that could not
+// be published because even shrunk it exceeded the largest message NATS
+// accepts. Strings longer than 256 bytes are cut (ending in "…").
+type DroppedEvent struct {
+	ID      string `json:"id"`      // the dropped event's id (its Nats-Msg-Id)
+	Type    Type   `json:"type"`    // its type
+	Subject string `json:"subject"` // the NATS subject it was for
+	Entity  string `json:"entity"`  // the entity it was about: <resource>/<customerId>/<id>
+	Size    int    `json:"size"`    // bytes of its message (body and headers), unshrunk
+	Limit   int    `json:"limit"`   // the largest message the server and the stream accept
 }
 
 // Change is one field-level change. Path is a JSON Pointer (RFC 6901) into

@@ -43,10 +43,17 @@ type Event struct {
 	Data            json.RawMessage `json:"data"`
 }
 
-// Errors returned by Decode.
+// Errors of this package. Decode returns the first two; ShrinkEvent
+// ErrEventTooLarge; the relay ErrLimitTooSmall.
 var (
 	ErrNotCloudEvent   = errors.New("not a pcwatch CloudEvent")
 	ErrUnsupportedSpec = errors.New("unsupported CloudEvents specversion")
+	// ErrEventTooLarge: the event exceeds the size limit even with every
+	// value ShrinkEvent may cut cut.
+	ErrEventTooLarge = errors.New("event too large even when shrunk")
+	// ErrLimitTooSmall: the NATS server's or the stream's message size
+	// limit is below what even an ops.event-dropped notice needs.
+	ErrLimitTooSmall = errors.New("NATS message size limit too small for pcwatch events")
 )
 
 // Decode reads a structured-mode CloudEvent as the notifier receives it and
@@ -57,15 +64,23 @@ func Decode(b []byte) (*Event, error) {
 	if err := json.Unmarshal(b, &e); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotCloudEvent, err)
 	}
-	switch {
-	case e.SpecVersion != SpecVersion:
-		return nil, fmt.Errorf("%w %q (want %s)", ErrUnsupportedSpec, e.SpecVersion, SpecVersion)
-	case e.ID == "" || e.Source == "" || e.Type == "":
-		return nil, fmt.Errorf("%w: id, source and type are required", ErrNotCloudEvent)
-	case len(e.Data) == 0 || e.Data[0] != '{':
-		return nil, fmt.Errorf("%w: data must be a JSON object", ErrNotCloudEvent)
+	if err := e.check(); err != nil {
+		return nil, err
 	}
 	return &e, nil
+}
+
+// check checks the attributes pcwatch relies on.
+func (e *Event) check() error {
+	switch {
+	case e.SpecVersion != SpecVersion:
+		return fmt.Errorf("%w %q (want %s)", ErrUnsupportedSpec, e.SpecVersion, SpecVersion)
+	case e.ID == "" || e.Source == "" || e.Type == "":
+		return fmt.Errorf("%w: id, source and type are required", ErrNotCloudEvent)
+	case len(e.Data) == 0 || e.Data[0] != '{':
+		return fmt.Errorf("%w: data must be a JSON object", ErrNotCloudEvent)
+	}
+	return nil
 }
 
 // DecodeData reads the event's data object.

@@ -28,8 +28,19 @@ type Outbox interface {
 	// OutboxDelete removes records; deleting a missing record is not an
 	// error.
 	OutboxDelete(seqs []uint64) error
+	// OutboxDeleteCounted removes records like OutboxDelete and, in the
+	// same transaction, adds c to the durable RelayCounts: c says how many
+	// of the records were published shrunk or replaced by a notice.
+	OutboxDeleteCounted(seqs []uint64, c RelayCounts) error
 	// OutboxLen returns the number of records waiting.
 	OutboxLen() (int, error)
+}
+
+// RelayCounts count the outbox records the relay could not publish as
+// committed because they exceeded the NATS message size limit.
+type RelayCounts struct {
+	Truncated uint64 `json:"truncated"` // published shrunk (data.truncated)
+	Dropped   uint64 `json:"dropped"`   // replaced by an ops.event-dropped notice
 }
 
 // RelayMetrics receives the relay's figures; implementations must be safe
@@ -38,6 +49,19 @@ type RelayMetrics interface {
 	OutboxDepth(n int)
 	Published(n int)
 	PublishFailed()
+	// EventsTruncated and EventsDropped count acknowledged events that
+	// were published shrunk, or replaced by an ops.event-dropped notice.
+	EventsTruncated(n int)
+	EventsDropped(n int)
+}
+
+// RelayHealth is the relay's recent record, for readiness checks.
+type RelayHealth struct {
+	// ConsecutiveFailures counts drains in a row that stopped on an
+	// error; a drain that publishes everything resets it.
+	ConsecutiveFailures int
+	FailingSince        time.Time // when the first of them failed
+	LastError           error     // the last drain's error
 }
 
 // RelayOptions configure a Relay.
@@ -60,6 +84,16 @@ type RelayOptions struct {
 // Relay moves events from the outbox onto JetStream, in outbox order,
 // deleting a record only after JetStream acknowledged storing it.
 //
+// An event larger than the NATS server (max_payload) or the stream
+// (max_msg_size) accepts, headers included, is published shrunk with the
+// same id and subject (ShrinkEvent), or, when even that does not fit,
+// replaced by an ops.event-dropped notice (DroppedNotice) that names it.
+// Either way it is counted (RelayMetrics, the outbox's RelayCounts) and
+// logged, and the events after it flow: one record can no longer hold up
+// the outbox. The limit is read from the connection at every publish and
+// from the stream at start and whenever the stream rejects a message for
+// its size.
+//
 // Guarantees, given an outbox that is only appended to by committed
 // transactions:
 //   - nothing is lost: a record leaves the outbox only after its PubAck;
@@ -68,19 +102,29 @@ type RelayOptions struct {
 //     the stream's duplicate window, and at start-up the relay checks the
 //     stream for records it published but could not delete, so even a
 //     restart after the window has passed does not double them;
-//   - per-entity order: two events of one entity are never in flight
-//     together, so a failed publish can never be overtaken by a later event
-//     of the same entity.
+//   - per-entity order: two events of one entity, or of one subject, are
+//     never in flight together, so a failed publish can never be overtaken
+//     by a later event of the same entity (and the start-up check may trust
+//     the last message of a subject).
 //
 // Run and Flush may be called from different goroutines; draining is
 // serialised.
 type Relay struct {
-	o     RelayOptions
-	js    jetstream.JetStream
-	log   *slog.Logger
-	kick  chan struct{}
-	mu    sync.Mutex // serialises drains
-	recon bool       // start-up reconciliation done
+	o    RelayOptions
+	js   jetstream.JetStream
+	log  *slog.Logger
+	kick chan struct{}
+
+	mu        sync.Mutex // serialises drains; guards the fields below
+	recon     bool       // start-up reconciliation done
+	streamMax int64      // the stream's max_msg_size (<= 0: none)
+	needInfo  bool       // streamMax must be (re)read
+	// fitted caches what fit made of oversized records (by Seq), so a
+	// retry does not shrink them again; entries go with their records.
+	fitted map[uint64]fitting
+
+	hmu    sync.Mutex
+	health RelayHealth
 }
 
 // NewRelay returns a relay; it does not start draining until Run or Flush.
@@ -116,7 +160,28 @@ func NewRelay(o RelayOptions) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: JetStream context: %w", err)
 	}
-	return &Relay{o: o, js: js, log: log, kick: make(chan struct{}, 1)}, nil
+	return &Relay{o: o, js: js, log: log, kick: make(chan struct{}, 1), needInfo: true, fitted: map[uint64]fitting{}}, nil
+}
+
+// Health returns the relay's recent record. It is safe to call at any time.
+func (r *Relay) Health() RelayHealth {
+	r.hmu.Lock()
+	defer r.hmu.Unlock()
+	return r.health
+}
+
+func (r *Relay) recordDrain(err error) {
+	r.hmu.Lock()
+	defer r.hmu.Unlock()
+	if err == nil {
+		r.health = RelayHealth{}
+		return
+	}
+	if r.health.ConsecutiveFailures == 0 {
+		r.health.FailingSince = time.Now()
+	}
+	r.health.ConsecutiveFailures++
+	r.health.LastError = err
 }
 
 // Kick tells the relay new records were committed. It never blocks.
@@ -194,24 +259,118 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 	}
 }
 
+// fate is the form in which an outbox record is published.
+type fate uint8
+
+const (
+	asCommitted fate = iota
+	shrunk           // ShrinkEvent
+	dropped          // replaced by an ops.event-dropped notice
+)
+
+// wire is what the relay publishes for an outbox record.
+type wire struct {
+	rec     OutboxRecord // the record (its Seq and Entity)
+	id      string       // Nats-Msg-Id
+	subject string
+	body    []byte
+	fate    fate
+}
+
 // inflight is one publish awaiting its PubAck.
 type inflight struct {
-	rec OutboxRecord
+	w   wire
 	fut jetstream.PubAckFuture
+}
+
+// headerSlack leaves room for headers the client library may add.
+const headerSlack = 128
+
+// headerLen bounds the bytes of the headers the relay sends with a message
+// of id: NATS/1.0, one "Key: value" line per header, CRLFs.
+func headerLen(id, stream string) int {
+	n := len("NATS/1.0\r\n\r\n") + headerSlack
+	for _, kv := range [][2]string{{"Content-Type", ContentType}, {jetstream.MsgIDHeader, id}, {jetstream.ExpectedStreamHeader, stream}} {
+		n += len(kv[0]) + len(": ") + len(kv[1]) + len("\r\n")
+	}
+	return n
+}
+
+// limit is the largest message (headers and body) the server and the
+// stream accept now; 0 while unknown (not connected yet).
+func (r *Relay) limit() int64 {
+	l := r.o.Conn.MaxPayload()
+	if r.streamMax > 0 && (l <= 0 || r.streamMax < l) {
+		l = r.streamMax
+	}
+	return l
+}
+
+// readLimits reads the stream's max_msg_size.
+func (r *Relay) readLimits(ctx context.Context) (jetstream.Stream, error) {
+	s, err := r.js.Stream(ctx, r.o.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("looking up stream %s: %w", r.o.Stream, r.connErr(err))
+	}
+	r.streamMax = int64(s.CachedInfo().Config.MaxMsgSize)
+	r.needInfo = false
+	return s, nil
+}
+
+// fitting is a cached result of fit.
+type fitting struct {
+	limit int64
+	w     wire
+}
+
+// fit returns what to publish for rec under limit (0: no limit known).
+func (r *Relay) fit(rec OutboxRecord, limit int64) (wire, error) {
+	w := wire{rec: rec, id: rec.ID, subject: rec.Subject, body: rec.Body}
+	hdr := headerLen(rec.ID, r.o.Stream)
+	size := len(rec.Body) + hdr
+	if limit <= 0 || int64(size) <= limit {
+		return w, nil
+	}
+	if f, ok := r.fitted[rec.Seq]; ok && f.limit == limit && f.w.rec.ID == rec.ID {
+		return f.w, nil
+	}
+	w, err := r.refit(w, size, limit)
+	if err == nil {
+		r.fitted[rec.Seq] = fitting{limit, w}
+	}
+	return w, err
+}
+
+func (r *Relay) refit(w wire, size int, limit int64) (wire, error) {
+	rec, hdr := w.rec, size-len(w.rec.Body)
+	body, cuts, serr := ShrinkEvent(rec.Body, int(limit)-hdr)
+	if serr == nil {
+		w.body, w.fate = body, shrunk
+		r.log.Warn("event relay: event larger than NATS accepts; publishing it shrunk (data.truncated lists what was cut)",
+			"event_id", rec.ID, "subject", clip(rec.Subject), "size", size, "limit", limit, "shrunk_to", len(body)+hdr, "values_cut", len(cuts))
+		return w, nil
+	}
+	n, err := DroppedNotice(rec.Envelope, size, int(limit))
+	if err != nil {
+		return w, fmt.Errorf("event %s: building its ops.event-dropped notice: %w", rec.ID, err)
+	}
+	if nsize := len(n.Body) + headerLen(n.ID, r.o.Stream); int64(nsize) > limit {
+		return w, fmt.Errorf("event %s (%d bytes) exceeds the NATS message size limit of %d bytes, and so would its ops.event-dropped notice (%d bytes): %w; raise the server's max_payload and the stream's max_msg_size",
+			rec.ID, size, limit, nsize, ErrLimitTooSmall)
+	}
+	r.log.Error("event relay: event too large for NATS even shrunk; publishing an ops.event-dropped notice in its place",
+		"event_id", rec.ID, "subject", clip(rec.Subject), "entity", clip(rec.Entity), "size", size, "limit", limit, "notice_id", n.ID, "why", serr)
+	w.id, w.subject, w.body, w.fate = n.ID, n.Subject, n.Body, dropped
+	return w, nil
 }
 
 // drain publishes everything in the outbox once. It stops at the first
 // failure after settling what is in flight, deletes every acknowledged
 // record, and returns how many it published.
-func (r *Relay) drain(ctx context.Context) (int, error) {
+func (r *Relay) drain(ctx context.Context) (n int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.recon {
-		if err := r.reconcile(ctx); err != nil {
-			return 0, err
-		}
-		r.recon = true
-	}
+	defer func() { r.recordDrain(err) }()
 	published := 0
 	defer func() {
 		if r.o.Metrics != nil {
@@ -229,11 +388,24 @@ func (r *Relay) drain(ctx context.Context) (int, error) {
 		if len(recs) == 0 {
 			return published, nil
 		}
+		if r.needInfo || !r.recon {
+			s, err := r.readLimits(ctx)
+			if err != nil {
+				return published, err
+			}
+			if !r.recon {
+				if err := r.reconcile(ctx, s); err != nil {
+					return published, err
+				}
+				r.recon = true
+				continue // read again: reconcile may have deleted some
+			}
+		}
 		chaosDeleteBeforeAck(r.o.Outbox, recs)
 		acked, perr := r.publish(ctx, recs)
 		if len(acked) > 0 {
-			if err := r.o.Outbox.OutboxDelete(acked); err != nil {
-				return published, fmt.Errorf("deleting %d published events from the outbox: %w", len(acked), err)
+			if err := r.delete(acked); err != nil {
+				return published, err
 			}
 			published += len(acked)
 			if r.o.Metrics != nil {
@@ -249,29 +421,78 @@ func (r *Relay) drain(ctx context.Context) (int, error) {
 	}
 }
 
+// delete removes published records from the outbox, counting those that
+// were shrunk or dropped in the same transaction.
+func (r *Relay) delete(ws []wire) error {
+	seqs := make([]uint64, len(ws))
+	var c RelayCounts
+	for i, w := range ws {
+		seqs[i] = w.rec.Seq
+		delete(r.fitted, w.rec.Seq)
+		switch w.fate {
+		case shrunk:
+			c.Truncated++
+		case dropped:
+			c.Dropped++
+		}
+	}
+	var err error
+	if c == (RelayCounts{}) {
+		err = r.o.Outbox.OutboxDelete(seqs)
+	} else {
+		err = r.o.Outbox.OutboxDeleteCounted(seqs, c)
+	}
+	if err != nil {
+		return fmt.Errorf("deleting %d published events from the outbox: %w", len(seqs), err)
+	}
+	if m := r.o.Metrics; m != nil {
+		if c.Truncated > 0 {
+			m.EventsTruncated(int(c.Truncated))
+		}
+		if c.Dropped > 0 {
+			m.EventsDropped(int(c.Dropped))
+		}
+	}
+	return nil
+}
+
 // publish sends recs in order with at most MaxInFlight unacknowledged and
-// never two of one entity at once. It returns the sequences acknowledged
-// and the first error.
-func (r *Relay) publish(ctx context.Context, recs []OutboxRecord) ([]uint64, error) {
+// never two of one entity or one subject at once. It returns what was
+// acknowledged and the first error.
+func (r *Relay) publish(ctx context.Context, recs []OutboxRecord) ([]wire, error) {
 	var (
-		acked    = make([]uint64, 0, len(recs))
+		acked    = make([]wire, 0, len(recs))
 		queue    []inflight
-		entities = make(map[string]int)
+		busy     = make(map[string]int) // entities and subjects in flight
 		firstErr error
+		limit    = r.limit()
 	)
+	keys := func(w wire) [2]string { return [2]string{"e\x00" + w.rec.Entity, "s\x00" + w.subject} }
+	fail := func(w wire, err error) {
+		if firstErr != nil {
+			return
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum ||
+			errors.Is(err, nats.ErrMaxPayload) {
+			// The limit changed under us: read it again before retrying.
+			r.needInfo = true
+		}
+		firstErr = fmt.Errorf("publishing event %s to %s: %w", w.id, clip(w.subject), r.connErr(err))
+	}
 	settle := func() {
 		f := queue[0]
 		queue = queue[1:]
-		if entities[f.rec.Entity]--; entities[f.rec.Entity] == 0 {
-			delete(entities, f.rec.Entity)
+		for _, k := range keys(f.w) {
+			if busy[k]--; busy[k] == 0 {
+				delete(busy, k)
+			}
 		}
 		select {
 		case <-f.fut.Ok():
-			acked = append(acked, f.rec.Seq)
+			acked = append(acked, f.w)
 		case err := <-f.fut.Err():
-			if firstErr == nil {
-				firstErr = fmt.Errorf("publishing event %s to %s: %w", f.rec.ID, f.rec.Subject, err)
-			}
+			fail(f.w, err)
 		case <-ctx.Done():
 			if firstErr == nil {
 				firstErr = ctx.Err()
@@ -282,22 +503,30 @@ func (r *Relay) publish(ctx context.Context, recs []OutboxRecord) ([]uint64, err
 		if firstErr != nil || ctx.Err() != nil {
 			break
 		}
-		for len(queue) > 0 && (len(queue) >= r.o.MaxInFlight || entities[rec.Entity] > 0) {
+		w, err := r.fit(rec, limit)
+		if err != nil {
+			firstErr = err
+			break
+		}
+		k := keys(w)
+		for len(queue) > 0 && (len(queue) >= r.o.MaxInFlight || busy[k[0]] > 0 || busy[k[1]] > 0) {
 			settle()
 		}
 		if firstErr != nil {
 			break
 		}
-		msg := nats.NewMsg(rec.Subject)
-		msg.Data = rec.Body
+		msg := nats.NewMsg(w.subject)
+		msg.Data = w.body
 		msg.Header.Set("Content-Type", ContentType)
-		fut, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(rec.ID), jetstream.WithExpectStream(r.o.Stream))
+		fut, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(w.id), jetstream.WithExpectStream(r.o.Stream))
 		if err != nil {
-			firstErr = fmt.Errorf("publishing event %s to %s: %w", rec.ID, rec.Subject, err)
+			fail(w, err)
 			break
 		}
-		queue = append(queue, inflight{rec: rec, fut: fut})
-		entities[rec.Entity]++
+		queue = append(queue, inflight{w: w, fut: fut})
+		for _, x := range k {
+			busy[x]++
+		}
 	}
 	for len(queue) > 0 {
 		settle()
@@ -308,12 +537,32 @@ func (r *Relay) publish(ctx context.Context, recs []OutboxRecord) ([]uint64, err
 	return acked, firstErr
 }
 
+// connErr explains a publish error while the connection is down: the
+// client's own error (e.g. "outbound buffer limit exceeded") says nothing
+// of why, the connection's last error (e.g. an authorization violation)
+// does. Both stay in the chain for errors.Is.
+func (r *Relay) connErr(err error) error {
+	nc := r.o.Conn
+	if nc.IsConnected() {
+		return err
+	}
+	if last := nc.LastError(); last != nil && !errors.Is(err, last) {
+		if isAuthErr(last) {
+			return fmt.Errorf("NATS is not connected: the server refused the credentials (%w); still trying (%s): %w", last, nc.Status(), err)
+		}
+		return fmt.Errorf("NATS is not connected (%s; last error: %w): %w", nc.Status(), last, err)
+	}
+	return fmt.Errorf("NATS is not connected (%s): %w", nc.Status(), err)
+}
+
 // reconcile deletes outbox records the stream already holds: published and
 // acknowledged before a crash that came before their deletion. Only the
 // head of the outbox can be in that state. Because the relay publishes the
 // events of a subject one at a time and in order, the last message stored on
 // a subject being record i means records up to i of that subject are stored.
-func (r *Relay) reconcile(ctx context.Context) error {
+// A record too large for the limit is looked for as what the relay would
+// publish for it (the same id shrunk, or its notice on the notice subject).
+func (r *Relay) reconcile(ctx context.Context, s jetstream.Stream) error {
 	recs, err := r.o.Outbox.OutboxRead(5 * r.o.MaxInFlight)
 	if err != nil {
 		return fmt.Errorf("reading the outbox: %w", err)
@@ -321,41 +570,40 @@ func (r *Relay) reconcile(ctx context.Context) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	s, err := r.js.Stream(ctx, r.o.Stream)
-	if err != nil {
-		return fmt.Errorf("looking up stream %s: %w", r.o.Stream, err)
-	}
-	bySubject := map[string][]OutboxRecord{}
+	limit := r.limit()
+	bySubject := map[string][]wire{}
 	var order []string
 	for _, rec := range recs {
-		if _, ok := bySubject[rec.Subject]; !ok {
-			order = append(order, rec.Subject)
+		w, err := r.fit(rec, limit)
+		if err != nil {
+			return err
 		}
-		bySubject[rec.Subject] = append(bySubject[rec.Subject], rec)
+		if _, ok := bySubject[w.subject]; !ok {
+			order = append(order, w.subject)
+		}
+		bySubject[w.subject] = append(bySubject[w.subject], w)
 	}
-	var stored []uint64
+	var stored []wire
 	for _, subj := range order {
 		m, err := s.GetLastMsgForSubject(ctx, subj)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("checking stream %s for already published events on %s: %w", r.o.Stream, subj, err)
+			return fmt.Errorf("checking stream %s for already published events on %s: %w", r.o.Stream, clip(subj), r.connErr(err))
 		}
 		last := m.Header.Get(jetstream.MsgIDHeader)
-		rs := bySubject[subj]
-		for i := range rs {
-			if rs[i].ID == last {
-				for _, x := range rs[:i+1] {
-					stored = append(stored, x.Seq)
-				}
+		ws := bySubject[subj]
+		for i := range ws {
+			if ws[i].id == last {
+				stored = append(stored, ws[:i+1]...)
 				break
 			}
 		}
 	}
 	if len(stored) > 0 {
 		r.log.Info("event relay: outbox held events already in the stream (published before a crash); removing them", "count", len(stored))
-		return r.o.Outbox.OutboxDelete(stored)
+		return r.delete(stored)
 	}
 	return nil
 }

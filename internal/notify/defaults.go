@@ -131,4 +131,7 @@ var defaultTemplates = map[events.Type]titleText{
 	events.OpsMassRemovalHeld: must("ops.mass-removal-held",
 		`pcwatch held back {{with .Data.Hold}}{{.Missing}} {{.Resource}} removals{{end}}{{if .CustomerID}} for {{.CustomerName}}{{end}}`,
 		`{{with .Data.Hold}}{{.Missing}} of {{.Total}} {{.Resource}}s vanished at once{{end}}{{if .CustomerID}} for `+tmplWho+`{{end}}{{with .Data.Hold}}, more than the {{percent .Threshold}} pcwatch accepts in one listing{{end}}. No removed events were emitted; they follow if the entities stay missing after the hold is released. Check Partner Center before acting.`),
+	events.OpsEventDropped: must("ops.event-dropped",
+		`pcwatch could not publish an event{{if .CustomerID}} for {{.CustomerName}}{{end}}{{with .Data.Dropped}}: {{.Type}} too large{{end}}`,
+		`{{with .Data.Dropped}}Event {{.ID}} ({{.Type}}, entity {{.Entity}}) was {{.Size}} bytes, more than the {{.Limit}} NATS accepts even after shrinking, and was not published{{end}}{{if .CustomerID}}. Customer: `+tmplWho+`{{end}}. Look at the entity in Partner Center, or raise the NATS server's max_payload and the stream's max_msg_size.`),
 }

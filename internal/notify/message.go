@@ -285,7 +285,7 @@ func newTemplateData(ev *events.Event, d *events.Data, channel string) *Template
 
 func severity(info events.Info, late bool) string {
 	switch {
-	case late, info.Type == events.OpsMassRemovalHeld, info.Type == events.OpsCustomerPollFailed,
+	case late, info.Type == events.OpsMassRemovalHeld, info.Type == events.OpsCustomerPollFailed, info.Type == events.OpsEventDropped,
 		info.Type == events.SubscriptionCancellationClosing, info.Type == events.SubscriptionRefundClosing:
 		if late || info.Resource == events.ResourceOps {
 			return "critical"

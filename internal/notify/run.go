@@ -151,6 +151,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	nc, err := events.Connect(o.NATS)
+	if ae := (*events.AuthError)(nil); errors.As(err, &ae) {
+		return NATSRefused(o.NATS, ae.Err)
+	}
 	if err != nil {
 		return err
 	}
@@ -298,9 +301,9 @@ func openDeliveries(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 	return kv, nil
 }
 
-// ErrNATSRefused says the NATS client gave up on the connection for good:
-// the server refused the credentials (nats.go stops retrying after the
-// same authorization error twice).
+// ErrNATSRefused says the server refused the notifier's credentials when
+// it connected (events.Connect's *events.AuthError), or that the NATS
+// client gave up on the connection for good.
 var ErrNATSRefused = errors.New("NATS closed the connection")
 
 // NATSRefused describes a closed connection to o's server and the fix;

@@ -190,6 +190,11 @@ func sampleData(info events.Info, at time.Time) *events.Data {
 			ids = append(ids, fmt.Sprintf("%08x-0000-4000-8000-%012x", i+1, i+1))
 		}
 		d.Hold = &events.Hold{Resource: "subscription", Missing: 40, Total: 48, Share: 40.0 / 48, Threshold: 0.5, IDs: ids, Cycle: 1042}
+	case events.OpsEventDropped:
+		d.Revision = 0
+		d.Dropped = &events.DroppedEvent{ID: "5f0c9a4e-1d2b-8c3a-9e4f-6a7b8c9d0e1f", Type: events.SubscriptionUpdated,
+			Subject: "pcwatch.events.subscription.updated." + sampleCustomerID + "." + sampleSubID,
+			Entity:  "subscription/" + sampleCustomerID + "/" + sampleSubID, Size: 3145728, Limit: 1048576}
 	}
 	return d
 }

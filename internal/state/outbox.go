@@ -88,12 +88,45 @@ func outboxKey(k []byte) string {
 
 // OutboxDelete removes records; missing ones are ignored.
 func (s *Store) OutboxDelete(seqs []uint64) error {
+	return s.OutboxDeleteCounted(seqs, events.RelayCounts{})
+}
+
+// Keys of the relay's durable counts in the meta bucket: 8-byte big-endian
+// totals over the life of the state file.
+var (
+	metaRelayTruncated = []byte("relay.truncated")
+	metaRelayDropped   = []byte("relay.dropped")
+)
+
+// OutboxDeleteCounted removes records like OutboxDelete and adds c to the
+// relay's counts (see RelayCounts) in the same transaction: a crash leaves
+// either both or neither. The relay passes the counts of the records it
+// deletes; they are added as given.
+func (s *Store) OutboxDeleteCounted(seqs []uint64, c events.RelayCounts) error {
 	if len(seqs) == 0 {
 		return nil
 	}
 	deleted := 0
 	err := s.update(func(tx *bolt.Tx) error {
 		deleted = 0
+		if c != (events.RelayCounts{}) {
+			meta := tx.Bucket(bMeta)
+			for _, x := range []struct {
+				key []byte
+				n   uint64
+			}{{metaRelayTruncated, c.Truncated}, {metaRelayDropped, c.Dropped}} {
+				if x.n == 0 {
+					continue
+				}
+				var total uint64
+				if v := meta.Get(x.key); len(v) == 8 {
+					total = binary.BigEndian.Uint64(v)
+				}
+				if err := meta.Put(x.key, binary.BigEndian.AppendUint64(nil, total+x.n)); err != nil {
+					return err
+				}
+			}
+		}
 		b := tx.Bucket(bOutbox)
 		for _, seq := range seqs {
 			k := binary.BigEndian.AppendUint64(nil, seq)
@@ -111,6 +144,23 @@ func (s *Store) OutboxDelete(seqs []uint64) error {
 		s.outboxN.Add(-int64(deleted))
 	}
 	return err
+}
+
+// RelayCounts returns how many events the relay has published shrunk or
+// replaced by an ops.event-dropped notice since the state file was created.
+func (s *Store) RelayCounts() (events.RelayCounts, error) {
+	var c events.RelayCounts
+	err := s.View(func(r *ReadTx) error {
+		meta := r.tx.Bucket(bMeta)
+		if v := meta.Get(metaRelayTruncated); len(v) == 8 {
+			c.Truncated = binary.BigEndian.Uint64(v)
+		}
+		if v := meta.Get(metaRelayDropped); len(v) == 8 {
+			c.Dropped = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return c, err
 }
 
 // OutboxLen returns the number of records waiting. It is kept in memory and

@@ -27,6 +27,8 @@ type metrics struct {
 	outboxDepth  prometheus.Gauge
 	published    prometheus.Counter
 	publishFail  prometheus.Counter
+	truncated    prometheus.Counter
+	dropped      prometheus.Counter
 	lastSuccess  prometheus.Gauge
 	lastCycle    prometheus.Gauge
 	ledgerSize   prometheus.Gauge
@@ -57,6 +59,10 @@ func newMetrics() *metrics {
 			Help: "Events acknowledged by JetStream."}),
 		publishFail: prometheus.NewCounter(prometheus.CounterOpts{Name: "pcwatch_publish_failures_total",
 			Help: "Relay drains that stopped on a publish failure."}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{Name: "pcwatch_events_truncated_total",
+			Help: "Events larger than NATS accepts that were published shrunk (data.truncated); `watcher state` shows the total since the state file was created."}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "pcwatch_events_dropped_total",
+			Help: "Events too large for NATS even shrunk, published as an ops.event-dropped notice instead; `watcher state` shows the total since the state file was created."}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pcwatch_last_successful_cycle_timestamp_seconds",
 			Help: "When the last cycle that polled every customer finished (Unix time)."}),
 		lastCycle: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pcwatch_last_cycle_timestamp_seconds",
@@ -65,7 +71,7 @@ func newMetrics() *metrics {
 			Help: "Deadline thresholds recorded as fired."}),
 	}
 	m.reg.MustRegister(m.cycleSeconds, m.cycles, m.customers, m.requests, m.reqSeconds, m.throttled, m.retries,
-		m.eventsByType, m.outboxDepth, m.published, m.publishFail, m.lastSuccess, m.lastCycle, m.ledgerSize,
+		m.eventsByType, m.outboxDepth, m.published, m.publishFail, m.truncated, m.dropped, m.lastSuccess, m.lastCycle, m.ledgerSize,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -109,9 +115,11 @@ func (m *metrics) CycleCompleted(r *poller.Report) {
 }
 
 // events.RelayMetrics
-func (m *metrics) OutboxDepth(n int) { m.outboxDepth.Set(float64(n)) }
-func (m *metrics) Published(n int)   { m.published.Add(float64(n)) }
-func (m *metrics) PublishFailed()    { m.publishFail.Inc() }
+func (m *metrics) OutboxDepth(n int)     { m.outboxDepth.Set(float64(n)) }
+func (m *metrics) Published(n int)       { m.published.Add(float64(n)) }
+func (m *metrics) PublishFailed()        { m.publishFail.Inc() }
+func (m *metrics) EventsTruncated(n int) { m.truncated.Add(float64(n)) }
+func (m *metrics) EventsDropped(n int)   { m.dropped.Add(float64(n)) }
 
 // deadline ledger
 func (m *metrics) LedgerSize(n int) { m.ledgerSize.Set(float64(n)) }

@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
+	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
 	"github.com/pcwatch/pcwatch/internal/poller"
 	"github.com/pcwatch/pcwatch/internal/secret"
@@ -25,6 +27,7 @@ import (
 type health struct {
 	store    *state.Store
 	nc       *nats.Conn
+	relay    func() events.RelayHealth // nil: not checked
 	interval time.Duration
 	started  time.Time
 	// listFailures: consecutive failed customer lists that make the
@@ -61,6 +64,13 @@ func (h *health) cycleFailed(err error) {
 // watcher reports not ready.
 const maxOutboxUnhealthy = 10000
 
+// relayFailuresUnready: this many failed relay drains in a row (about a
+// minute of retrying with the relay's backoff) while events wait make the
+// watcher not ready, when NATS is connected (something other than an
+// outage, which the outbox rides out, keeps events from being stored) or
+// refuses the credentials (which waiting does not fix).
+const relayFailuresUnready = 8
+
 // ready reports readiness and why not: the state file is open, events can
 // flow (NATS connected, or the outbox is still small), a cycle finished
 // recently (within three intervals plus a grace period for the first one),
@@ -74,6 +84,13 @@ func (h *health) ready() (bool, []string) {
 	}
 	if !h.nc.IsConnected() && depth > maxOutboxUnhealthy {
 		why = append(why, fmt.Sprintf("NATS disconnected and %d events waiting in the outbox", depth))
+	}
+	if h.relay != nil && depth > 0 {
+		if rh := h.relay(); rh.ConsecutiveFailures >= relayFailuresUnready &&
+			(h.nc.IsConnected() || errors.Is(rh.LastError, nats.ErrAuthorization)) {
+			why = append(why, fmt.Sprintf("events are not being published (%d attempts in a row failed since %s; %d waiting in the outbox): %v",
+				rh.ConsecutiveFailures, rh.FailingSince.UTC().Format(time.RFC3339), depth, rh.LastError))
+		}
 	}
 	h.mu.Lock()
 	last, streak, cerr, rep := h.lastCycle, h.listStreak, h.cycleErr, h.lastRep
