@@ -264,8 +264,10 @@ func cmdState(args []string, getenv func(string) string, stdout, stderr io.Write
 		enc.Encode(s)
 		return 0
 	}
-	fmt.Fprintf(stdout, "cycles run: %d\ncustomers: %d   subscriptions: %d   managed services: %d   products: %d\npending removals: %d   deadline ledger: %d   outbox depth: %d\n\n",
+	fmt.Fprintf(stdout, "cycles run: %d\ncustomers: %d   subscriptions: %d   managed services: %d   products: %d\npending removals: %d   deadline ledger: %d   outbox depth: %d\n",
 		s.Cycle, s.Customers, s.Subscriptions, s.Managed, s.Products, s.Pending, s.LedgerEntries, s.Outbox)
+	fmt.Fprintf(stdout, "events too large for NATS: %d published shrunk (data.truncated), %d replaced by ops.event-dropped\n\n",
+		s.EventsTruncated, s.EventsDropped)
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CUSTOMER\tNAME\tSUBSCRIPTIONS\tLAST SUCCESSFUL POLL\tFAILING")
 	for _, c := range s.PerCustomer {

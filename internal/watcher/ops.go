@@ -174,6 +174,10 @@ type StateSummary struct {
 	LedgerEntries int                   `json:"deadlineLedgerEntries"`
 	Outbox        int                   `json:"outboxDepth"`
 	PerCustomer   []CustomerStateRecord `json:"perCustomer"`
+	// Events larger than NATS accepts, since the state file was created:
+	// published shrunk, or replaced by an ops.event-dropped notice.
+	EventsTruncated uint64 `json:"eventsTruncated"`
+	EventsDropped   uint64 `json:"eventsDropped"`
 }
 
 // CustomerStateRecord is one customer's line.
@@ -201,9 +205,14 @@ func Inspect(store *state.Store) (*StateSummary, error) {
 	if err != nil {
 		return nil, err
 	}
+	relayed, err := store.RelayCounts()
+	if err != nil {
+		return nil, err
+	}
 	s := &StateSummary{Cycle: cycle, Customers: counts.Records[state.KindCustomer], Subscriptions: counts.Records[state.KindSubscription],
 		Managed: counts.Records[state.KindManagedService], Products: counts.Records[state.KindProduct],
-		Pending: counts.Pending, LedgerEntries: counts.Ledger, Outbox: counts.Outbox}
+		Pending: counts.Pending, LedgerEntries: counts.Ledger, Outbox: counts.Outbox,
+		EventsTruncated: relayed.Truncated, EventsDropped: relayed.Dropped}
 	subs := map[string]int{}
 	err = store.View(func(r *state.ReadTx) error {
 		if err := r.ForEach(state.KindSubscription, func(k string, _ state.Record) error {
