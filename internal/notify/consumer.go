@@ -375,7 +375,7 @@ func (r *channelRunner) handle(ctx context.Context, rm received) string {
 	defer r.store.setInflight(key, false)
 
 	var serr error
-	td, err := renderMessage(ev, d, r.cfg.overrides, r.name)
+	td, err := channelMessage(r.ch.Kind, ev, d, r.cfg.overrides, r.name)
 	if err != nil {
 		serr = &SendError{Channel: r.name, Reason: ReasonRender, Permanent: true, Err: err}
 	} else {

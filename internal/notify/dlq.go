@@ -332,7 +332,7 @@ func replayOne(ctx context.Context, o ReplayOptions, s jetstream.Stream, store *
 		}
 		senders[e.Channel] = snd
 	}
-	td, err := renderMessage(ev, d, o.Config.overrides, e.Channel)
+	td, err := channelMessage(ch.Kind, ev, d, o.Config.overrides, e.Channel)
 	if err == nil {
 		sctx, cancel := context.WithTimeout(ctx, ch.Timeout.D())
 		err = snd.send(sctx, &notification{Event: ev, Data: d, Body: e.Body, Message: td, Subject: e.Subject, Attempt: e.Attempts + 1})

@@ -170,6 +170,22 @@ func (e *RenderError) Error() string {
 }
 func (e *RenderError) Unwrap() error { return e.Err }
 
+// channelMessage is what a channel of kind needs rendered of an event. A
+// webhook sends the event itself, byte for byte, and renders nothing (nil),
+// so no limit on rendered text can stop a large event from reaching it. A
+// nats channel republishes the event too and needs only the template data
+// for its subject template. Slack, Teams and email show a title and a text:
+// renderMessage.
+func channelMessage(kind string, ev *events.Event, d *events.Data, ov []compiledOverride, channel string) (*TemplateData, error) {
+	switch kind {
+	case KindWebhook:
+		return nil, nil
+	case KindNATS:
+		return newTemplateData(ev, d, channel), nil
+	}
+	return renderMessage(ev, d, ov, channel)
+}
+
 // renderMessage builds the template data of an event and renders its title
 // and text: the first override (in file order) whose glob matches wins,
 // then the built-in default of the type, then a generic one.

@@ -57,7 +57,7 @@ func SendTest(ctx context.Context, o TestOptions) (*events.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	td, err := renderMessage(ev, d, o.Config.overrides, o.Channel)
+	td, err := channelMessage(ch.Kind, ev, d, o.Config.overrides, o.Channel)
 	if err != nil {
 		return nil, err
 	}
