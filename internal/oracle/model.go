@@ -70,6 +70,11 @@ type Model struct {
 	removedAt map[string]Event
 	changes   []Event
 
+	// dropped counts, per entity, the change events an ops.event-dropped
+	// notice says the relay could not publish (too large for NATS even
+	// shrunk) and that no revision gap has accounted for yet.
+	dropped map[Entity]int
+
 	ids         map[string]string // event id -> description
 	transitions map[string]string // entity|type|revision -> event id
 	lastRev     map[Entity]uint64
@@ -80,12 +85,17 @@ type Model struct {
 	Types map[events.Type]int
 	// Applied counts the events applied.
 	Applied int
+	// Dropped lists the ops.event-dropped notices applied; Explained counts
+	// the revisions missing from the stream that they account for (a
+	// documented loss, not a silent one: no problem is reported for them).
+	Dropped   []string
+	Explained int
 }
 
 // NewModel returns an empty model.
 func NewModel() *Model {
 	return &Model{customers: map[string]*custEntry{}, subs: map[Entity]*subEntry{}, services: map[Entity]*svcEntry{},
-		everSub: map[Entity]bool{}, removedAt: map[string]Event{}, ids: map[string]string{}, transitions: map[string]string{}, lastRev: map[Entity]uint64{},
+		everSub: map[Entity]bool{}, removedAt: map[string]Event{}, dropped: map[Entity]int{}, ids: map[string]string{}, transitions: map[string]string{}, lastRev: map[Entity]uint64{},
 		open: map[Entity]*group{}, Types: map[events.Type]int{}}
 }
 
@@ -105,6 +115,9 @@ func (m *Model) Apply(e Event) []string {
 		m.problem("duplicate: event id %s is in the stream twice: %s and %s", e.ID, prev, desc)
 	} else {
 		m.ids[e.ID] = desc
+	}
+	if e.Type == events.OpsEventDropped && e.Data.Dropped != nil {
+		m.noteDropped(e)
 	}
 	en, ok := EntityOf(e)
 	if !ok {
@@ -141,12 +154,12 @@ func (m *Model) Apply(e Event) []string {
 	m.transitions[tr] = e.ID
 	last, seen := m.lastRev[en]
 	switch {
-	case !seen && rev != 1:
+	case !seen && rev != 1 && !m.explain(en, rev-1):
 		m.problem("event lost: %s: its first event in the stream has revision %d, so revisions 1..%d never reached the stream: %s", en, rev, rev-1, desc)
 	case seen && rev < last:
 		m.problem("%s: revision went back from %d to %d: %s", en, last, rev, desc)
 		return m.take()
-	case seen && rev > last+1:
+	case seen && rev > last+1 && !m.explain(en, rev-last-1):
 		m.problem("event lost: %s: revision %d follows revision %d, so revision(s) %s never reached the stream: %s", en, rev, last, revRange(last+1, rev-1), desc)
 	}
 	if g := m.open[en]; g != nil && g.rev == rev {
@@ -159,6 +172,53 @@ func (m *Model) Apply(e Event) []string {
 	m.lastRev[en] = rev
 	m.open[en] = &group{rev: rev, evs: []Event{e}}
 	return m.take()
+}
+
+// noteDropped records an ops.event-dropped notice about a change event.
+// The relay publishes the notice in the dropped event's place in its
+// entity's order, so it comes before the entity's next revision.
+func (m *Model) noteDropped(e Event) {
+	d := e.Data.Dropped
+	m.Dropped = append(m.Dropped, fmt.Sprintf("%s of %s (id %s, %d bytes, limit %d)", strings.TrimPrefix(string(d.Type), events.TypePrefix), d.Entity, d.ID, d.Size, d.Limit))
+	info, ok := events.Lookup(d.Type)
+	if !ok || info.Resource == events.ResourceOps || info.Deadline {
+		return
+	}
+	if en, ok := entityOfKey(d.Entity); ok {
+		m.dropped[en]++
+	}
+}
+
+// explain accounts for n revisions of en missing from the stream with the
+// notices of dropped events not yet used; it reports whether they cover
+// all n.
+func (m *Model) explain(en Entity, n uint64) bool {
+	if uint64(m.dropped[en]) < n {
+		return false
+	}
+	m.dropped[en] -= int(n)
+	m.Explained += int(n)
+	return true
+}
+
+// entityOfKey reads an events.EntityKey: <resource>/<customerId>/<id>.
+func entityOfKey(key string) (Entity, bool) {
+	r, rest, ok := strings.Cut(key, "/")
+	if !ok {
+		return Entity{}, false
+	}
+	c, id, _ := strings.Cut(rest, "/")
+	switch events.Resource(r) {
+	case events.ResourceCustomer:
+		return CustomerEntity(c), true
+	case events.ResourceSubscription:
+		return SubscriptionEntity(c, id), true
+	case events.ResourceManagedService:
+		return ServiceEntity(c, id), true
+	case events.ResourceProduct:
+		return Entity{Kind: KindProduct, Customer: c, ID: id}, true
+	}
+	return Entity{}, false
 }
 
 func revRange(a, b uint64) string {

@@ -141,6 +141,36 @@ func TestModelCatchesWhatWentWrong(t *testing.T) {
 		p := apply(m, append(evs[:3:3], evs[4]))
 		wantProblem(t, append(p, m.Flush()...), "event lost: subscription c1/s1: revision 3 follows revision 1, so revision(s) 2 never reached the stream: subscription.auto-renew-changed")
 	})
+	t.Run("dropped revision", func(t *testing.T) {
+		// An ops.event-dropped notice in the dropped event's place accounts
+		// for its revision; a notice about another entity does not.
+		for _, tc := range []struct {
+			name   string
+			entity string
+			lost   bool
+		}{
+			{"notice about it", "subscription/" + cust + "/" + sub, false},
+			{"notice about another subscription", "subscription/" + cust + "/s2", true},
+			{"notice about a customer", "customer/" + cust + "/", true},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				b := &builder{t: t}
+				evs := history(b)
+				notice := b.ev(events.OpsEventDropped, 0, hours(3), &events.Data{CustomerID: cust, Dropped: &events.DroppedEvent{
+					ID: evs[3].ID, Type: evs[3].Type, Subject: "pcwatch.events.subscription.quantity-changed.c1.s1", Entity: tc.entity, Size: 2 << 20, Limit: 1 << 20}})
+				m := NewModel()
+				p := apply(m, append(evs[:3:3], notice, evs[4]))
+				p = append(p, m.Flush()...)
+				lost := strings.Contains(strings.Join(p, "\n"), "event lost: subscription c1/s1: revision 3 follows revision 1")
+				if lost != tc.lost {
+					t.Errorf("revision 2 reported lost: %v, want %v; problems:\n%s", lost, tc.lost, strings.Join(p, "\n"))
+				}
+				if len(m.Dropped) != 1 || !strings.Contains(m.Dropped[0], evs[3].ID) || (m.Explained == 1) == tc.lost {
+					t.Errorf("dropped %q, explained %d", m.Dropped, m.Explained)
+				}
+			})
+		}
+	})
 	t.Run("wrong old value", func(t *testing.T) {
 		b := &builder{t: t}
 		evs := history(b)
