@@ -32,9 +32,6 @@ const (
 	// unpolled: customers the mutations of the phase added just before it,
 	// which the watcher has not listed yet when the listing fails.
 	hostileSlack = 5
-	// eventDropped is the type of the event the relay publishes instead of
-	// an event that even shrunk exceeds NATS's max payload.
-	eventDropped = "io.pcwatch.ops.event-dropped"
 )
 
 // hostileStep is one configuration of a window. It stays on for at least
@@ -505,15 +502,15 @@ func (h *harness) checkHostile(res *result) (problems, summary []string) {
 						shrunk++
 					}
 				}
-				if string(e.Type) == eventDropped && json.Unmarshal(e.Event.Data, &raw) == nil && raw.Dropped != nil &&
+				if e.Type == events.OpsEventDropped && json.Unmarshal(e.Event.Data, &raw) == nil && raw.Dropped != nil &&
 					strings.Contains(raw.Dropped.Entity, o.subscription) {
 					dropped++
 				}
 			}
-			summary = append(summary, fmt.Sprintf("  oversized %s of %s: %d events about it, %d shrunk (data.truncated), %d %s", o.field, en, about, shrunk, dropped, eventDropped))
+			summary = append(summary, fmt.Sprintf("  oversized %s of %s: %d events about it, %d shrunk (data.truncated), %d %s", o.field, en, about, shrunk, dropped, events.OpsEventDropped))
 			if shrunk+dropped == 0 {
 				problems = append(problems, fmt.Sprintf("the oversized %s of %s (1.2 MB, changed every second from %s to %s) never reached the stream: no event about it carries data.truncated and no %s names it (%d events about it)",
-					o.field, en, from.Format(time.RFC3339), to.Format(time.RFC3339), eventDropped, about))
+					o.field, en, from.Format(time.RFC3339), to.Format(time.RFC3339), events.OpsEventDropped, about))
 			}
 		}
 	}
