@@ -686,9 +686,16 @@ func (c *Client) get(ctx context.Context, endpoint, path string, hdr []Header, b
 			if r.status != http.StatusTooManyRequests && r.status != http.StatusServiceUnavailable {
 				retryAfter = 0 // only 429 and 503 define Retry-After
 			}
-			// Hold everyone back, but never longer than a whole budget:
-			// a Retry-After of a day must not stop the client for a day.
-			c.pause(min(retryAfter, c.budget))
+			// Hold everyone back for a Retry-After the client is willing
+			// to wait (at most one RetryBudget): Partner Center throttles
+			// per tenant, so the others would be refused too. A longer
+			// one (a day) fails this request below and is not shared: a
+			// server that asks one request to wait a day must not stop
+			// the polling of every other customer (they find out for
+			// themselves if it applies to them).
+			if retryAfter <= c.budget {
+				c.pause(retryAfter)
+			}
 		case r.decodeErr == nil:
 			return nil
 		default:

@@ -688,9 +688,10 @@ func TestRetryAfterBoundedByBudget(t *testing.T) {
 // of waiting.
 func TestSharedPauseBoundedByBudget(t *testing.T) {
 	var hits atomic.Int32
+	retryAfter := "4"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if hits.Add(1) == 1 {
-			w.Header().Set("Retry-After", "86400")
+			w.Header().Set("Retry-After", retryAfter)
 			w.WriteHeader(429)
 			return
 		}
@@ -699,28 +700,46 @@ func TestSharedPauseBoundedByBudget(t *testing.T) {
 	defer srv.Close()
 	c, ft := newTestClient(t, srv, func(o *Options) { o.RetryBudget = 5 * time.Second })
 	ctx := context.Background()
-	if _, err := c.ListSubscriptions(ctx, "c1", SubscriptionFilter{}); !errors.Is(err, ErrThrottled) {
+	// A 4 s Retry-After is more than this 3 s caller may wait: it fails, and
+	// the pause it announced (within the client's 5 s budget) holds the
+	// others back.
+	if err := c.Probe(ctx, 3*time.Second); !errors.Is(err, ErrThrottled) {
 		t.Fatalf("first request: %v", err)
 	}
-	// A caller with a 2 s budget is not held back by the 5 s pause: it fails
+	// A caller with a 2 s budget is not held back by the 4 s pause: it fails
 	// without sending anything.
 	err := c.Probe(ctx, 2*time.Second)
 	var re *RetryError
 	if !errors.As(err, &re) || re.Reason != GaveUpPause || re.Attempts != 0 || !errors.Is(err, ErrThrottled) || hits.Load() != 1 {
 		t.Fatalf("short-budget caller: %v (%d requests); want a *RetryError for the pause, nothing sent", err, hits.Load())
 	}
-	if !strings.Contains(err.Error(), "held back for another 5s") || !strings.Contains(err.Error(), "2s left") {
+	if !strings.Contains(err.Error(), "held back for another 4s") || !strings.Contains(err.Error(), "2s left") {
 		t.Errorf("error %q does not explain the pause", err)
 	}
 	if ft.total() != 0 {
 		t.Errorf("waited %v so far; want no wait", ft.total())
 	}
-	// A caller with a full budget waits out the (capped) pause and succeeds.
+	// A caller with a full budget waits out the pause and succeeds.
 	if _, err := c.ListSubscriptions(ctx, "c2", SubscriptionFilter{}); err != nil {
 		t.Fatalf("second request: %v", err)
 	}
-	if ft.total() > 5*time.Second {
-		t.Errorf("the second caller waited %v; want at most its 5s budget", ft.total())
+	if ft.total() != 4*time.Second {
+		t.Errorf("the second caller waited %v; want the 4s pause", ft.total())
+	}
+
+	// A Retry-After longer than the client's whole budget (a day) fails its
+	// request and holds nobody back: the others are polled at once.
+	hits.Store(0)
+	retryAfter = "86400"
+	waited := ft.total()
+	if _, err := c.ListSubscriptions(ctx, "c3", SubscriptionFilter{}); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("a day's Retry-After: %v", err)
+	}
+	if _, err := c.ListSubscriptions(ctx, "c4", SubscriptionFilter{}); err != nil || hits.Load() != 2 {
+		t.Fatalf("the next customer after a day's Retry-After: %v (%d requests); want it polled at once", err, hits.Load())
+	}
+	if ft.total() != waited {
+		t.Errorf("waited %v for a Retry-After nobody would wait for", ft.total()-waited)
 	}
 }
 
