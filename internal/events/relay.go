@@ -96,9 +96,12 @@ type RelayOptions struct {
 //
 // Guarantees, given an outbox that is only appended to by committed
 // transactions:
-//   - nothing is lost: a record leaves the outbox only after its PubAck;
-//   - nothing is stored twice: every publish carries Nats-Msg-Id = event id,
-//     so a republish after a crash (between PubAck and delete) is dropped by
+//   - nothing is lost: a record leaves the outbox only after the PubAck of
+//     what was published for it (the event, shrunk or not, or the notice
+//     that names it);
+//   - nothing is stored twice: every publish carries Nats-Msg-Id = event id
+//     (a notice's id derives from the dropped event's), so a republish
+//     after a crash (between PubAck and delete) is dropped by
 //     the stream's duplicate window, and at start-up the relay checks the
 //     stream for records it published but could not delete, so even a
 //     restart after the window has passed does not double them;
