@@ -79,6 +79,11 @@ type RelayOptions struct {
 	Idle    time.Duration
 	Metrics RelayMetrics
 	Logger  *slog.Logger
+	// Redact, when set, is applied to every event body before it is
+	// published (the watcher removes its configured secrets: Partner
+	// Center data could echo one). It must be deterministic, so that a
+	// republish carries the same body.
+	Redact func([]byte) []byte
 }
 
 // Relay moves events from the outbox onto JetStream, in outbox order,
@@ -328,9 +333,13 @@ type fitting struct {
 
 // fit returns what to publish for rec under limit (0: no limit known).
 func (r *Relay) fit(rec OutboxRecord, limit int64) (wire, error) {
-	w := wire{rec: rec, id: rec.ID, subject: rec.Subject, body: rec.Body}
+	body := rec.Body
+	if r.o.Redact != nil {
+		body = r.o.Redact(body)
+	}
+	w := wire{rec: rec, id: rec.ID, subject: rec.Subject, body: body}
 	hdr := headerLen(rec.ID, r.o.Stream)
-	size := len(rec.Body) + hdr
+	size := len(body) + hdr
 	if limit <= 0 || int64(size) <= limit {
 		return w, nil
 	}
@@ -345,8 +354,8 @@ func (r *Relay) fit(rec OutboxRecord, limit int64) (wire, error) {
 }
 
 func (r *Relay) refit(w wire, size int, limit int64) (wire, error) {
-	rec, hdr := w.rec, size-len(w.rec.Body)
-	body, cuts, serr := ShrinkEvent(rec.Body, int(limit)-hdr)
+	rec, hdr := w.rec, size-len(w.body)
+	body, cuts, serr := ShrinkEvent(w.body, int(limit)-hdr)
 	if serr == nil {
 		w.body, w.fate = body, shrunk
 		r.log.Warn("event relay: event larger than NATS accepts; publishing it shrunk (data.truncated lists what was cut)",

@@ -32,6 +32,7 @@ type metrics struct {
 	lastSuccess  prometheus.Gauge
 	lastCycle    prometheus.Gauge
 	ledgerSize   prometheus.Gauge
+	damaged      prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -69,9 +70,11 @@ func newMetrics() *metrics {
 			Help: "When the last cycle finished (Unix time)."}),
 		ledgerSize: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pcwatch_deadline_ledger_entries",
 			Help: "Deadline thresholds recorded as fired."}),
+		damaged: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pcwatch_state_records_damaged",
+			Help: "State file records the last deadline evaluation skipped because they no longer decode (restore a backup or rebuild: README, Operations)."}),
 	}
 	m.reg.MustRegister(m.cycleSeconds, m.cycles, m.customers, m.requests, m.reqSeconds, m.throttled, m.retries,
-		m.eventsByType, m.outboxDepth, m.published, m.publishFail, m.truncated, m.dropped, m.lastSuccess, m.lastCycle, m.ledgerSize,
+		m.eventsByType, m.outboxDepth, m.published, m.publishFail, m.truncated, m.dropped, m.lastSuccess, m.lastCycle, m.ledgerSize, m.damaged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -123,3 +126,7 @@ func (m *metrics) EventsDropped(n int)   { m.dropped.Add(float64(n)) }
 
 // deadline ledger
 func (m *metrics) LedgerSize(n int) { m.ledgerSize.Set(float64(n)) }
+
+// RecordsDamaged is the number of state records the last deadline
+// evaluation had to skip because they no longer decode.
+func (m *metrics) RecordsDamaged(n int) { m.damaged.Set(float64(n)) }

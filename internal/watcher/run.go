@@ -237,7 +237,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		provisionNotifier(ctx, js, log)
 	}
 
-	relay, err := events.NewRelay(events.RelayOptions{Conn: nc, Outbox: store, Metrics: m, Logger: log.With("component", "relay")})
+	relay, err := events.NewRelay(events.RelayOptions{Conn: nc, Outbox: store, Metrics: m, Redact: red.Bytes, Logger: log.With("component", "relay")})
 	if err != nil {
 		return err
 	}

@@ -150,3 +150,42 @@ func TestEchoedCredentialsStayInside(t *testing.T) {
 		t.Errorf("%d ops.customer-poll-failed events, want 1", failed)
 	}
 }
+
+// Partner Center data that carries a secret (a subscription named with the
+// access token and the URL-encoded client secret, by a hostile or careless
+// admin): the events published from it are redacted. The state file keeps
+// Partner Center's answers as they came (they are what the next listing is
+// compared with); it is the watcher's own private file (mode 0600).
+func TestSecretsInPartnerCenterDataAreRedactedFromEvents(t *testing.T) {
+	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"token_type":"Bearer","access_token":%q,"expires_in":3600}`, testAccessToken)
+	}))
+	defer tokens.Close()
+	clk := clock.NewFake(time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC))
+	sim := pcsim.New(pcsim.Options{Seed: 1, Customers: 3, Token: testAccessToken, Clock: clk})
+	cust := sim.State().Customers[2]
+	sub := cust.Subscriptions[0].ID
+	if err := sim.Rename(cust.ID, sub, "named "+testAccessToken+" and "+url.QueryEscape(testClientSecret)); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	ns := natstest.Start(t)
+	c := Default()
+	c.PCURL, c.DataDir, c.NATSURL, c.Listen, c.Once = srv.URL, t.TempDir(), ns.ClientURL(), "", true
+	c.CreatedOnFirstSighting = true // the first listing's events carry the subscription
+	if err := Run(context.Background(), Options{Config: c, Getenv: appUserEnv(tokens.URL), Clock: clk, Logger: NewLogger(io.Discard, "text", "error")}); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, m := range natstest.ReadStream(t, natstest.Connect(t, ns.ClientURL()), events.StreamName) {
+		assertNoSecrets(t, "event "+m.Subject, m.Data)
+		if strings.Contains(m.Subject, sub) && bytes.Contains(m.Data, []byte("named [REDACTED] and [REDACTED]")) {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no event carries the renamed subscription with the secrets redacted")
+	}
+}
