@@ -165,7 +165,10 @@ func withState(name, dataDir, listen, apiPath string, local func(*state.Store) (
 	if err == nil {
 		defer st.Close()
 		v, err := local(st)
-		if err != nil {
+		var damaged *state.DamagedError
+		if errors.As(err, &damaged) {
+			fmt.Fprintf(stderr, "watcher %s: warning: %v\n", name, err) // what could be read follows
+		} else if err != nil {
 			fmt.Fprintf(stderr, "watcher %s: %v\n", name, err)
 			return false
 		}
@@ -203,6 +206,9 @@ func withState(name, dataDir, listen, apiPath string, local func(*state.Store) (
 	if resp.StatusCode != 200 {
 		fmt.Fprintf(stderr, "watcher %s: %s%s answered %s\n", name, listen, apiPath, resp.Status)
 		return false
+	}
+	if w := resp.Header.Get("Warning"); w != "" {
+		fmt.Fprintf(stderr, "watcher %s: warning from the running watcher: %s\n", name, w)
 	}
 	return json.NewDecoder(resp.Body).Decode(into) == nil
 }
@@ -268,6 +274,13 @@ func cmdState(args []string, getenv func(string) string, stdout, stderr io.Write
 		s.Cycle, s.Customers, s.Subscriptions, s.Managed, s.Products, s.Pending, s.LedgerEntries, s.Outbox)
 	fmt.Fprintf(stdout, "events too large for NATS: %d published shrunk (data.truncated), %d replaced by ops.event-dropped\n\n",
 		s.EventsTruncated, s.EventsDropped)
+	if s.DamagedCount > 0 {
+		fmt.Fprintf(stdout, "DAMAGED RECORDS: %d (skipped; stop the watcher and restore a backup, or move the state file aside to rebuild from a fresh baseline):\n", s.DamagedCount)
+		for _, r := range s.DamagedRecords {
+			fmt.Fprintf(stdout, "  %s\n", r)
+		}
+		fmt.Fprintln(stdout)
+	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CUSTOMER\tNAME\tSUBSCRIPTIONS\tLAST SUCCESSFUL POLL\tFAILING")
 	for _, c := range s.PerCustomer {

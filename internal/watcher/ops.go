@@ -142,6 +142,12 @@ func opsHandler(m *metrics, h *health, store *state.Store, dcfg deadline.Config,
 	})))
 	mux.Handle("GET /api/deadlines", guard.Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ds, err := Upcoming(store, dcfg, clk.Now())
+		var damaged *state.DamagedError
+		if errors.As(err, &damaged) {
+			// The deadlines that could be read, and a warning.
+			w.Header().Set("Warning", fmt.Sprintf("299 pcwatch %q", red.String(oneLine(err))))
+			err = nil
+		}
 		writeJSON(w, ds, err)
 	})))
 	return guard.CheckHost(mux)
@@ -178,6 +184,10 @@ type StateSummary struct {
 	// published shrunk, or replaced by an ops.event-dropped notice.
 	EventsTruncated uint64 `json:"eventsTruncated"`
 	EventsDropped   uint64 `json:"eventsDropped"`
+	// Records that no longer decode (damage since the file was opened;
+	// Open refuses a damaged file): counted, the first ones named.
+	DamagedCount   int      `json:"damagedRecords,omitempty"`
+	DamagedRecords []string `json:"damagedRecordNames,omitempty"`
 }
 
 // CustomerStateRecord is one customer's line.
@@ -214,20 +224,40 @@ func Inspect(store *state.Store) (*StateSummary, error) {
 		Pending: counts.Pending, LedgerEntries: counts.Ledger, Outbox: counts.Outbox,
 		EventsTruncated: relayed.Truncated, EventsDropped: relayed.Dropped}
 	subs := map[string]int{}
+	damaged := &state.DamagedError{Path: store.Path()}
+	// skipDamaged keeps what could be read: a damaged record is named in
+	// DamagedRecords, not a reason to show nothing.
+	skipDamaged := func(err error) error {
+		var de *state.DamagedError
+		var re *state.RecordError
+		switch {
+		case errors.As(err, &de):
+			damaged.Merge(de)
+			return nil
+		case errors.As(err, &re):
+			damaged.Add(re)
+			return nil
+		}
+		return err
+	}
 	err = store.View(func(r *state.ReadTx) error {
-		if err := r.ForEach(state.KindSubscription, func(k string, _ state.Record) error {
+		if err := skipDamaged(r.ForEach(state.KindSubscription, func(k string, _ state.Record) error {
 			c, _ := state.SplitKey(k)
 			subs[c]++
 			return nil
-		}); err != nil {
+		})); err != nil {
 			return err
 		}
-		return r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
-			raw, err := rec.JSON()
-			if err != nil {
-				return err
+		return skipDamaged(r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
+			name := ""
+			if raw, err := rec.JSON(); err != nil {
+				if err := skipDamaged(err); err != nil {
+					return err
+				}
+			} else {
+				name = view.Of(state.KindCustomer, id, raw).CompanyName
 			}
-			cr := CustomerStateRecord{ID: id, Name: view.Of(state.KindCustomer, id, raw).CompanyName, Subscriptions: subs[id]}
+			cr := CustomerStateRecord{ID: id, Name: name, Subscriptions: subs[id]}
 			if t, ok := lastOK[id]; ok {
 				cr.LastSuccess = &t
 			}
@@ -236,8 +266,12 @@ func Inspect(store *state.Store) (*StateSummary, error) {
 			}
 			s.PerCustomer = append(s.PerCustomer, cr)
 			return nil
-		})
+		}))
 	})
+	s.DamagedCount = damaged.Count
+	for _, r := range damaged.Records {
+		s.DamagedRecords = append(s.DamagedRecords, r.Error())
+	}
 	return s, err
 }
 
@@ -255,25 +289,41 @@ type UpcomingDeadline struct {
 	AutoRenew      *bool         `json:"autoRenewEnabled,omitempty"`
 }
 
-// Upcoming lists future deadlines, soonest first.
+// Upcoming lists future deadlines, soonest first. Records that no longer
+// decode are skipped: the list of the others comes with a
+// *state.DamagedError naming them.
 func Upcoming(store *state.Store, cfg deadline.Config, now time.Time) ([]UpcomingDeadline, error) {
 	var out []UpcomingDeadline
 	names := map[string]string{}
+	damaged := &state.DamagedError{Path: store.Path()}
+	skipDamaged := func(err error) error {
+		var de *state.DamagedError
+		var re *state.RecordError
+		switch {
+		case errors.As(err, &de):
+			damaged.Merge(de)
+			return nil
+		case errors.As(err, &re):
+			damaged.Add(re)
+			return nil
+		}
+		return err
+	}
 	err := store.View(func(r *state.ReadTx) error {
-		if err := r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
+		if err := skipDamaged(r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
 			raw, err := rec.JSON()
 			if err != nil {
-				return err
+				return skipDamaged(err)
 			}
 			names[id] = view.Of(state.KindCustomer, id, raw).CompanyName
 			return nil
-		}); err != nil {
+		})); err != nil {
 			return err
 		}
-		return r.ForEach(state.KindSubscription, func(k string, rec state.Record) error {
+		return skipDamaged(r.ForEach(state.KindSubscription, func(k string, rec state.Record) error {
 			meta, err := rec.MetaJSON()
 			if err != nil {
-				return err
+				return skipDamaged(err)
 			}
 			f, err := deadline.DecodeFacts(meta)
 			if err != nil {
@@ -286,7 +336,7 @@ func Upcoming(store *state.Store, cfg deadline.Config, now time.Time) ([]Upcomin
 			cust, sub := state.SplitKey(k)
 			raw, err := rec.JSON()
 			if err != nil {
-				return err
+				return skipDamaged(err)
 			}
 			v := view.Of(state.KindSubscription, sub, raw)
 			for _, d := range ds {
@@ -302,9 +352,12 @@ func Upcoming(store *state.Store, cfg deadline.Config, now time.Time) ([]Upcomin
 				out = append(out, u)
 			}
 			return nil
-		})
+		}))
 	})
 	sort.SliceStable(out, func(i, j int) bool { return out[i].ClosesAt.Before(out[j].ClosesAt) })
+	if err == nil && damaged.Count > 0 {
+		err = damaged
+	}
 	return out, err
 }
 
