@@ -97,3 +97,41 @@ default: {channels: [hook, wf]}
 		})
 	}
 }
+
+// Slack, Teams and email render a title and a text: an event with a huge
+// customer or offer name used to fail rendering (the template output cap)
+// and be dead-lettered. Names are cut in the ready-made fields, and a
+// template over the raw value is cut at the cap instead of failing.
+func TestRenderingBigEventsCutsInsteadOfFailing(t *testing.T) {
+	cfg := mustConfig(t, `channels:
+  chat: {kind: slack, url: "https://hooks.slack.com/services/T/B/X"}
+routes:
+  - channels: [chat]
+templates:
+  "subscription.updated": {text: "raw: {{.Data.CustomerName}} / {{.Data.After.OfferName}}"}
+`, nil)
+	for name, edit := range map[string]func(d *events.Data, long string){
+		"long customer name": func(d *events.Data, long string) { d.CustomerName = long },
+		"long offer name":    func(d *events.Data, long string) { d.After.OfferName = long },
+	} {
+		env := bigEvent(t, 900<<10, edit)
+		ev, err := events.Decode(env.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _ := ev.DecodeData()
+		td, err := renderMessage(ev, d, cfg.overrides, "chat")
+		if err != nil {
+			t.Fatalf("%s: rendering failed: %v", name, err)
+		}
+		if n := len([]rune(td.Title)); n > maxTitle || n == 0 {
+			t.Errorf("%s: title of %d characters", name, n)
+		}
+		if len(td.Text) > maxTextBytes || !strings.HasPrefix(td.Text, "raw: ") {
+			t.Errorf("%s: text of %d bytes starting %q", name, len(td.Text), td.Text[:min(20, len(td.Text))])
+		}
+		if len(td.CustomerName) > 4*maxValueLen || len(td.Product) > 4*maxValueLen {
+			t.Errorf("%s: ready-made fields not cut: %d, %d bytes", name, len(td.CustomerName), len(td.Product))
+		}
+	}
+}

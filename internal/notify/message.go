@@ -3,7 +3,6 @@ package notify
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"path"
@@ -135,20 +134,28 @@ func parseTemplate(name, text string) (*template.Template, error) {
 	return t, nil
 }
 
-// limitedBuffer fails writes beyond its limit, which stops a runaway
-// template.
+// limitedBuffer keeps the first limit bytes a template writes and drops
+// the rest: a template over a huge value (a 1 MB friendly name from
+// Partner Center) renders a cut message instead of failing, which would
+// dead-letter the event. Memory stays bounded either way.
 type limitedBuffer struct {
 	bytes.Buffer
 	limit int
 }
 
-var errTooLong = errors.New("template output too long")
-
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if b.Len()+len(p) > b.limit {
-		return 0, errTooLong
+	if room := b.limit - b.Len(); len(p) > room {
+		if room > 0 {
+			b.Buffer.Write(p[:room])
+		}
+		return len(p), nil
 	}
 	return b.Buffer.Write(p)
+}
+
+// String is what was kept, cut on a rune boundary.
+func (b *limitedBuffer) String() string {
+	return strings.ToValidUTF8(b.Buffer.String(), "")
 }
 
 func execTemplate(t *template.Template, data *TemplateData) (string, error) {
@@ -268,6 +275,9 @@ func newTemplateData(ev *events.Event, d *events.Data, channel string) *Template
 	case d.ProductID != "":
 		td.Product = d.ProductID
 	}
+	// Names come from Partner Center and can be any size: the ready-made
+	// fields are cut (the full values stay in .Data).
+	td.CustomerName, td.Product = truncate(maxValueLen, td.CustomerName), truncate(maxValueLen, td.Product)
 	td.Old, td.New = valueText(d.Old), valueText(d.New)
 	if ev.Type == events.SubscriptionAutoRenewChanged {
 		td.Old, td.New = onOff(d.Old), onOff(d.New)
