@@ -47,6 +47,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/notify"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
 )
@@ -169,12 +170,12 @@ func parse(fs *flag.FlagSet, args []string) error {
 
 // natsFlag registers --nats-url, --nats-nkey and --nats-creds and returns
 // a func resolving the options from them and the environment.
-func natsFlag(fs *flag.FlagSet, getenv func(string) string) func() events.NATSOptions {
+func natsFlag(fs *flag.FlagSet, getenv func(string) string) func() natsconn.Options {
 	url := fs.String("nats-url", "", "NATS server URL (default $PCWATCH_NATS_URL, else "+notify.DefaultNATSURL+")")
 	nkey := fs.String("nats-nkey", getenv("PCWATCH_NATS_NKEY"), "NKey seed file (default $PCWATCH_NATS_NKEY; the watcher's embedded server: <data-dir>/nats-auth/notifier.nk)")
 	creds := fs.String("nats-creds", getenv("PCWATCH_NATS_CREDS"), "NATS creds file (default $PCWATCH_NATS_CREDS)")
-	return func() events.NATSOptions {
-		o := events.NATSOptions{
+	return func() natsconn.Options {
+		o := natsconn.Options{
 			URL:          *url,
 			Name:         "pcwatch-notifier",
 			User:         getenv("PCWATCH_NATS_USER"),
@@ -271,9 +272,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 
 // connect dials NATS and waits until the connection is up: the one-shot
 // commands need the server now.
-func connect(ctx context.Context, o events.NATSOptions) (*nats.Conn, error) {
-	nc, err := events.Connect(o)
-	if ae := (*events.AuthError)(nil); errors.As(err, &ae) {
+func connect(ctx context.Context, o natsconn.Options) (*nats.Conn, error) {
+	nc, err := natsconn.Connect(o)
+	if ae := (*natsconn.AuthError)(nil); errors.As(err, &ae) {
 		return nil, notify.NATSRefused(o, ae.Err)
 	}
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/natstest"
 	"github.com/pcwatch/pcwatch/internal/notify"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 const testTimeout = 60 * time.Second
@@ -276,7 +277,7 @@ func startNATS(t *testing.T) (*natsembed.Server, *nats.Conn, jetstream.JetStream
 	t.Helper()
 	srv := natstest.Start(t)
 	nc := natstest.Connect(t, srv.ClientURL())
-	natstest.EnsureEvents(t, nc, events.StreamOptions{})
+	natstest.EnsureEvents(t, nc, stream.Options{})
 	return srv, nc, natstest.JetStream(t, nc)
 }
 

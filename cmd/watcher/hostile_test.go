@@ -13,6 +13,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natstest"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // streamTypes counts the event types the watcher left in its data
@@ -22,7 +23,7 @@ func streamTypes(t *testing.T, dir string) map[events.Type]int {
 	srv := natstest.StartAt(t, filepath.Join(dir, "nats"), -1)
 	defer srv.Shutdown()
 	out := map[events.Type]int{}
-	for _, m := range natstest.ReadStream(t, natstest.Connect(t, srv.ClientURL()), events.StreamName) {
+	for _, m := range natstest.ReadStream(t, natstest.Connect(t, srv.ClientURL()), stream.Name) {
 		var ev struct {
 			Type events.Type `json:"type"`
 		}

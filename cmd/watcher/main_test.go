@@ -19,10 +19,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natstest"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 var binary string
@@ -88,7 +89,7 @@ func streamIDs(t *testing.T, dir string) map[string]int {
 	srv := natstest.StartAt(t, filepath.Join(dir, "nats"), -1)
 	defer srv.Shutdown()
 	ids := map[string]int{}
-	for _, m := range natstest.ReadStream(t, natstest.Connect(t, srv.ClientURL()), events.StreamName) {
+	for _, m := range natstest.ReadStream(t, natstest.Connect(t, srv.ClientURL()), stream.Name) {
 		ids[m.Header.Get(jetstream.MsgIDHeader)]++
 	}
 	return ids
@@ -351,7 +352,7 @@ func checkDemoNATS(t *testing.T, header string) {
 	if _, err := nats.Connect(url, nats.NoReconnect()); err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
 		t.Errorf("connecting to the demo's NATS without credentials: %v, want an authorization violation", err)
 	}
-	nc, err := events.Connect(events.NATSOptions{URL: url, NKeySeedFile: seed, Name: t.Name()})
+	nc, err := natsconn.Connect(natsconn.Options{URL: url, NKeySeedFile: seed, Name: t.Name()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // server is an embedded nats-server as the watcher runs it (file storage,
@@ -36,7 +37,7 @@ func startServer(dir string) (*server, error) {
 		return nil, err
 	}
 	s := &server{srv: srv}
-	if s.nc, err = events.Connect(events.NATSOptions{URL: srv.ClientURL()}); err != nil {
+	if s.nc, err = natsconn.Connect(natsconn.Options{URL: srv.ClientURL()}); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -44,7 +45,7 @@ func startServer(dir string) (*server, error) {
 		s.close()
 		return nil, err
 	}
-	if s.stream, err = events.EnsureStream(context.Background(), s.js, events.StreamOptions{}); err != nil {
+	if s.stream, err = stream.Ensure(context.Background(), s.js, stream.Options{}); err != nil {
 		s.close()
 		return nil, err
 	}

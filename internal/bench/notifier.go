@@ -16,7 +16,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/notify"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // NotifierOptions size figure 7.
@@ -89,7 +91,7 @@ func Notifier(o NotifierOptions) (*NotifierResult, error) {
 	floorRec := newRecorder(o.Events)
 	floorSrv := httptest.NewServer(floorRec)
 	defer floorSrv.Close()
-	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{Durable: "bench-floor",
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream.Name, jetstream.ConsumerConfig{Durable: "bench-floor",
 		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverNewPolicy, MaxAckPending: 16})
 	if err != nil {
 		return nil, err
@@ -131,7 +133,7 @@ func Notifier(o NotifierOptions) (*NotifierResult, error) {
 	res.FloorEPS = float64(o.Events) / lastOf(floorRec).Sub(floorStart).Seconds()
 	it.Stop()
 	wg.Wait()
-	js.DeleteConsumer(ctx, events.StreamName, "bench-floor")
+	js.DeleteConsumer(ctx, stream.Name, "bench-floor")
 
 	// The notifier.
 	rec := newRecorder(o.Events)
@@ -148,7 +150,7 @@ default: {channels: [hook]}
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- notify.Run(ctx, notify.Options{Config: cfg, NATS: events.NATSOptions{URL: srv.ClientURL()}, Listen: "127.0.0.1:0",
+		done <- notify.Run(ctx, notify.Options{Config: cfg, NATS: natsconn.Options{URL: srv.ClientURL()}, Listen: "127.0.0.1:0",
 			Ready: func(notify.ReadyInfo) { close(ready) }})
 	}()
 	select {

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/relay"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
@@ -44,7 +45,7 @@ func Relay(o RelayOptions) (*RelayResult, error) {
 		return nil, err
 	}
 	defer s.close()
-	nc, js, stream, ctx := s.nc, s.js, s.stream, context.Background()
+	nc, js, evStream, ctx := s.nc, s.js, s.stream, context.Background()
 	// Every repetition publishes fresh ids: purging a stream does not clear
 	// its duplicate window, and ids seen before would be acknowledged
 	// without being stored.
@@ -80,7 +81,7 @@ func Relay(o RelayOptions) (*RelayResult, error) {
 			}
 		}
 		// Raw: the same payloads, async, at most 256 in flight, unique ids.
-		if err := stream.Purge(ctx); err != nil {
+		if err := evStream.Purge(ctx); err != nil {
 			return nil, err
 		}
 		t0 := time.Now()
@@ -100,7 +101,7 @@ func Relay(o RelayOptions) (*RelayResult, error) {
 		rawEPS = append(rawEPS, float64(o.Events)/time.Since(t0).Seconds())
 
 		// Relay: the same events committed to a bbolt outbox, drained.
-		if err := stream.Purge(ctx); err != nil {
+		if err := evStream.Purge(ctx); err != nil {
 			return nil, err
 		}
 		st, err := state.Open(filepath.Join(o.Dir, fmt.Sprintf("relay%d.db", r)), state.Options{})
@@ -112,12 +113,12 @@ func Relay(o RelayOptions) (*RelayResult, error) {
 				return nil, err
 			}
 		}
-		relay, err := events.NewRelay(events.RelayOptions{Conn: nc, Outbox: st})
+		rel, err := relay.New(relay.Options{Conn: nc, Outbox: st})
 		if err != nil {
 			return nil, err
 		}
 		t0 = time.Now()
-		n, err := relay.Flush(ctx)
+		n, err := rel.Flush(ctx)
 		el := time.Since(t0)
 		st.Close()
 		if err != nil {

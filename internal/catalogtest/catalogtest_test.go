@@ -23,6 +23,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/state"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/events.md from the events the scenario emits")
@@ -49,14 +50,14 @@ func scenario(t *testing.T) *outcome {
 
 // emitted is one outbox record, decoded.
 type emitted struct {
-	rec  events.OutboxRecord
+	rec  state.OutboxRecord
 	ev   *events.Event
 	info events.Info
 	data *events.Data
 	raw  map[string]json.RawMessage // data's members, for presence checks
 }
 
-func decodeAll(t *testing.T, recs []events.OutboxRecord) []emitted {
+func decodeAll(t *testing.T, recs []state.OutboxRecord) []emitted {
 	t.Helper()
 	out := make([]emitted, 0, len(recs))
 	for _, rec := range recs {

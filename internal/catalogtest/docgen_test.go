@@ -11,6 +11,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // fieldDoc documents one member of a type's data object.
@@ -438,9 +439,9 @@ func renderDoc(out *outcome, examples map[events.Type]emitted, byType map[events
 	w("\nSubscribe to `pcwatch.events.*.*.<customerId>` and `pcwatch.events.*.*.<customerId>.>` together for everything about one customer.\n\n")
 
 	w("### Stream\n\n")
-	w("The watcher creates (or updates) the JetStream stream `%s` on `%s`: limits retention, file storage,\n", events.StreamName, strings.Join(events.StreamSubjects, "`, `"))
-	w("events kept %d days (`--stream-max-age`) and at most %d GiB (`--stream-max-bytes`), oldest discarded first, and a\n", events.DefaultMaxAge/(24*time.Hour), events.DefaultMaxBytes>>30)
-	w("%s duplicate window for `Nats-Msg-Id`. Consumers create their own (durable) consumers on it.\n\n", events.FormatDuration(events.DefaultDuplicates))
+	w("The watcher creates (or updates) the JetStream stream `%s` on `%s`: limits retention, file storage,\n", stream.Name, strings.Join(stream.Subjects, "`, `"))
+	w("events kept %d days (`--stream-max-age`) and at most %d GiB (`--stream-max-bytes`), oldest discarded first, and a\n", stream.DefaultMaxAge/(24*time.Hour), stream.DefaultMaxBytes>>30)
+	w("%s duplicate window for `Nats-Msg-Id`. Consumers create their own (durable) consumers on it.\n\n", events.FormatDuration(stream.DefaultDuplicates))
 
 	w("### Delivery and order\n\n")
 	w("Events are committed to the watcher's state file in the same transaction as the snapshot that caused them, and\n")

@@ -17,11 +17,14 @@ import (
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natstest"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/poller"
+	"github.com/pcwatch/pcwatch/internal/relay"
 	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // The scenario's fixed inputs: together with the simulator's determinism
@@ -67,10 +70,10 @@ type example struct {
 type outcome struct {
 	// records are the events as JetStream stored them, in stream order
 	// (Seq is the stream sequence, Entity the relay's ordering key).
-	records []events.OutboxRecord
+	records []state.OutboxRecord
 	// shrunk is the first event the relay published shrunk, shrunkSize
 	// its size in the outbox.
-	shrunk     *events.OutboxRecord
+	shrunk     *state.OutboxRecord
 	shrunkSize int
 	examples   map[events.Type]example
 	// filters are NATS subject filters documented in docs/events.md with
@@ -446,7 +449,7 @@ func runScenario(t *testing.T) *outcome {
 // PCWATCH_EVENTS on an in-process nats-server with the default limits
 // (max_payload 1 MiB). It returns the stream's messages as records, and the
 // first one that was published shrunk.
-func publishAll(t *testing.T, store *state.Store, want int) ([]events.OutboxRecord, *events.OutboxRecord) {
+func publishAll(t *testing.T, store *state.Store, want int) ([]state.OutboxRecord, *state.OutboxRecord) {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
 	if err != nil {
@@ -457,26 +460,26 @@ func publishAll(t *testing.T, store *state.Store, want int) ([]events.OutboxReco
 		t.Fatal("nats-server did not start")
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := events.Connect(events.NATSOptions{URL: ns.ClientURL(), Name: "catalogtest"})
+	nc, err := natsconn.Connect(natsconn.Options{URL: ns.ClientURL(), Name: "catalogtest"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	natstest.EnsureEvents(t, nc, events.StreamOptions{Memory: true})
-	relay, err := events.NewRelay(events.RelayOptions{Conn: nc, Outbox: store})
+	natstest.EnsureEvents(t, nc, stream.Options{Memory: true})
+	rel, err := relay.New(relay.Options{Conn: nc, Outbox: store})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if n, err := relay.Flush(ctx); err != nil || n != want {
+	if n, err := rel.Flush(ctx); err != nil || n != want {
 		t.Fatalf("relay published %d of %d events: %v", n, want, err)
 	}
 	var (
-		recs   []events.OutboxRecord
-		shrunk *events.OutboxRecord
+		recs   []state.OutboxRecord
+		shrunk *state.OutboxRecord
 	)
-	for _, m := range natstest.ReadStream(t, nc, events.StreamName) {
+	for _, m := range natstest.ReadStream(t, nc, stream.Name) {
 		ev, err := events.Decode(m.Data)
 		if err != nil {
 			t.Fatalf("stream message %d: %v", m.Sequence, err)
@@ -486,7 +489,7 @@ func publishAll(t *testing.T, store *state.Store, want int) ([]events.OutboxReco
 			t.Fatal(err)
 		}
 		info, _ := events.Lookup(ev.Type)
-		rec := events.OutboxRecord{Seq: m.Sequence, Envelope: events.Envelope{ID: m.Header.Get(jetstream.MsgIDHeader),
+		rec := state.OutboxRecord{Seq: m.Sequence, Envelope: events.Envelope{ID: m.Header.Get(jetstream.MsgIDHeader),
 			Subject: m.Subject, Entity: events.EntityKey(info.Resource, d), Body: m.Data}}
 		if len(d.Truncated) > 0 && shrunk == nil {
 			shrunk = &rec

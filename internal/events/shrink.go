@@ -21,11 +21,16 @@ import (
 // default) and JetStream one larger than the stream's max_msg_size. A
 // Partner Center entity can carry a field of any size, and a change event
 // carries it up to three times (after, changes[].old, changes[].new). The
-// relay is the only place that knows the limit in force (it can differ
-// between servers, and change at a reconnect), so it fits such an event at
-// publish time: ShrinkEvent first, and when that is not enough an
-// ops.event-dropped notice (DroppedNotice) in its place. The outbox keeps
-// the event as committed.
+// relay (package relay) is the only place that knows the limit in force (it
+// can differ between servers, and change at a reconnect), so it fits such
+// an event at publish time: ShrinkEvent first, and when that is not enough
+// an ops.event-dropped notice (DroppedNotice) in its place. The outbox
+// keeps the event as committed.
+//
+// What a shrunk event and a notice look like (data.truncated, the
+// ops.event-dropped type, their ids) is part of the event contract, which
+// is why both builders live here and not in the relay: consumers rely on
+// the same rules that docs/events.md states.
 
 // ShrinkKeep is how many bytes of a cut string ShrinkEvent keeps (then "…").
 const ShrinkKeep = 128
@@ -273,8 +278,8 @@ func DroppedNotice(rec Envelope, size, limit int) (Envelope, error) {
 	if at.IsZero() {
 		at = time.Now() // only for a body that is not an event
 	}
-	d := &Data{CustomerName: clip(head.Data.CustomerName), Dropped: &DroppedEvent{
-		ID: clip(rec.ID), Type: Type(clip(head.Type)), Subject: clip(rec.Subject), Entity: clip(rec.Entity), Size: size, Limit: limit}}
+	d := &Data{CustomerName: Clip(head.Data.CustomerName), Dropped: &DroppedEvent{
+		ID: Clip(rec.ID), Type: Type(Clip(head.Type)), Subject: Clip(rec.Subject), Entity: Clip(rec.Entity), Size: size, Limit: limit}}
 	if len(head.Data.CustomerID) <= noticeClip {
 		d.CustomerID = head.Data.CustomerID
 	}
@@ -289,8 +294,10 @@ func DroppedNotice(rec Envelope, size, limit int) (Envelope, error) {
 	return env, nil
 }
 
-// clip bounds a string of a notice.
-func clip(s string) string {
+// Clip bounds s as an ops.event-dropped notice bounds its strings: at most
+// 256 bytes, cut on a character boundary and marked with "…". The relay
+// bounds what it logs of an event's subject and entity the same way.
+func Clip(s string) string {
 	if len(s) <= noticeClip {
 		return s
 	}

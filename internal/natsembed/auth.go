@@ -26,7 +26,7 @@ const (
 )
 
 // The streams and subjects the permissions name. They mirror
-// events.StreamName/StreamSubjects and the notifier's dead-letter stream and
+// stream.Name/stream.Subjects and the notifier's dead-letter stream and
 // deliveries bucket (notify.DLQStream, notify.DLQSubjectPrefix,
 // notify.DeliveriesBucket); a test keeps them equal. natsembed cannot import
 // notify: notify's tests start this server.

@@ -21,8 +21,10 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/notify"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // testTimeout bounds waits; it is a safety net, never an assertion on
@@ -31,7 +33,7 @@ const testTimeout = 30 * time.Second
 
 func TestNamesMatchTheirOwners(t *testing.T) {
 	want := map[string]string{
-		"events stream": events.StreamName,
+		"events stream": stream.Name,
 		"dlq stream":    notify.DLQStream,
 		"dlq subjects":  notify.DLQSubjectPrefix + ">",
 		"deliveries":    notify.DeliveriesBucket,
@@ -41,8 +43,8 @@ func TestNamesMatchTheirOwners(t *testing.T) {
 			t.Errorf("%s: natsembed uses %q, its owner %q", k, natsembed.Names[k], v)
 		}
 	}
-	if !slices.Equal(natsembed.EventSubjects, events.StreamSubjects) {
-		t.Errorf("event subjects %v, stream subjects %v", natsembed.EventSubjects, events.StreamSubjects)
+	if !slices.Equal(natsembed.EventSubjects, stream.Subjects) {
+		t.Errorf("event subjects %v, stream subjects %v", natsembed.EventSubjects, stream.Subjects)
 	}
 }
 
@@ -349,11 +351,11 @@ func TestIdentitiesAndPermissions(t *testing.T) {
 	// The watcher: the stream, the notifier's streams, events, reading back.
 	wc := mustDial(t, s.ClientURL(), creds.WatcherSeed)
 	wjs := js(t, wc)
-	stream, err := events.EnsureStream(ctx, wjs, events.StreamOptions{})
+	evStream, err := stream.Ensure(ctx, wjs, stream.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := events.EnsureStream(ctx, wjs, events.StreamOptions{MaxAge: time.Hour}); err != nil {
+	if _, err := stream.Ensure(ctx, wjs, stream.Options{MaxAge: time.Hour}); err != nil {
 		t.Fatalf("updating the stream: %v", err)
 	}
 	if _, err := notify.EnsureDLQ(ctx, wjs); err != nil {
@@ -379,7 +381,7 @@ func TestIdentitiesAndPermissions(t *testing.T) {
 	nctx, stop := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan error, 1)
 	go func() {
-		done <- notify.Run(nctx, notify.Options{Config: cfg, Listen: "127.0.0.1:0", NATS: events.NATSOptions{URL: s.ClientURL(), NKeySeedFile: creds.NotifierSeed},
+		done <- notify.Run(nctx, notify.Options{Config: cfg, Listen: "127.0.0.1:0", NATS: natsconn.Options{URL: s.ClientURL(), NKeySeedFile: creds.NotifierSeed},
 			Ready: func(notify.ReadyInfo) { close(ready) }})
 	}()
 	defer func() { stop(); <-done }()
@@ -393,7 +395,7 @@ func TestIdentitiesAndPermissions(t *testing.T) {
 	ev := quantityEvent(t, 1)
 	msg := nats.NewMsg(ev.Subject)
 	msg.Data = ev.Body
-	if _, err := wjs.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(events.StreamName)); err != nil {
+	if _, err := wjs.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.ID), jetstream.WithExpectStream(stream.Name)); err != nil {
 		t.Fatalf("the watcher publishing an event: %v", err)
 	}
 	select {
@@ -407,7 +409,7 @@ func TestIdentitiesAndPermissions(t *testing.T) {
 	if _, err := alerts.NextMsg(testTimeout); err != nil {
 		t.Errorf("the nats channel did not republish on alerts.>: %v", err)
 	}
-	if _, err := stream.GetLastMsgForSubject(ctx, ev.Subject); err != nil {
+	if _, err := evStream.GetLastMsgForSubject(ctx, ev.Subject); err != nil {
 		t.Errorf("the watcher reading the stream back: %v", err)
 	}
 
@@ -454,10 +456,10 @@ func TestIdentitiesAndPermissions(t *testing.T) {
 			streamCfg(jetstream.StreamConfig{Name: "EVIL", Subjects: []string{"evil.*"}, RePublish: &jetstream.RePublish{Source: "evil.*", Destination: "pcwatch.events.forged.{{wildcard(1)}}"}})},
 		{"add a republish to its own bucket", "$JS.API.STREAM.UPDATE.KV_" + notify.DeliveriesBucket,
 			streamCfg(jetstream.StreamConfig{Name: "KV_" + notify.DeliveriesBucket, Subjects: []string{"$KV." + notify.DeliveriesBucket + ".>"}, RePublish: &jetstream.RePublish{Source: ">", Destination: "pcwatch.events.forged.>"}})},
-		{"reconfigure the event stream", "$JS.API.STREAM.UPDATE." + events.StreamName, streamCfg(jetstream.StreamConfig{Name: events.StreamName, Subjects: []string{"pcwatch.events.>", "pcwatch.ops.>"}, Sources: []*jetstream.StreamSource{{Name: "EVIL"}}})},
-		{"delete the event stream", "$JS.API.STREAM.DELETE." + events.StreamName, nil},
-		{"purge the event stream", "$JS.API.STREAM.PURGE." + events.StreamName, nil},
-		{"delete an event", "$JS.API.STREAM.MSG.DELETE." + events.StreamName, []byte(`{"seq":1}`)},
+		{"reconfigure the event stream", "$JS.API.STREAM.UPDATE." + stream.Name, streamCfg(jetstream.StreamConfig{Name: stream.Name, Subjects: []string{"pcwatch.events.>", "pcwatch.ops.>"}, Sources: []*jetstream.StreamSource{{Name: "EVIL"}}})},
+		{"delete the event stream", "$JS.API.STREAM.DELETE." + stream.Name, nil},
+		{"purge the event stream", "$JS.API.STREAM.PURGE." + stream.Name, nil},
+		{"delete an event", "$JS.API.STREAM.MSG.DELETE." + stream.Name, []byte(`{"seq":1}`)},
 		{"push its dead letters into the events", "$JS.API.CONSUMER.CREATE." + notify.DLQStream + ".evil",
 			[]byte(`{"stream_name":"PCWATCH_DLQ","config":{"name":"evil","deliver_subject":"pcwatch.events.forged.x","ack_policy":"none"}}`)},
 		{"consume its bucket", "$JS.API.CONSUMER.CREATE.KV_" + notify.DeliveriesBucket + ".evil", []byte(`{}`)},
@@ -470,7 +472,7 @@ func TestIdentitiesAndPermissions(t *testing.T) {
 			}
 		})
 	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(">"))
+	info, err := evStream.Info(ctx, jetstream.WithSubjectFilter(">"))
 	if err != nil {
 		t.Fatal(err)
 	}

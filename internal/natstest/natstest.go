@@ -12,8 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // Start runs a server on a free port with its store in a fresh temporary
@@ -35,10 +36,10 @@ func StartAt(t testing.TB, dir string, port int) *natsembed.Server {
 	return srv
 }
 
-// Connect dials url the way pcwatch does (events.Connect).
+// Connect dials url the way pcwatch does (natsconn.Connect).
 func Connect(t testing.TB, url string) *nats.Conn {
 	t.Helper()
-	nc, err := events.Connect(events.NATSOptions{URL: url, Name: t.Name()})
+	nc, err := natsconn.Connect(natsconn.Options{URL: url, Name: t.Name()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,22 +57,22 @@ func JetStream(t testing.TB, nc *nats.Conn) jetstream.JetStream {
 	return js
 }
 
-// EnsureEvents creates PCWATCH_EVENTS with o.
-func EnsureEvents(t testing.TB, nc *nats.Conn, o events.StreamOptions) {
+// EnsureEvents creates PCWATCH_EVENTS with o (stream.Ensure).
+func EnsureEvents(t testing.TB, nc *nats.Conn, o stream.Options) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := events.EnsureStream(ctx, JetStream(t, nc), o); err != nil {
+	if _, err := stream.Ensure(ctx, JetStream(t, nc), o); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // ReadStream returns every message of a stream, in stream order.
-func ReadStream(t testing.TB, nc *nats.Conn, stream string) []*jetstream.RawStreamMsg {
+func ReadStream(t testing.TB, nc *nats.Conn, name string) []*jetstream.RawStreamMsg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := JetStream(t, nc).Stream(ctx, stream)
+	s, err := JetStream(t, nc).Stream(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // Reasons for events the notifier refuses to deliver (see admit). They
@@ -99,7 +100,7 @@ type channelRunner struct {
 }
 
 // errStreamMissing says PCWATCH_EVENTS does not exist (yet).
-var errStreamMissing = errors.New("JetStream stream " + events.StreamName + " does not exist yet")
+var errStreamMissing = errors.New("JetStream stream " + stream.Name + " does not exist yet")
 
 // run keeps the consumer running until ctx ends; sends in flight then get
 // until workCtx ends to finish.
@@ -118,7 +119,7 @@ func (r *channelRunner) run(ctx, workCtx context.Context) {
 		wait := bo.NextBackOff()
 		switch {
 		case errors.Is(err, errStreamMissing):
-			r.log.Warn("waiting for the event stream: "+events.StreamName+" does not exist yet; is the watcher running and connected to this NATS server?", "retry_in", wait.Round(time.Millisecond))
+			r.log.Warn("waiting for the event stream: "+stream.Name+" does not exist yet; is the watcher running and connected to this NATS server?", "retry_in", wait.Round(time.Millisecond))
 		default:
 			r.log.Warn("channel consumer stopped; restarting", "err", err, "retry_in", wait.Round(time.Millisecond))
 		}
@@ -200,12 +201,12 @@ func filterOf(c jetstream.ConsumerConfig) []string {
 // spread over delivery.concurrency senders by entity, so the events of one
 // subscription are sent one at a time, in order.
 func (r *channelRunner) consume(ctx, workCtx context.Context) error {
-	s, err := r.js.Stream(ctx, events.StreamName)
+	s, err := r.js.Stream(ctx, stream.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return errStreamMissing
 	}
 	if err != nil {
-		return fmt.Errorf("looking up stream %s: %w", events.StreamName, err)
+		return fmt.Errorf("looking up stream %s: %w", stream.Name, err)
 	}
 	cons, err := r.ensureConsumer(ctx, s)
 	if err != nil {

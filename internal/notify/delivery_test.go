@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // env is one test's NATS server, connection and event stream.
@@ -50,7 +52,7 @@ func settled(t testing.TB, js jetstream.JetStream, channel string) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	c, err := js.Consumer(ctx, events.StreamName, ConsumerName(channel))
+	c, err := js.Consumer(ctx, stream.Name, ConsumerName(channel))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +416,7 @@ delivery: {ack_wait: 90s, max_ack_pending: 7}
 	rec := newRecorder()
 	n := startNotifier(t, cfg, e.url, rec.hooks())
 	ctx := context.Background()
-	c, err := e.js.Consumer(ctx, events.StreamName, "notify-hook")
+	c, err := e.js.Consumer(ctx, stream.Name, "notify-hook")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +443,7 @@ routes:
 `, rc.URL), nil)
 	startNotifier(t, cfg2, e.url, rec.hooks())
 	waitFor(t, "delivery after restart", func() bool { return len(rec.get("hook", while.ID)) == 1 }, rec.changed)
-	c, _ = e.js.Consumer(ctx, events.StreamName, "notify-hook")
+	c, _ = e.js.Consumer(ctx, stream.Name, "notify-hook")
 	cc = c.CachedInfo().Config
 	if !slices.Equal(cc.FilterSubjects, []string{"pcwatch.events.subscription.quantity-changed.>", "pcwatch.ops.mass-removal-held"}) || cc.DeliverPolicy != jetstream.DeliverNewPolicy {
 		t.Errorf("updated consumer %+v", cc)
@@ -464,7 +466,7 @@ func TestWaitsForTheEventStream(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{Config: hookConfig(t, rc.URL, ""), NATS: events.NATSOptions{URL: srv.ClientURL()}, Listen: "127.0.0.1:0",
+		done <- Run(ctx, Options{Config: hookConfig(t, rc.URL, ""), NATS: natsconn.Options{URL: srv.ClientURL()}, Listen: "127.0.0.1:0",
 			Logger: testLogger(t), hooks: h, Ready: func(ReadyInfo) { close(ready) }})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
@@ -597,7 +599,7 @@ routes:
 	if !slices.Equal(n.info.Channels, []string{"used"}) {
 		t.Errorf("consuming for %v", n.info.Channels)
 	}
-	if _, err := e.js.Consumer(context.Background(), events.StreamName, ConsumerName("spare")); err == nil {
+	if _, err := e.js.Consumer(context.Background(), stream.Name, ConsumerName("spare")); err == nil {
 		t.Error("a consumer exists for the unused channel")
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
 )
@@ -44,7 +44,7 @@ func runHealth(t *testing.T, cfg *Config, o Options) (string, *logBuffer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan ReadyInfo, 1)
 	done := make(chan error, 1)
-	o.Config, o.NATS = cfg, events.NATSOptions{URL: e.url}
+	o.Config, o.NATS = cfg, natsconn.Options{URL: e.url}
 	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	o.Ready = func(i ReadyInfo) { ready <- i }
 	go func() { done <- Run(ctx, o) }()
@@ -150,7 +150,7 @@ func TestDedupeTTLOnTheEmbeddedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	wc, err := events.Connect(events.NATSOptions{URL: srv.ClientURL(), NKeySeedFile: srv.Credentials().WatcherSeed})
+	wc, err := natsconn.Connect(natsconn.Options{URL: srv.ClientURL(), NKeySeedFile: srv.Credentials().WatcherSeed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestDedupeTTLOnTheEmbeddedServer(t *testing.T) {
 	nctx, stop := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan error, 1)
 	go func() {
-		done <- Run(nctx, Options{Config: cfg, Listen: "127.0.0.1:0", NATS: events.NATSOptions{URL: srv.ClientURL(), NKeySeedFile: srv.Credentials().NotifierSeed},
+		done <- Run(nctx, Options{Config: cfg, Listen: "127.0.0.1:0", NATS: natsconn.Options{URL: srv.ClientURL(), NKeySeedFile: srv.Credentials().NotifierSeed},
 			Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})), Ready: func(ReadyInfo) { close(ready) }})
 	}()
 	defer func() { stop(); <-done }()

@@ -19,8 +19,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/natstest"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // testTimeout bounds every wait in these tests; it is a safety net, never
@@ -44,7 +46,7 @@ func ensureEventStream(t testing.TB, js jetstream.JetStream) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	if _, err := events.EnsureStream(ctx, js, events.StreamOptions{Memory: true}); err != nil {
+	if _, err := stream.Ensure(ctx, js, stream.Options{Memory: true}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -95,7 +97,7 @@ func publish(t testing.TB, js jetstream.JetStream, env events.Envelope, msgID st
 	msg.Header.Set("Content-Type", events.ContentType)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(events.StreamName)); err != nil {
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(stream.Name)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -273,7 +275,7 @@ func startNotifier(t testing.TB, cfg *Config, url string, h *testHooks) *notifie
 	ready := make(chan ReadyInfo, 1)
 	n := &notifier{cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		n.done <- Run(ctx, Options{Config: cfg, NATS: events.NATSOptions{URL: url}, Listen: "127.0.0.1:0",
+		n.done <- Run(ctx, Options{Config: cfg, NATS: natsconn.Options{URL: url}, Listen: "127.0.0.1:0",
 			Logger: testLogger(t), ShutdownGrace: 5 * time.Second, hooks: h, Ready: func(i ReadyInfo) { ready <- i }})
 	}()
 	select {

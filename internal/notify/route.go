@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 type compiledMatch struct {
@@ -173,7 +174,7 @@ func (c *Config) Route(ev *events.Event, d *events.Data, now time.Time) Decision
 // never overlap, as JetStream requires.
 func (c *Config) FilterSubjects(channel string) []string {
 	var subs []string
-	all := func() []string { return slices.Clone(events.StreamSubjects) }
+	all := func() []string { return slices.Clone(stream.Subjects) }
 	for _, r := range c.routes {
 		if !slices.Contains(r.channels, channel) {
 			continue

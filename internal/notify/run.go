@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pcwatch/pcwatch/internal/clock"
-	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
 )
 
@@ -32,7 +32,7 @@ type Options struct {
 	// Config is the validated configuration (LoadConfig). Required.
 	Config *Config
 	// NATS says how to reach NATS; URL defaults to DefaultNATSURL.
-	NATS events.NATSOptions
+	NATS natsconn.Options
 	// Listen is the health and metrics address; default the
 	// configuration's listen, else DefaultListen. Port 0 picks one.
 	Listen string
@@ -150,8 +150,8 @@ func Run(ctx context.Context, o Options) error {
 		o.hooks.listening(ln.Addr().String())
 	}
 
-	nc, err := events.Connect(o.NATS)
-	if ae := (*events.AuthError)(nil); errors.As(err, &ae) {
+	nc, err := natsconn.Connect(o.NATS)
+	if ae := (*natsconn.AuthError)(nil); errors.As(err, &ae) {
 		return NATSRefused(o.NATS, ae.Err)
 	}
 	if err != nil {
@@ -302,14 +302,14 @@ func openDeliveries(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 }
 
 // ErrNATSRefused says the server refused the notifier's credentials when
-// it connected (events.Connect's *events.AuthError), or that the NATS
+// it connected (natsconn.Connect's *natsconn.AuthError), or that the NATS
 // client gave up on the connection for good.
 var ErrNATSRefused = errors.New("NATS closed the connection")
 
 // NATSRefused describes a closed connection to o's server and the fix;
 // last is the connection's last error. Run returns it, and cmd/notifier's
 // one-shot commands print it, instead of waiting for NATS forever.
-func NATSRefused(o events.NATSOptions, last error) error {
+func NATSRefused(o natsconn.Options, last error) error {
 	return fmt.Errorf("%w: %s: %v; give the notifier the credentials the server expects: --nats-nkey or PCWATCH_NATS_NKEY (for the watcher's embedded server: <data-dir>/nats-auth/notifier.nk), PCWATCH_NATS_CREDS, PCWATCH_NATS_USER and PCWATCH_NATS_PASSWORD, or PCWATCH_NATS_TOKEN",
 		ErrNATSRefused, o, last)
 }

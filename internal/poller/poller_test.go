@@ -23,7 +23,9 @@ import (
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/poller"
+	"github.com/pcwatch/pcwatch/internal/relay"
 	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 var start = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
@@ -38,7 +40,7 @@ type env struct {
 	client *pc.Client
 	store  *state.Store
 	nc     *nats.Conn
-	relay  *events.Relay
+	relay  *relay.Relay
 	dir    string
 }
 
@@ -56,7 +58,7 @@ func newEnv(t *testing.T, customers int) *env {
 		t.Fatal(err)
 	}
 	e.nc = natstest.Connect(t, natstest.Start(t).ClientURL())
-	natstest.EnsureEvents(t, e.nc, events.StreamOptions{})
+	natstest.EnsureEvents(t, e.nc, stream.Options{})
 	e.open()
 	return e
 }
@@ -69,7 +71,7 @@ func (e *env) open() {
 	}
 	e.t.Cleanup(func() { st.Close() })
 	e.store = st
-	e.relay, err = events.NewRelay(events.RelayOptions{Conn: e.nc, Outbox: st})
+	e.relay, err = relay.New(relay.Options{Conn: e.nc, Outbox: st})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -117,7 +119,7 @@ type got struct {
 func (e *env) stream() []got {
 	e.t.Helper()
 	var out []got
-	for _, m := range natstest.ReadStream(e.t, e.nc, events.StreamName) {
+	for _, m := range natstest.ReadStream(e.t, e.nc, stream.Name) {
 		ev, err := events.Decode(m.Data)
 		if err != nil {
 			e.t.Fatal(err)

@@ -13,7 +13,23 @@ import (
 
 // The outbox holds events committed with their snapshots and not yet
 // acknowledged by JetStream. Keys are 8-byte big-endian sequence numbers,
-// so bbolt's order is commit order. The store implements events.Outbox.
+// so bbolt's order is commit order. The store is the outbox package relay
+// drains (relay.Outbox).
+
+// OutboxRecord is one event waiting in the outbox.
+type OutboxRecord struct {
+	Seq uint64 // outbox order
+	events.Envelope
+}
+
+// RelayCounts count the outbox records the relay could not publish as
+// committed because they exceeded the NATS message size limit. The store
+// keeps their totals over the life of the state file (OutboxDeleteCounted,
+// Store.RelayCounts).
+type RelayCounts struct {
+	Truncated uint64 `json:"truncated"` // published shrunk (data.truncated)
+	Dropped   uint64 `json:"dropped"`   // replaced by an ops.event-dropped notice
+}
 
 var errBadEnvelope = errors.New("corrupt outbox record")
 
@@ -59,8 +75,8 @@ func decodeEnvelope(b []byte) (events.Envelope, error) {
 }
 
 // OutboxRead returns up to n records, oldest first.
-func (s *Store) OutboxRead(n int) ([]events.OutboxRecord, error) {
-	var out []events.OutboxRecord
+func (s *Store) OutboxRead(n int) ([]OutboxRecord, error) {
+	var out []OutboxRecord
 	err := s.View(func(r *ReadTx) error {
 		c := r.tx.Bucket(bOutbox).Cursor()
 		for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
@@ -72,7 +88,7 @@ func (s *Store) OutboxRead(n int) ([]events.OutboxRecord, error) {
 				re := &RecordError{Kind: "outbox event", Key: outboxKey(k), Err: err}
 				return fmt.Errorf("state file %s: %w; events after it cannot be published (stop the watcher; %s)", s.path, re, corruptHint(s.path))
 			}
-			out = append(out, events.OutboxRecord{Seq: binary.BigEndian.Uint64(k), Envelope: e})
+			out = append(out, OutboxRecord{Seq: binary.BigEndian.Uint64(k), Envelope: e})
 		}
 		return nil
 	})
@@ -88,7 +104,7 @@ func outboxKey(k []byte) string {
 
 // OutboxDelete removes records; missing ones are ignored.
 func (s *Store) OutboxDelete(seqs []uint64) error {
-	return s.OutboxDeleteCounted(seqs, events.RelayCounts{})
+	return s.OutboxDeleteCounted(seqs, RelayCounts{})
 }
 
 // Keys of the relay's durable counts in the meta bucket: 8-byte big-endian
@@ -102,14 +118,14 @@ var (
 // relay's counts (see RelayCounts) in the same transaction: a crash leaves
 // either both or neither. The relay passes the counts of the records it
 // deletes; they are added as given.
-func (s *Store) OutboxDeleteCounted(seqs []uint64, c events.RelayCounts) error {
+func (s *Store) OutboxDeleteCounted(seqs []uint64, c RelayCounts) error {
 	if len(seqs) == 0 {
 		return nil
 	}
 	deleted := 0
 	err := s.update(func(tx *bolt.Tx) error {
 		deleted = 0
-		if c != (events.RelayCounts{}) {
+		if c != (RelayCounts{}) {
 			meta := tx.Bucket(bMeta)
 			for _, x := range []struct {
 				key []byte
@@ -148,8 +164,8 @@ func (s *Store) OutboxDeleteCounted(seqs []uint64, c events.RelayCounts) error {
 
 // RelayCounts returns how many events the relay has published shrunk or
 // replaced by an ops.event-dropped notice since the state file was created.
-func (s *Store) RelayCounts() (events.RelayCounts, error) {
-	var c events.RelayCounts
+func (s *Store) RelayCounts() (RelayCounts, error) {
+	var c RelayCounts
 	err := s.View(func(r *ReadTx) error {
 		meta := r.tx.Bucket(bMeta)
 		if v := meta.Get(metaRelayTruncated); len(v) == 8 {
@@ -171,5 +187,3 @@ func (s *Store) OutboxLen() (int, error) {
 	}
 	return int(s.outboxN.Load()), nil
 }
-
-var _ events.Outbox = (*Store)(nil)

@@ -20,6 +20,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/poller"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // DemoOptions configure the product tour.
@@ -110,7 +111,7 @@ func Demo(ctx context.Context, o DemoOptions) error {
 				o.Customers, o.Speed, time.Duration(float64(time.Hour)/o.Speed).Round(time.Millisecond), o.Interval)
 			fmt.Fprintf(o.Out, "  Partner Center simulator  %s   (admin API: %s/admin/state)\n", simURL, simURL)
 			seed := rt.NATSCredentials.NotifierSeed
-			fmt.Fprintf(o.Out, "  NATS (JetStream)          %s   stream %s, subjects pcwatch.events.> and pcwatch.ops.>\n", rt.NATSURL, events.StreamName)
+			fmt.Fprintf(o.Out, "  NATS (JetStream)          %s   stream %s, subjects pcwatch.events.> and pcwatch.ops.>\n", rt.NATSURL, stream.Name)
 			fmt.Fprintf(o.Out, "                            authenticated: connect with the notifier's NKey seed %s\n", seed)
 			fmt.Fprintf(o.Out, "  operations                http://%s/metrics  /readyz  /api/deadlines\n", rt.Listen)
 			fmt.Fprintf(o.Out, "  try: nats --server %s --nkey %s sub 'pcwatch.events.subscription.>'\n", rt.NATSURL, seed)

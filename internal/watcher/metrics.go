@@ -117,7 +117,7 @@ func (m *metrics) CycleCompleted(r *poller.Report) {
 	}
 }
 
-// events.RelayMetrics
+// relay.Metrics
 func (m *metrics) OutboxDepth(n int)     { m.outboxDepth.Set(float64(n)) }
 func (m *metrics) Published(n int)       { m.published.Add(float64(n)) }
 func (m *metrics) PublishFailed()        { m.publishFail.Inc() }

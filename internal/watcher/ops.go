@@ -15,9 +15,9 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
-	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
 	"github.com/pcwatch/pcwatch/internal/poller"
+	"github.com/pcwatch/pcwatch/internal/relay"
 	"github.com/pcwatch/pcwatch/internal/secret"
 	"github.com/pcwatch/pcwatch/internal/state"
 	"github.com/pcwatch/pcwatch/internal/view"
@@ -27,7 +27,7 @@ import (
 type health struct {
 	store    *state.Store
 	nc       *nats.Conn
-	relay    func() events.RelayHealth // nil: not checked
+	relay    func() relay.Health // nil: not checked
 	interval time.Duration
 	started  time.Time
 	// listFailures: consecutive failed customer lists that make the

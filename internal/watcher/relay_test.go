@@ -21,6 +21,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natstest"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
+	"github.com/pcwatch/pcwatch/internal/relay"
 	"github.com/pcwatch/pcwatch/internal/secret"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
@@ -69,8 +70,8 @@ func TestReadinessReflectsARelayThatCannotPublish(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &health{store: st, nc: tc.nc, interval: time.Minute, started: time.Now(), listFailures: 3,
-				relay: func() events.RelayHealth {
-					return events.RelayHealth{ConsecutiveFailures: tc.failures, FailingSince: since, LastError: tc.err}
+				relay: func() relay.Health {
+					return relay.Health{ConsecutiveFailures: tc.failures, FailingSince: since, LastError: tc.err}
 				}}
 			ok, why := h.ready()
 			got := strings.Join(why, "; ")
@@ -84,7 +85,7 @@ func TestReadinessReflectsARelayThatCannotPublish(t *testing.T) {
 // TestMetricsCountOversizedEvents: the relay's counts reach /metrics.
 func TestMetricsCountOversizedEvents(t *testing.T) {
 	m := newMetrics()
-	var rm events.RelayMetrics = m
+	var rm relay.Metrics = m
 	rm.EventsTruncated(2)
 	rm.EventsDropped(1)
 	fams, err := m.reg.Gather()

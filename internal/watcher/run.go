@@ -26,13 +26,15 @@ import (
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/diff"
-	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/notify"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/poller"
+	"github.com/pcwatch/pcwatch/internal/relay"
 	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // Options configure Run.
@@ -212,10 +214,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 		cleanup.push(srv.Shutdown)
 		natsURL, rt.Embedded, rt.NATSCredentials = srv.ClientURL(), true, srv.Credentials()
-		nopts = events.NATSOptions{URL: natsURL, Name: "pcwatch-watcher", Logger: log.With("component", "nats-client"),
+		nopts = natsconn.Options{URL: natsURL, Name: "pcwatch-watcher", Logger: log.With("component", "nats-client"),
 			NKeySeedFile: rt.NATSCredentials.WatcherSeed}
 	}
-	nc, err := events.Connect(nopts)
+	nc, err := natsconn.Connect(nopts)
 	if err != nil {
 		return &StartupError{err}
 	}
@@ -225,11 +227,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return &StartupError{err}
 	}
-	streamOpts := events.StreamOptions{MaxAge: c.StreamMaxAge, MaxBytes: c.StreamMaxBytes, Replicas: c.StreamReplicas}
+	streamOpts := stream.Options{MaxAge: c.StreamMaxAge, MaxBytes: c.StreamMaxBytes, Replicas: c.StreamReplicas}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, serr := events.EnsureStream(sctx, js, streamOpts)
+	_, serr := stream.Ensure(sctx, js, streamOpts)
 	cancel()
-	var sce *events.StreamConfigError
+	var sce *stream.ConfigError
 	if errors.As(serr, &sce) {
 		return &StartupError{serr}
 	}
@@ -237,14 +239,14 @@ func Run(ctx context.Context, o Options) (err error) {
 		provisionNotifier(ctx, js, log)
 	}
 
-	relay, err := events.NewRelay(events.RelayOptions{Conn: nc, Outbox: store, Metrics: m, Redact: red.Bytes, Logger: log.With("component", "relay")})
+	rel, err := relay.New(relay.Options{Conn: nc, Outbox: store, Metrics: m, Redact: red.Bytes, Logger: log.With("component", "relay")})
 	if err != nil {
 		return err
 	}
 	dcfg := deadline.Config{Cancellation: c.CancellationThresholds, Refund: c.RefundThresholds, Renewal: c.RenewalThresholds,
 		Trial: c.TrialThresholds, RenewalAllTerms: c.RenewalAllTerms, LateAfter: max(5*time.Minute, 2*c.DeadlineInterval)}
 	eval := &deadline.Evaluator{Store: store, Clock: clk, Config: dcfg, Source: source, Interval: c.DeadlineInterval,
-		Logger: log.With("component", "deadlines"), Committed: func(int) { relay.Kick() }, Metrics: m}
+		Logger: log.With("component", "deadlines"), Committed: func(int) { rel.Kick() }, Metrics: m}
 	pl, err := poller.New(poller.Options{
 		Client: client, Store: store, Clock: clk, Source: source, Concurrency: c.Concurrency,
 		Resources:   poller.Resources{Subscriptions: c.has("subscriptions"), ManagedServices: c.has("managedservices"), Products: c.has("products")},
@@ -252,7 +254,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		RefundFetchBudget: c.RefundFetchBudget,
 		Diff: diff.Options{CreatedOnFirstSighting: c.CreatedOnFirstSighting, MassRemovalShare: c.MassRemovalShare,
 			HoldCycles: c.HoldCycles},
-		Logger: log.With("component", "poller"), Metrics: m, Committed: relay.Kick, Redact: red.String,
+		Logger: log.With("component", "poller"), Metrics: m, Committed: rel.Kick, Redact: red.String,
 	})
 	if err != nil {
 		return err
@@ -266,7 +268,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		// Give the relay a last chance to drain, then stop the actors.
 		if nc.IsConnected() {
 			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if n, err := relay.Flush(fctx); err != nil {
+			if n, err := rel.Flush(fctx); err != nil {
 				log.Warn("shutdown: outbox not fully drained; the rest goes out at next start", "published", n, "err", err)
 			}
 			cancel()
@@ -275,14 +277,14 @@ func Run(ctx context.Context, o Options) (err error) {
 		wg.Wait()
 	})
 	if serr != nil {
-		log.Warn("NATS not reachable yet; polling continues and events wait in the outbox", "nats", events.Describe(nc), "err", serr)
+		log.Warn("NATS not reachable yet; polling continues and events wait in the outbox", "nats", natsconn.Describe(nc), "err", serr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			keepStream(bg, js, streamOpts, log, relay.Kick)
+			keepStream(bg, js, streamOpts, log, rel.Kick)
 		}()
 	}
-	h := &health{store: store, nc: nc, relay: relay.Health, interval: c.Interval, started: time.Now(), listFailures: c.FailureThreshold}
+	h := &health{store: store, nc: nc, relay: rel.Health, interval: c.Interval, started: time.Now(), listFailures: c.FailureThreshold}
 	if c.Listen != "" {
 		ln, err := net.Listen("tcp", c.Listen)
 		if err != nil {
@@ -306,7 +308,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		})
 	}
 	log.Info("watcher started", "partner_center", client.BaseURL(), "source", source, "state", statePath,
-		"nats", events.Describe(nc), "embedded_nats", rt.Embedded, "listen", rt.Listen, "interval", c.Interval, "once", c.Once)
+		"nats", natsconn.Describe(nc), "embedded_nats", rt.Embedded, "listen", rt.Listen, "interval", c.Interval, "once", c.Once)
 	if rt.NATSCredentials != nil {
 		log.Info("embedded NATS requires credentials: give the notifier its NKey seed (notifier run --nats-nkey, or PCWATCH_NATS_NKEY)",
 			"notifier_nkey", rt.NATSCredentials.NotifierSeed)
@@ -316,11 +318,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 
 	if c.Once {
-		return runOnce(ctx, pl, eval, relay, o, log)
+		return runOnce(ctx, pl, eval, rel, o, log)
 	}
 
 	wg.Add(2)
-	go func() { defer wg.Done(); relay.Run(bg) }()
+	go func() { defer wg.Done(); rel.Run(bg) }()
 	go func() { defer wg.Done(); eval.Run(bg) }()
 	for {
 		rep, err := pl.Cycle(ctx)
@@ -347,7 +349,7 @@ func Run(ctx context.Context, o Options) (err error) {
 }
 
 // runOnce: one cycle, one deadline evaluation, outbox drained.
-func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, relay *events.Relay, o Options, log *slog.Logger) error {
+func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, rel *relay.Relay, o Options, log *slog.Logger) error {
 	rep, err := pl.Cycle(ctx)
 	if err != nil {
 		return err
@@ -364,7 +366,7 @@ func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, r
 	}
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if _, err := relay.Flush(fctx); err != nil {
+	if _, err := rel.Flush(fctx); err != nil {
 		return errors.Join(evalErr, fmt.Errorf("events are safe in the outbox but were not all published: %w", err))
 	}
 	if evalErr != nil {
@@ -414,7 +416,7 @@ func provisionNotifier(ctx context.Context, js jetstream.JetStream, log *slog.Lo
 }
 
 // keepStream retries creating the stream until it exists.
-func keepStream(ctx context.Context, js jetstream.JetStream, so events.StreamOptions, log *slog.Logger, ready func()) {
+func keepStream(ctx context.Context, js jetstream.JetStream, so stream.Options, log *slog.Logger, ready func()) {
 	wait := time.Second
 	for {
 		select {
@@ -423,10 +425,10 @@ func keepStream(ctx context.Context, js jetstream.JetStream, so events.StreamOpt
 		case <-time.After(wait):
 		}
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := events.EnsureStream(sctx, js, so)
+		_, err := stream.Ensure(sctx, js, so)
 		cancel()
 		if err == nil {
-			log.Info("JetStream stream ready", "stream", events.StreamName)
+			log.Info("JetStream stream ready", "stream", stream.Name)
 			ready()
 			return
 		}
@@ -448,8 +450,8 @@ func jitter(d time.Duration) time.Duration {
 	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
 }
 
-func natsOptions(url string, getenv func(string) string, log *slog.Logger) events.NATSOptions {
-	return events.NATSOptions{URL: url, Name: "pcwatch-watcher", Logger: log.With("component", "nats-client"),
+func natsOptions(url string, getenv func(string) string, log *slog.Logger) natsconn.Options {
+	return natsconn.Options{URL: url, Name: "pcwatch-watcher", Logger: log.With("component", "nats-client"),
 		User: getenv("PCWATCH_NATS_USER"), Password: getenv("PCWATCH_NATS_PASSWORD"), Token: getenv("PCWATCH_NATS_TOKEN"),
 		NKeySeedFile: getenv("PCWATCH_NATS_NKEY"), CredsFile: getenv("PCWATCH_NATS_CREDS"),
 		TLSCAFile: getenv("PCWATCH_NATS_TLS_CA"), TLSCertFile: getenv("PCWATCH_NATS_TLS_CERT"), TLSKeyFile: getenv("PCWATCH_NATS_TLS_KEY")}

@@ -21,6 +21,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/poller"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 type running struct {
@@ -87,11 +88,11 @@ func waitEvent(t *testing.T, rt *Runtime, typ events.Type) *events.Data {
 	var cons jetstream.Consumer
 	for {
 		var err error
-		if cons, err = js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{}); err == nil {
+		if cons, err = js.OrderedConsumer(ctx, stream.Name, jetstream.OrderedConsumerConfig{}); err == nil {
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("no consumer on %s: %v", events.StreamName, err)
+			t.Fatalf("no consumer on %s: %v", stream.Name, err)
 		}
 		time.Sleep(50 * time.Millisecond) // NATS may still be reconnecting
 	}

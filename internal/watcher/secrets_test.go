@@ -18,10 +18,10 @@ import (
 	"time"
 
 	"github.com/pcwatch/pcwatch/internal/clock"
-	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natstest"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 const (
@@ -140,7 +140,7 @@ func TestEchoedCredentialsStayInside(t *testing.T) {
 
 	nc := natstest.Connect(t, ns.ClientURL())
 	var failed int
-	for _, m := range natstest.ReadStream(t, nc, events.StreamName) {
+	for _, m := range natstest.ReadStream(t, nc, stream.Name) {
 		assertNoSecrets(t, "event "+m.Subject, m.Data)
 		if m.Subject == "pcwatch.ops.customer-poll-failed" {
 			failed++
@@ -179,7 +179,7 @@ func TestSecretsInPartnerCenterDataAreRedactedFromEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	found := false
-	for _, m := range natstest.ReadStream(t, natstest.Connect(t, ns.ClientURL()), events.StreamName) {
+	for _, m := range natstest.ReadStream(t, natstest.Connect(t, ns.ClientURL()), stream.Name) {
 		assertNoSecrets(t, "event "+m.Subject, m.Data)
 		if strings.Contains(m.Subject, sub) && bytes.Contains(m.Data, []byte("named [REDACTED] and [REDACTED]")) {
 			found = true

@@ -27,6 +27,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/notify"
 	"github.com/pcwatch/pcwatch/internal/oracle"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 var (
@@ -397,14 +398,14 @@ func (h *harness) ensureStream() {
 			defer nc.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_, err = events.EnsureStream(ctx, js, events.StreamOptions{})
+			_, err = stream.Ensure(ctx, js, stream.Options{})
 			return err
 		}()
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("creating %s: %v", events.StreamName, err)
+			h.t.Fatalf("creating %s: %v", stream.Name, err)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -887,7 +888,7 @@ func (h *harness) stopAndCollect() *result {
 	if res.loads, err = consumerLoads(ctx, js, []string{hookChannel, brokenChan}); err != nil {
 		t.Fatal(err)
 	}
-	msgs, err := readAll(ctx, js, events.StreamName)
+	msgs, err := readAll(ctx, js, stream.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

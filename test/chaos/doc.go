@@ -163,5 +163,5 @@
 // deliberate bugs that the suite must catch: chaosbug_removals (a failed
 // subscription listing is taken for an empty complete one:
 // internal/poller/bug_removals.go) and chaosbug_ack (the relay deletes
-// outbox rows before their PubAck: internal/events/bug_ack.go).
+// outbox rows before their PubAck: internal/relay/bug_ack.go).
 package chaos

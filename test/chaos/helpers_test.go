@@ -15,10 +15,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/notify"
 	"github.com/pcwatch/pcwatch/internal/oracle"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 var httpc = &http.Client{Timeout: 30 * time.Second}
@@ -156,7 +156,7 @@ func natsConn(url string) (*nats.Conn, jetstream.JetStream, error) {
 
 // lastCycle returns the last ops.cycle-completed in the stream.
 func lastCycle(ctx context.Context, js jetstream.JetStream) (oracle.Cycle, bool, error) {
-	s, err := js.Stream(ctx, events.StreamName)
+	s, err := js.Stream(ctx, stream.Name)
 	if err != nil {
 		return oracle.Cycle{}, false, err
 	}
@@ -195,7 +195,7 @@ func (c consumerLoad) String() string {
 func consumerLoads(ctx context.Context, js jetstream.JetStream, channels []string) ([]consumerLoad, error) {
 	var out []consumerLoad
 	for _, ch := range channels {
-		c, err := js.Consumer(ctx, events.StreamName, notify.ConsumerName(ch))
+		c, err := js.Consumer(ctx, stream.Name, notify.ConsumerName(ch))
 		if err != nil {
 			return nil, fmt.Errorf("consumer %s: %w", notify.ConsumerName(ch), err)
 		}
@@ -209,8 +209,8 @@ func consumerLoads(ctx context.Context, js jetstream.JetStream, channels []strin
 }
 
 // readAll returns every message of a stream in order.
-func readAll(ctx context.Context, js jetstream.JetStream, stream string) ([]*jetstream.RawStreamMsg, error) {
-	s, err := js.Stream(ctx, stream)
+func readAll(ctx context.Context, js jetstream.JetStream, name string) ([]*jetstream.RawStreamMsg, error) {
+	s, err := js.Stream(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +225,7 @@ func readAll(ctx context.Context, js jetstream.JetStream, stream string) ([]*jet
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s seq %d: %w", stream, seq, err)
+			return nil, fmt.Errorf("%s seq %d: %w", name, seq, err)
 		}
 		out = append(out, m)
 	}

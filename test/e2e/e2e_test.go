@@ -21,6 +21,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/notify"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/poller"
@@ -110,7 +111,7 @@ routes:
 	ready := make(chan notify.ReadyInfo, 1)
 	ndone := make(chan error, 1)
 	go func() {
-		ndone <- notify.Run(ctx, notify.Options{Config: ncfg, NATS: events.NATSOptions{URL: rt.NATSURL, NKeySeedFile: rt.NATSCredentials.NotifierSeed}, Listen: "127.0.0.1:0",
+		ndone <- notify.Run(ctx, notify.Options{Config: ncfg, NATS: natsconn.Options{URL: rt.NATSURL, NKeySeedFile: rt.NATSCredentials.NotifierSeed}, Listen: "127.0.0.1:0",
 			Ready: func(ri notify.ReadyInfo) { ready <- ri }})
 	}()
 	select {

@@ -1,9 +1,8 @@
-package events_test
+package relay_test
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natstest"
 	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 // startServer runs an in-process nats-server with JetStream on a free port,
@@ -157,10 +157,10 @@ func TestOversizedEventsDoNotBlockTheOutbox(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := startServer(t, tc.server)
 			nc := connect(t, ns.ClientURL())
-			ensureStream(t, nc, events.StreamOptions{})
+			ensureStream(t, nc, stream.Options{})
 			if tc.stream != nil {
 				js := natstest.JetStream(t, nc)
-				s, err := js.Stream(context.Background(), events.StreamName)
+				s, err := js.Stream(context.Background(), stream.Name)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -254,7 +254,7 @@ func TestOversizedEventsDoNotBlockTheOutbox(t *testing.T) {
 			if m.truncated.Load() != 1 || m.dropped.Load() != 1 || m.published.Load() != int64(len(evs)) {
 				t.Errorf("metrics: truncated %d dropped %d published %d", m.truncated.Load(), m.dropped.Load(), m.published.Load())
 			}
-			if c, err := st.RelayCounts(); err != nil || c != (events.RelayCounts{Truncated: 1, Dropped: 1}) {
+			if c, err := st.RelayCounts(); err != nil || c != (state.RelayCounts{Truncated: 1, Dropped: 1}) {
 				t.Errorf("durable counts %+v, %v; want 1 truncated, 1 dropped", c, err)
 			}
 		})
@@ -269,7 +269,7 @@ func TestOversizedRepublishAfterCrash(t *testing.T) {
 	const limit = 32 << 10
 	ns := startServer(t, func(o *server.Options) { o.MaxPayload = limit })
 	nc := connect(t, ns.ClientURL())
-	ensureStream(t, nc, events.StreamOptions{})
+	ensureStream(t, nc, stream.Options{})
 	st := openStore(t)
 	big, huge, after := renameEvent(t, 2, 100<<10), manyFieldsEvent(t, 3, 400), quantityEvent(t, 4)
 	st.Commit(&state.Change{Events: []events.Envelope{big, huge, after}})
@@ -308,7 +308,7 @@ func TestOversizedRepublishAfterCrash(t *testing.T) {
 	if len(msgs) != 3 || count[big.ID] != 1 || count[notice.ID] != 1 || count[after.ID] != 1 {
 		t.Errorf("stream holds %d messages, by id %v", len(msgs), count)
 	}
-	if c, _ := st.RelayCounts(); c != (events.RelayCounts{Truncated: 1, Dropped: 1}) {
+	if c, _ := st.RelayCounts(); c != (state.RelayCounts{Truncated: 1, Dropped: 1}) {
 		t.Errorf("durable counts %+v after the restart, want the two from before the crash", c)
 	}
 }
@@ -319,14 +319,14 @@ func TestOversizedRepublishAfterCrash(t *testing.T) {
 func TestStreamLimitLoweredWhileRunning(t *testing.T) {
 	ns := startServer(t, nil)
 	nc := connect(t, ns.ClientURL())
-	ensureStream(t, nc, events.StreamOptions{})
+	ensureStream(t, nc, stream.Options{})
 	st := openStore(t)
 	st.Commit(&state.Change{Events: []events.Envelope{quantityEvent(t, 1)}})
 	r := newRelay(t, nc, st, &countingMetrics{})
 	flush(t, r)
 
 	js := natstest.JetStream(t, nc)
-	s, _ := js.Stream(context.Background(), events.StreamName)
+	s, _ := js.Stream(context.Background(), stream.Name)
 	cfg := s.CachedInfo().Config
 	cfg.MaxMsgSize = 8 << 10
 	if _, err := js.UpdateStream(context.Background(), cfg); err != nil {
@@ -351,9 +351,9 @@ func TestStreamLimitLoweredWhileRunning(t *testing.T) {
 func TestLimitBelowANotice(t *testing.T) {
 	ns := startServer(t, nil)
 	nc := connect(t, ns.ClientURL())
-	ensureStream(t, nc, events.StreamOptions{})
+	ensureStream(t, nc, stream.Options{})
 	js := natstest.JetStream(t, nc)
-	s, _ := js.Stream(context.Background(), events.StreamName)
+	s, _ := js.Stream(context.Background(), stream.Name)
 	cfg := s.CachedInfo().Config
 	cfg.MaxMsgSize = 400
 	if _, err := js.UpdateStream(context.Background(), cfg); err != nil {
@@ -374,79 +374,5 @@ func TestLimitBelowANotice(t *testing.T) {
 	}
 	if n, _ := st.OutboxLen(); n != 2 {
 		t.Errorf("outbox holds %d, want both events kept", n)
-	}
-}
-
-// TestShrinkEvent checks the shrinker directly, table-driven.
-func TestShrinkEvent(t *testing.T) {
-	schema := eventSchema(t)
-	obj := map[string]string{}
-	for i := range 200 {
-		obj[fmt.Sprintf("k%03d", i)] = strings.Repeat("v", 50)
-	}
-	instr := events.JSONValue(obj)
-	sched := func() events.Envelope {
-		d := &events.Data{CustomerID: "c1", SubscriptionID: "sub-1", Revision: 3, After: &events.View{ID: "sub-1"}, New: instr,
-			Changes: []events.Change{{Path: "/scheduledNextTermInstructions", New: instr}}}
-		env, _, err := events.New("https://pc.example", events.SubscriptionScheduledChangeSet, events.IDKey{Entity: subEntity, Revision: 3}, time.Unix(0, 0), d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return env
-	}()
-	for _, tc := range []struct {
-		name    string
-		env     events.Envelope
-		limit   int
-		paths   []string // truncated, in order
-		wantErr error
-	}{
-		{"fits: unchanged", quantityEvent(t, 1), 1 << 20, nil, nil},
-		// Two equal strings: the one with the shorter path saves more.
-		{"one long string cut where it saves most", renameEvent(t, 2, 4000), 20000, []string{"/changes/0/new"}, nil},
-		{"both copies cut when needed", renameEvent(t, 2, 4000), 2000, []string{"/after/friendlyName", "/changes/0/new"}, nil},
-		{"objects become size and hash", sched, 2000, []string{"/changes/0/new", "/new"}, nil},
-		{"nothing long enough to cut", manyFieldsEvent(t, 2, 50), 2000, nil, events.ErrEventTooLarge},
-		{"not an event", events.Envelope{Body: bytes.Repeat([]byte("x"), 100)}, 50, nil, events.ErrNotCloudEvent},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			out, cuts, err := events.ShrinkEvent(tc.env.Body, tc.limit)
-			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("err = %v, want %v", err, tc.wantErr)
-			}
-			if err != nil {
-				return
-			}
-			if len(out) > tc.limit {
-				t.Errorf("%d bytes, over the limit %d", len(out), tc.limit)
-			}
-			var got []string
-			for _, c := range cuts {
-				got = append(got, c.Path)
-			}
-			if strings.Join(got, " ") != strings.Join(tc.paths, " ") {
-				t.Errorf("cut %v, want %v", got, tc.paths)
-			}
-			if tc.paths == nil && !bytes.Equal(out, tc.env.Body) {
-				t.Errorf("an event that fits was rewritten")
-			}
-			validate(t, schema, out)
-			again, _, _ := events.ShrinkEvent(tc.env.Body, tc.limit)
-			if !bytes.Equal(out, again) {
-				t.Errorf("not deterministic")
-			}
-			ev, _ := events.Decode(out)
-			var d struct {
-				Truncated []events.Truncation `json:"truncated"`
-				New       json.RawMessage     `json:"new"`
-			}
-			_ = json.Unmarshal(ev.Data, &d)
-			if len(d.Truncated) != len(tc.paths) {
-				t.Errorf("data.truncated has %d entries, want %d", len(d.Truncated), len(tc.paths))
-			}
-			if tc.name == "objects become size and hash" && !strings.HasPrefix(string(d.New), `{"size":`+fmt.Sprint(len(instr))) {
-				t.Errorf("new = %s, want {size, sha256} of the %d-byte object", d.New, len(instr))
-			}
-		})
 	}
 }

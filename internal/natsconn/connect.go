@@ -1,4 +1,11 @@
-package events
+// Package natsconn is how both pcwatch programs reach NATS: the connection
+// settings (Options: the URL, credentials, TLS and the connection's name),
+// and Connect, which dials without blocking on an unreachable server but
+// says at once when the server refuses the credentials (*AuthError).
+//
+// Nothing this package logs, returns or prints (String, Describe) holds a
+// password or a token, in any encoding.
+package natsconn
 
 import (
 	"errors"
@@ -14,12 +21,11 @@ import (
 	"github.com/pcwatch/pcwatch/internal/secret"
 )
 
-// NATSOptions say how to reach a NATS server that is not the embedded one.
-// Credentials may come as user/password (also inside the URL), a token
-// (also in the URL's user part), an NKey seed file or a JWT creds file;
-// TLS with a private CA and client certificates is supported. String never
-// prints secrets.
-type NATSOptions struct {
+// Options say how to reach a NATS server. Credentials may come as
+// user/password (also inside the URL), a token (also in the URL's user
+// part), an NKey seed file or a JWT creds file; TLS with a private CA and
+// client certificates is supported. String never prints secrets.
+type Options struct {
 	URL          string
 	Name         string // connection name shown by the server
 	User         string
@@ -49,8 +55,10 @@ func (e *AuthError) Error() string {
 
 func (e *AuthError) Unwrap() error { return e.Err }
 
-// isAuthErr reports whether err is the server refusing the credentials.
-func isAuthErr(err error) bool {
+// Refused reports whether err is the server refusing the credentials (an
+// authorization violation, expired or revoked credentials), as the NATS
+// client reports it: a connection's LastError, a reconnect's error.
+func Refused(err error) bool {
 	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
 		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
 }
@@ -73,7 +81,7 @@ const authLogEvery = 60
 // Error, and the connection keeps trying, so fixing the server's side is
 // enough. Nothing Connect logs or returns holds a password or token, in
 // any encoding.
-func Connect(o NATSOptions) (*nats.Conn, error) {
+func Connect(o Options) (*nats.Conn, error) {
 	if o.URL == "" {
 		return nil, errors.New("NATS URL is empty")
 	}
@@ -81,8 +89,7 @@ func Connect(o NATSOptions) (*nats.Conn, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	red := secret.New(o.Password, o.Token)
-	red.Add(urlSecrets(o.URL)...)
+	red := secret.New(o.Secrets()...)
 	auth := o.authMode()
 	var refusals atomic.Int64
 	refused := func(err error) {
@@ -107,7 +114,7 @@ func Connect(o NATSOptions) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-			if isAuthErr(err) {
+			if Refused(err) {
 				refused(err)
 				return
 			}
@@ -115,7 +122,7 @@ func Connect(o NATSOptions) (*nats.Conn, error) {
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			switch {
-			case isAuthErr(err):
+			case Refused(err):
 				refused(err)
 			case errors.Is(err, nats.ErrPermissionViolation):
 				log.Error("NATS denied a permission to pcwatch's credentials (check the server's permissions for this user)", "auth", auth, "err", red.Error(err))
@@ -168,7 +175,7 @@ func Connect(o NATSOptions) (*nats.Conn, error) {
 	if err == nil {
 		return nc, nil
 	}
-	if isAuthErr(err) {
+	if Refused(err) {
 		return nil, &AuthError{Server: redactURL(o.URL), Auth: auth, Err: red.WrapError(err)}
 	}
 	nc, err = nats.Connect(o.URL, opts...)
@@ -176,6 +183,13 @@ func Connect(o NATSOptions) (*nats.Conn, error) {
 		return nil, fmt.Errorf("NATS %s: %w", redactURL(o.URL), red.WrapError(err))
 	}
 	return nc, nil
+}
+
+// Secrets returns what of o must never leave the process: the password,
+// the token, and the credentials inside the URL (as written and decoded).
+// Programs add them to their redactor (internal/secret).
+func (o Options) Secrets() []string {
+	return append([]string{o.Password, o.Token}, urlSecrets(o.URL)...)
 }
 
 // urlSecrets returns the credentials inside a (comma-separated) NATS URL:
@@ -260,7 +274,7 @@ func urlAuth(u string) string {
 }
 
 // authMode describes how o authenticates, without secrets.
-func (o NATSOptions) authMode() string {
+func (o Options) authMode() string {
 	var modes []string
 	if o.CredsFile != "" {
 		modes = append(modes, "creds file "+o.CredsFile)
@@ -287,7 +301,7 @@ func (o NATSOptions) authMode() string {
 }
 
 // String describes the options without secrets.
-func (o NATSOptions) String() string {
+func (o Options) String() string {
 	s := fmt.Sprintf("NATS %s (auth %s", redactURL(o.URL), o.authMode())
 	if o.TLSCAFile != "" {
 		s += ", tls-ca " + o.TLSCAFile
@@ -295,7 +309,7 @@ func (o NATSOptions) String() string {
 	return s + ")"
 }
 
-// Describe says how nc connects, in NATSOptions.String's words, from the
+// Describe says how nc connects, in Options.String's words, from the
 // options the connection was made with: whatever built them, a log line
 // built from Describe tells the truth about the authentication in use.
 func Describe(nc *nats.Conn) string {

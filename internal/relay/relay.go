@@ -1,4 +1,13 @@
-package events
+// Package relay moves events from the watcher's outbox (package state,
+// where they are committed with the snapshot that caused them) onto the
+// JetStream stream PCWATCH_EVENTS (package stream), in order, deleting each
+// only after JetStream acknowledged it. See Relay for the guarantees.
+//
+// The events themselves, and how an event too large for NATS is shrunk or
+// replaced by a notice (events.ShrinkEvent, events.DroppedNotice), are the
+// contract of package events; the relay decides when: it is the only place
+// that knows the message size limit in force.
+package relay
 
 import (
 	"context"
@@ -11,41 +20,36 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
+	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
-// OutboxRecord is one event waiting in the outbox.
-type OutboxRecord struct {
-	Seq uint64 // outbox order
-	Envelope
-}
-
 // Outbox is the durable queue the relay drains. The watcher's state store
-// implements it; events are written to it in the same transaction as the
-// snapshot that caused them.
+// (*state.Store) implements it; events are written to it in the same
+// transaction as the snapshot that caused them.
 type Outbox interface {
 	// OutboxRead returns up to n records in outbox order, oldest first.
-	OutboxRead(n int) ([]OutboxRecord, error)
+	OutboxRead(n int) ([]state.OutboxRecord, error)
 	// OutboxDelete removes records; deleting a missing record is not an
 	// error.
 	OutboxDelete(seqs []uint64) error
 	// OutboxDeleteCounted removes records like OutboxDelete and, in the
-	// same transaction, adds c to the durable RelayCounts: c says how many
-	// of the records were published shrunk or replaced by a notice.
-	OutboxDeleteCounted(seqs []uint64, c RelayCounts) error
+	// same transaction, adds c to the durable state.RelayCounts: c says
+	// how many of the records were published shrunk or replaced by a
+	// notice.
+	OutboxDeleteCounted(seqs []uint64, c state.RelayCounts) error
 	// OutboxLen returns the number of records waiting.
 	OutboxLen() (int, error)
 }
 
-// RelayCounts count the outbox records the relay could not publish as
-// committed because they exceeded the NATS message size limit.
-type RelayCounts struct {
-	Truncated uint64 `json:"truncated"` // published shrunk (data.truncated)
-	Dropped   uint64 `json:"dropped"`   // replaced by an ops.event-dropped notice
-}
+var _ Outbox = (*state.Store)(nil)
 
-// RelayMetrics receives the relay's figures; implementations must be safe
+// Metrics receives the relay's figures; implementations must be safe
 // for concurrent use. Nil is allowed.
-type RelayMetrics interface {
+type Metrics interface {
 	OutboxDepth(n int)
 	Published(n int)
 	PublishFailed()
@@ -55,8 +59,8 @@ type RelayMetrics interface {
 	EventsDropped(n int)
 }
 
-// RelayHealth is the relay's recent record, for readiness checks.
-type RelayHealth struct {
+// Health is the relay's recent record, for readiness checks.
+type Health struct {
 	// ConsecutiveFailures counts drains in a row that stopped on an
 	// error; a drain that publishes everything resets it.
 	ConsecutiveFailures int
@@ -64,11 +68,11 @@ type RelayHealth struct {
 	LastError           error     // the last drain's error
 }
 
-// RelayOptions configure a Relay.
-type RelayOptions struct {
+// Options configure a Relay.
+type Options struct {
 	Conn        *nats.Conn
 	Outbox      Outbox
-	Stream      string        // expected stream; default StreamName
+	Stream      string        // expected stream; default stream.Name
 	MaxInFlight int           // unacknowledged publishes at once; default 256
 	AckTimeout  time.Duration // per publish; default 10s
 	// RetryInitial and RetryMax shape the backoff while NATS is
@@ -77,7 +81,7 @@ type RelayOptions struct {
 	// Idle is how often an idle relay looks at the outbox without being
 	// kicked; default 1s.
 	Idle    time.Duration
-	Metrics RelayMetrics
+	Metrics Metrics
 	Logger  *slog.Logger
 	// Redact, when set, is applied to every event body before it is
 	// published (the watcher removes its configured secrets: Partner
@@ -91,9 +95,10 @@ type RelayOptions struct {
 //
 // An event larger than the NATS server (max_payload) or the stream
 // (max_msg_size) accepts, headers included, is published shrunk with the
-// same id and subject (ShrinkEvent), or, when even that does not fit,
-// replaced by an ops.event-dropped notice (DroppedNotice) that names it.
-// Either way it is counted (RelayMetrics, the outbox's RelayCounts) and
+// same id and subject (events.ShrinkEvent), or, when even that does not
+// fit, replaced by an ops.event-dropped notice (events.DroppedNotice) that
+// names it.
+// Either way it is counted (Metrics, the outbox's state.RelayCounts) and
 // logged, and the events after it flow: one record can no longer hold up
 // the outbox. The limit is read from the connection at every publish and
 // from the stream at start and whenever the stream rejects a message for
@@ -118,7 +123,7 @@ type RelayOptions struct {
 // Run and Flush may be called from different goroutines; draining is
 // serialised.
 type Relay struct {
-	o    RelayOptions
+	o    Options
 	js   jetstream.JetStream
 	log  *slog.Logger
 	kick chan struct{}
@@ -132,16 +137,16 @@ type Relay struct {
 	fitted map[uint64]fitting
 
 	hmu    sync.Mutex
-	health RelayHealth
+	health Health
 }
 
-// NewRelay returns a relay; it does not start draining until Run or Flush.
-func NewRelay(o RelayOptions) (*Relay, error) {
+// New returns a relay; it does not start draining until Run or Flush.
+func New(o Options) (*Relay, error) {
 	if o.Conn == nil || o.Outbox == nil {
 		return nil, errors.New("relay needs a NATS connection and an outbox")
 	}
 	if o.Stream == "" {
-		o.Stream = StreamName
+		o.Stream = stream.Name
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 256
@@ -172,7 +177,7 @@ func NewRelay(o RelayOptions) (*Relay, error) {
 }
 
 // Health returns the relay's recent record. It is safe to call at any time.
-func (r *Relay) Health() RelayHealth {
+func (r *Relay) Health() Health {
 	r.hmu.Lock()
 	defer r.hmu.Unlock()
 	return r.health
@@ -182,7 +187,7 @@ func (r *Relay) recordDrain(err error) {
 	r.hmu.Lock()
 	defer r.hmu.Unlock()
 	if err == nil {
-		r.health = RelayHealth{}
+		r.health = Health{}
 		return
 	}
 	if r.health.ConsecutiveFailures == 0 {
@@ -272,14 +277,14 @@ type fate uint8
 
 const (
 	asCommitted fate = iota
-	shrunk           // ShrinkEvent
+	shrunk           // events.ShrinkEvent
 	dropped          // replaced by an ops.event-dropped notice
 )
 
 // wire is what the relay publishes for an outbox record.
 type wire struct {
-	rec     OutboxRecord // the record (its Seq and Entity)
-	id      string       // Nats-Msg-Id
+	rec     state.OutboxRecord // the record (its Seq and Entity)
+	id      string             // Nats-Msg-Id
 	subject string
 	body    []byte
 	fate    fate
@@ -296,9 +301,9 @@ const headerSlack = 128
 
 // headerLen bounds the bytes of the headers the relay sends with a message
 // of id: NATS/1.0, one "Key: value" line per header, CRLFs.
-func headerLen(id, stream string) int {
+func headerLen(id, streamName string) int {
 	n := len("NATS/1.0\r\n\r\n") + headerSlack
-	for _, kv := range [][2]string{{"Content-Type", ContentType}, {jetstream.MsgIDHeader, id}, {jetstream.ExpectedStreamHeader, stream}} {
+	for _, kv := range [][2]string{{"Content-Type", events.ContentType}, {jetstream.MsgIDHeader, id}, {jetstream.ExpectedStreamHeader, streamName}} {
 		n += len(kv[0]) + len(": ") + len(kv[1]) + len("\r\n")
 	}
 	return n
@@ -332,7 +337,7 @@ type fitting struct {
 }
 
 // fit returns what to publish for rec under limit (0: no limit known).
-func (r *Relay) fit(rec OutboxRecord, limit int64) (wire, error) {
+func (r *Relay) fit(rec state.OutboxRecord, limit int64) (wire, error) {
 	body := rec.Body
 	if r.o.Redact != nil {
 		body = r.o.Redact(body)
@@ -355,23 +360,23 @@ func (r *Relay) fit(rec OutboxRecord, limit int64) (wire, error) {
 
 func (r *Relay) refit(w wire, size int, limit int64) (wire, error) {
 	rec, hdr := w.rec, size-len(w.body)
-	body, cuts, serr := ShrinkEvent(w.body, int(limit)-hdr)
+	body, cuts, serr := events.ShrinkEvent(w.body, int(limit)-hdr)
 	if serr == nil {
 		w.body, w.fate = body, shrunk
 		r.log.Warn("event relay: event larger than NATS accepts; publishing it shrunk (data.truncated lists what was cut)",
-			"event_id", rec.ID, "subject", clip(rec.Subject), "size", size, "limit", limit, "shrunk_to", len(body)+hdr, "values_cut", len(cuts))
+			"event_id", rec.ID, "subject", events.Clip(rec.Subject), "size", size, "limit", limit, "shrunk_to", len(body)+hdr, "values_cut", len(cuts))
 		return w, nil
 	}
-	n, err := DroppedNotice(rec.Envelope, size, int(limit))
+	n, err := events.DroppedNotice(rec.Envelope, size, int(limit))
 	if err != nil {
 		return w, fmt.Errorf("event %s: building its ops.event-dropped notice: %w", rec.ID, err)
 	}
 	if nsize := len(n.Body) + headerLen(n.ID, r.o.Stream); int64(nsize) > limit {
 		return w, fmt.Errorf("event %s (%d bytes) exceeds the NATS message size limit of %d bytes, and so would its ops.event-dropped notice (%d bytes): %w; raise the server's max_payload and the stream's max_msg_size",
-			rec.ID, size, limit, nsize, ErrLimitTooSmall)
+			rec.ID, size, limit, nsize, events.ErrLimitTooSmall)
 	}
 	r.log.Error("event relay: event too large for NATS even shrunk; publishing an ops.event-dropped notice in its place",
-		"event_id", rec.ID, "subject", clip(rec.Subject), "entity", clip(rec.Entity), "size", size, "limit", limit, "notice_id", n.ID, "why", serr)
+		"event_id", rec.ID, "subject", events.Clip(rec.Subject), "entity", events.Clip(rec.Entity), "size", size, "limit", limit, "notice_id", n.ID, "why", serr)
 	w.id, w.subject, w.body, w.fate = n.ID, n.Subject, n.Body, dropped
 	return w, nil
 }
@@ -437,7 +442,7 @@ func (r *Relay) drain(ctx context.Context) (n int, err error) {
 // were shrunk or dropped in the same transaction.
 func (r *Relay) delete(ws []wire) error {
 	seqs := make([]uint64, len(ws))
-	var c RelayCounts
+	var c state.RelayCounts
 	for i, w := range ws {
 		seqs[i] = w.rec.Seq
 		delete(r.fitted, w.rec.Seq)
@@ -449,7 +454,7 @@ func (r *Relay) delete(ws []wire) error {
 		}
 	}
 	var err error
-	if c == (RelayCounts{}) {
+	if c == (state.RelayCounts{}) {
 		err = r.o.Outbox.OutboxDelete(seqs)
 	} else {
 		err = r.o.Outbox.OutboxDeleteCounted(seqs, c)
@@ -471,7 +476,7 @@ func (r *Relay) delete(ws []wire) error {
 // publish sends recs in order with at most MaxInFlight unacknowledged and
 // never two of one entity or one subject at once. It returns what was
 // acknowledged and the first error.
-func (r *Relay) publish(ctx context.Context, recs []OutboxRecord) ([]wire, error) {
+func (r *Relay) publish(ctx context.Context, recs []state.OutboxRecord) ([]wire, error) {
 	var (
 		acked    = make([]wire, 0, len(recs))
 		queue    []inflight
@@ -490,7 +495,7 @@ func (r *Relay) publish(ctx context.Context, recs []OutboxRecord) ([]wire, error
 			// The limit changed under us: read it again before retrying.
 			r.needInfo = true
 		}
-		firstErr = fmt.Errorf("publishing event %s to %s: %w", w.id, clip(w.subject), r.connErr(err))
+		firstErr = fmt.Errorf("publishing event %s to %s: %w", w.id, events.Clip(w.subject), r.connErr(err))
 	}
 	settle := func() {
 		f := queue[0]
@@ -529,7 +534,7 @@ func (r *Relay) publish(ctx context.Context, recs []OutboxRecord) ([]wire, error
 		}
 		msg := nats.NewMsg(w.subject)
 		msg.Data = w.body
-		msg.Header.Set("Content-Type", ContentType)
+		msg.Header.Set("Content-Type", events.ContentType)
 		fut, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(w.id), jetstream.WithExpectStream(r.o.Stream))
 		if err != nil {
 			fail(w, err)
@@ -559,7 +564,7 @@ func (r *Relay) connErr(err error) error {
 		return err
 	}
 	if last := nc.LastError(); last != nil && !errors.Is(err, last) {
-		if isAuthErr(last) {
+		if natsconn.Refused(last) {
 			return fmt.Errorf("NATS is not connected: the server refused the credentials (%w); still trying (%s): %w", last, nc.Status(), err)
 		}
 		return fmt.Errorf("NATS is not connected (%s; last error: %w): %w", nc.Status(), last, err)
@@ -602,7 +607,7 @@ func (r *Relay) reconcile(ctx context.Context, s jetstream.Stream) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("checking stream %s for already published events on %s: %w", r.o.Stream, clip(subj), r.connErr(err))
+			return fmt.Errorf("checking stream %s for already published events on %s: %w", r.o.Stream, events.Clip(subj), r.connErr(err))
 		}
 		last := m.Header.Get(jetstream.MsgIDHeader)
 		ws := bySubject[subj]

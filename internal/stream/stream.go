@@ -1,4 +1,12 @@
-package events
+// Package stream defines PCWATCH_EVENTS, the JetStream stream the relay
+// publishes pcwatch's events onto and the notifier consumes them from: its
+// name, its subjects, its limits, and Ensure, which creates it or brings it
+// to those limits.
+//
+// Who may call: the watcher at start-up (and while NATS is unreachable, until
+// it succeeds); tests and tools that need the stream. Ensure is idempotent.
+// The event contract itself (types, subjects, bodies) is package events.
+package stream
 
 import (
 	"context"
@@ -10,21 +18,22 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Stream defaults.
+// The stream's name and defaults.
 const (
-	StreamName        = "PCWATCH_EVENTS"
+	Name              = "PCWATCH_EVENTS"
 	DefaultMaxAge     = 30 * 24 * time.Hour
 	DefaultMaxBytes   = 1 << 30 // 1 GiB
 	DefaultDuplicates = time.Hour
 )
 
-// StreamSubjects are the subjects PCWATCH_EVENTS captures.
-var StreamSubjects = []string{"pcwatch.events.>", "pcwatch.ops.>"}
+// Subjects are the subjects PCWATCH_EVENTS captures. Callers must not
+// modify the slice.
+var Subjects = []string{"pcwatch.events.>", "pcwatch.ops.>"}
 
-// StreamOptions shape PCWATCH_EVENTS. The zero value gives the defaults:
+// Options shape PCWATCH_EVENTS. The zero value gives the defaults:
 // limits retention, file storage, 30 days, 1 GiB, a 1-hour duplicate window,
 // one replica.
-type StreamOptions struct {
+type Options struct {
 	Name       string
 	MaxAge     time.Duration
 	MaxBytes   int64
@@ -34,9 +43,9 @@ type StreamOptions struct {
 	Memory bool
 }
 
-func (o StreamOptions) config() jetstream.StreamConfig {
+func (o Options) config() jetstream.StreamConfig {
 	if o.Name == "" {
-		o.Name = StreamName
+		o.Name = Name
 	}
 	if o.MaxAge == 0 {
 		o.MaxAge = DefaultMaxAge
@@ -57,7 +66,7 @@ func (o StreamOptions) config() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        o.Name,
 		Description: "pcwatch change and deadline events (CloudEvents); see docs/events.md",
-		Subjects:    slices.Clone(StreamSubjects),
+		Subjects:    slices.Clone(Subjects),
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     storage,
 		MaxAge:      o.MaxAge,
@@ -68,9 +77,9 @@ func (o StreamOptions) config() jetstream.StreamConfig {
 	}
 }
 
-// StreamConfigError says the existing stream cannot be brought to the
+// ConfigError says the existing stream cannot be brought to the
 // wanted configuration in place.
-type StreamConfigError struct {
+type ConfigError struct {
 	Stream string
 	Field  string
 	Have   any
@@ -78,7 +87,7 @@ type StreamConfigError struct {
 	Err    error
 }
 
-func (e *StreamConfigError) Error() string {
+func (e *ConfigError) Error() string {
 	msg := fmt.Sprintf("JetStream stream %s exists with %s %v but pcwatch is configured for %v", e.Stream, e.Field, e.Have, e.Want)
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
@@ -86,14 +95,15 @@ func (e *StreamConfigError) Error() string {
 	return msg + "; NATS cannot change this in place: either configure pcwatch to match the stream, or back up and delete the stream (nats stream rm " + e.Stream + ") so pcwatch recreates it"
 }
 
-func (e *StreamConfigError) Unwrap() error { return e.Err }
+func (e *ConfigError) Unwrap() error { return e.Err }
 
-// EnsureStream creates the stream or brings an existing one to the wanted
+// Ensure creates the stream or brings an existing one to the wanted
 // limits. It is idempotent: calling it again with the same options changes
 // nothing. A difference NATS cannot apply in place (storage type, or
-// replicas on a server that refuses) is a *StreamConfigError, never a
-// silently mismatched stream.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.Stream, error) {
+// replicas on a server that refuses) is a *ConfigError, never a silently
+// mismatched stream. Any other error (NATS unreachable, a permission
+// denied) is returned wrapped and may be retried.
+func Ensure(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.Stream, error) {
 	want := o.config()
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -108,10 +118,10 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) 
 	}
 	have := s.CachedInfo().Config
 	if have.Storage != want.Storage {
-		return nil, &StreamConfigError{Stream: want.Name, Field: "storage", Have: have.Storage, Want: want.Storage}
+		return nil, &ConfigError{Stream: want.Name, Field: "storage", Have: have.Storage, Want: want.Storage}
 	}
 	if have.Retention != want.Retention {
-		return nil, &StreamConfigError{Stream: want.Name, Field: "retention", Have: have.Retention, Want: want.Retention}
+		return nil, &ConfigError{Stream: want.Name, Field: "retention", Have: have.Retention, Want: want.Retention}
 	}
 	if streamMatches(have, want) {
 		return s, nil
@@ -126,7 +136,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) 
 		if have.Replicas != want.Replicas {
 			field, hv, wv = "replicas", have.Replicas, want.Replicas
 		}
-		return nil, &StreamConfigError{Stream: want.Name, Field: field, Have: hv, Want: wv, Err: err}
+		return nil, &ConfigError{Stream: want.Name, Field: field, Have: hv, Want: wv, Err: err}
 	}
 	return s, nil
 }

@@ -1,8 +1,7 @@
-package events_test
+package relay_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,9 @@ import (
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/natstest"
+	"github.com/pcwatch/pcwatch/internal/relay"
 	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
 func startNATS(t testing.TB, dir string, port int) *natsembed.Server {
@@ -67,27 +68,27 @@ type stored struct {
 func readStream(t testing.TB, nc *nats.Conn) []stored {
 	t.Helper()
 	var out []stored
-	for _, m := range natstest.ReadStream(t, nc, events.StreamName) {
+	for _, m := range natstest.ReadStream(t, nc, stream.Name) {
 		out = append(out, stored{seq: m.Sequence, subject: m.Subject, id: m.Header.Get(jetstream.MsgIDHeader),
 			body: string(m.Data), ctype: m.Header.Get("Content-Type")})
 	}
 	return out
 }
 
-func ensureStream(t testing.TB, nc *nats.Conn, o events.StreamOptions) {
+func ensureStream(t testing.TB, nc *nats.Conn, o stream.Options) {
 	natstest.EnsureEvents(t, nc, o)
 }
 
-func newRelay(t testing.TB, nc *nats.Conn, ob events.Outbox, m events.RelayMetrics) *events.Relay {
+func newRelay(t testing.TB, nc *nats.Conn, ob relay.Outbox, m relay.Metrics) *relay.Relay {
 	t.Helper()
-	r, err := events.NewRelay(events.RelayOptions{Conn: nc, Outbox: ob, Metrics: m, RetryInitial: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, AckTimeout: 2 * time.Second})
+	r, err := relay.New(relay.Options{Conn: nc, Outbox: ob, Metrics: m, RetryInitial: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, AckTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-func flush(t testing.TB, r *events.Relay) int {
+func flush(t testing.TB, r *relay.Relay) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -101,7 +102,7 @@ func flush(t testing.TB, r *events.Relay) int {
 func TestPublishOnceWithSubjectHeadersAndBody(t *testing.T) {
 	srv := startNATS(t, t.TempDir(), 0)
 	nc := connect(t, srv.ClientURL())
-	ensureStream(t, nc, events.StreamOptions{})
+	ensureStream(t, nc, stream.Options{})
 	st := openStore(t)
 	e := makeEvent(t, "c1", 7, 3)
 	if err := st.Commit(&state.Change{Events: []events.Envelope{e}}); err != nil {
@@ -131,7 +132,7 @@ func TestPublishOnceWithSubjectHeadersAndBody(t *testing.T) {
 func TestRepublishIsDeduplicated(t *testing.T) {
 	srv := startNATS(t, t.TempDir(), 0)
 	nc := connect(t, srv.ClientURL())
-	ensureStream(t, nc, events.StreamOptions{})
+	ensureStream(t, nc, stream.Options{})
 	st := openStore(t)
 	e := makeEvent(t, "c1", 1, 1)
 	// The same event committed twice (a retried cycle, a replay) and the
@@ -184,7 +185,7 @@ func TestServerRestartMidDrain(t *testing.T) {
 	srv := startNATS(t, natsDir, 0)
 	url, port := srv.ClientURL(), srv.Port()
 	nc := connect(t, url)
-	ensureStream(t, nc, events.StreamOptions{})
+	ensureStream(t, nc, stream.Options{})
 	st := openStore(t)
 
 	const entities, revs = 40, 50
@@ -271,7 +272,7 @@ func TestServerRestartMidDrain(t *testing.T) {
 func TestReconcileAfterCrashBetweenAckAndDelete(t *testing.T) {
 	srv := startNATS(t, t.TempDir(), 0)
 	nc := connect(t, srv.ClientURL())
-	ensureStream(t, nc, events.StreamOptions{})
+	ensureStream(t, nc, stream.Options{})
 	st := openStore(t)
 	var evs []events.Envelope
 	for rev := uint64(1); rev <= 3; rev++ {
@@ -331,49 +332,5 @@ func TestNATSUnreachableKeepsEverything(t *testing.T) {
 	}
 	if n, _ := st.OutboxLen(); n != 2 {
 		t.Errorf("outbox holds %d, want 2", n)
-	}
-}
-
-func TestEnsureStream(t *testing.T) {
-	srv := startNATS(t, t.TempDir(), 0)
-	nc := connect(t, srv.ClientURL())
-	js, _ := jetstream.New(nc)
-	ctx := context.Background()
-	s, err := events.EnsureStream(ctx, js, events.StreamOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	if cfg.Storage != jetstream.FileStorage || cfg.Retention != jetstream.LimitsPolicy || cfg.MaxAge != 30*24*time.Hour ||
-		cfg.Duplicates != time.Hour || cfg.MaxBytes != 1<<30 || strings.Join(cfg.Subjects, ",") != "pcwatch.events.>,pcwatch.ops.>" {
-		t.Errorf("stream config = %+v", cfg)
-	}
-	// Idempotent.
-	if _, err := events.EnsureStream(ctx, js, events.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	// A limit change is applied in place.
-	s, err = events.EnsureStream(ctx, js, events.StreamOptions{MaxAge: 7 * 24 * time.Hour, MaxBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := s.CachedInfo().Config; c.MaxAge != 7*24*time.Hour || c.MaxBytes != 1<<20 {
-		t.Errorf("limits not updated: %+v", c)
-	}
-	// A storage change cannot be: a clear error naming the stream, the
-	// field and the fix.
-	_, err = events.EnsureStream(ctx, js, events.StreamOptions{Memory: true})
-	var sce *events.StreamConfigError
-	if !errors.As(err, &sce) || sce.Field != "storage" {
-		t.Fatalf("err = %v, want a StreamConfigError on storage", err)
-	}
-	for _, want := range []string{"PCWATCH_EVENTS", "storage", "nats stream rm"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not mention %q", err, want)
-		}
-	}
-	// Replicas beyond a single server cannot be applied either.
-	if _, err := events.EnsureStream(ctx, js, events.StreamOptions{Replicas: 3}); !errors.As(err, &sce) || sce.Field != "replicas" {
-		t.Errorf("replicas 3 on one server: %v", err)
 	}
 }
