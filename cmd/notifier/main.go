@@ -9,14 +9,13 @@
 //	notifier dlq replay --config FILE [--channel X] [--id ID ...] [--nats-url URL]
 //	notifier test   --config FILE --channel X [--type subscription.quantity-changed]
 //
-// NATS: --nats-url, else $PCWATCH_NATS_URL, else nats://127.0.0.1:4222 (the
-// watcher's embedded server); credentials from --nats-nkey (an NKey seed
-// file, default $PCWATCH_NATS_NKEY: for the embedded server,
-// <data-dir>/nats-auth/notifier.nk), --nats-creds (a creds file, default
-// $PCWATCH_NATS_CREDS), PCWATCH_NATS_USER, PCWATCH_NATS_PASSWORD and
-// PCWATCH_NATS_TOKEN; TLS from a tls:// URL, PCWATCH_NATS_TLS_CA and the
-// client certificate PCWATCH_NATS_TLS_CERT/PCWATCH_NATS_TLS_KEY, as for the
-// watcher.
+// NATS: the connection settings are the watcher's (package natsconn, the
+// README's "NATS connection"): --nats-url (default $PCWATCH_NATS_URL, else
+// nats://127.0.0.1:4222, the watcher's embedded server), --nats-nkey (for
+// the embedded server, <data-dir>/nats-auth/notifier.nk), --nats-creds,
+// --nats-tls-ca, --nats-tls-cert, --nats-tls-key, each also a PCWATCH_NATS_*
+// variable, and PCWATCH_NATS_USER, PCWATCH_NATS_PASSWORD and
+// PCWATCH_NATS_TOKEN (or their _FILE variants).
 //
 // The health endpoint answers only Host names of this server (loopback, the
 // listen address, --allowed-hosts and the configuration's allowed_hosts);
@@ -59,7 +58,7 @@ func main() {
 	os.Exit(code)
 }
 
-const usage = `usage: notifier <command> [flags]
+var usage = `usage: notifier <command> [flags]
 
 commands:
   run         consume events and deliver alerts
@@ -74,10 +73,10 @@ commands:
   test        send a sample event through one channel, bypassing NATS
               --config FILE --channel X [--type subscription.quantity-changed]
 
-NATS: --nats-url, else PCWATCH_NATS_URL, else nats://127.0.0.1:4222; credentials from --nats-nkey
-(default PCWATCH_NATS_NKEY; the watcher's embedded server: <data-dir>/nats-auth/notifier.nk), --nats-creds
-(default PCWATCH_NATS_CREDS), PCWATCH_NATS_USER, PCWATCH_NATS_PASSWORD, PCWATCH_NATS_TOKEN;
-TLS: PCWATCH_NATS_TLS_CA, PCWATCH_NATS_TLS_CERT, PCWATCH_NATS_TLS_KEY.
+run, dlq and test (for nats channels) take the NATS connection flags below; without a URL the notifier
+connects to nats://127.0.0.1:4222, the watcher's embedded server (its seed: <data-dir>/nats-auth/notifier.nk).
+
+` + natsconn.Usage() + `
 Health endpoint token: PCWATCH_OPS_TOKEN or PCWATCH_OPS_TOKEN_FILE (then /metrics needs it).
 Exit status: 0 ok, 1 runtime failure, 2 bad flags or configuration.
 `
@@ -168,32 +167,22 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// natsFlag registers --nats-url, --nats-nkey and --nats-creds and returns
-// a func resolving the options from them and the environment.
-func natsFlag(fs *flag.FlagSet, getenv func(string) string) func() natsconn.Options {
-	url := fs.String("nats-url", "", "NATS server URL (default $PCWATCH_NATS_URL, else "+notify.DefaultNATSURL+")")
-	nkey := fs.String("nats-nkey", getenv("PCWATCH_NATS_NKEY"), "NKey seed file (default $PCWATCH_NATS_NKEY; the watcher's embedded server: <data-dir>/nats-auth/notifier.nk)")
-	creds := fs.String("nats-creds", getenv("PCWATCH_NATS_CREDS"), "NATS creds file (default $PCWATCH_NATS_CREDS)")
-	return func() natsconn.Options {
-		o := natsconn.Options{
-			URL:          *url,
-			Name:         "pcwatch-notifier",
-			User:         getenv("PCWATCH_NATS_USER"),
-			Password:     getenv("PCWATCH_NATS_PASSWORD"),
-			Token:        getenv("PCWATCH_NATS_TOKEN"),
-			CredsFile:    *creds,
-			NKeySeedFile: *nkey,
-			TLSCAFile:    getenv("PCWATCH_NATS_TLS_CA"),
-			TLSCertFile:  getenv("PCWATCH_NATS_TLS_CERT"),
-			TLSKeyFile:   getenv("PCWATCH_NATS_TLS_KEY"),
-		}
-		if o.URL == "" {
-			o.URL = getenv("PCWATCH_NATS_URL")
+// natsFlags registers the NATS connection flags (package natsconn: the
+// watcher's too) and returns a func resolving the options from them and
+// the environment once the flags are parsed. The URL defaults to the
+// watcher's embedded server; a credential that cannot be read is a usage
+// error (exit 2) naming the variable.
+func natsFlags(fs *flag.FlagSet, getenv func(string) string) func() (natsconn.Options, error) {
+	f := natsconn.AddFlags(fs)
+	return func() (natsconn.Options, error) {
+		o, err := f.Options(getenv, natsconn.Options{URL: notify.DefaultNATSURL, Name: "pcwatch-notifier"})
+		if err != nil {
+			return o, usageErr("%v", err)
 		}
 		if o.URL == "" {
 			o.URL = notify.DefaultNATSURL
 		}
-		return o
+		return o, nil
 	}
 }
 
@@ -227,7 +216,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	fs.Var(&allowed, "allowed-hosts", "further Host names the health endpoint answers, comma-separated (added to allowed_hosts)")
 	format := fs.String("log-format", "text", "log format: text or json")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	natsOpts := natsFlag(fs, getenv)
+	natsOpts := natsFlags(fs, getenv)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -248,7 +237,10 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	if err != nil {
 		return usageErr("run: %v", err)
 	}
-	no := natsOpts()
+	no, err := natsOpts()
+	if err != nil {
+		return err
+	}
 	no.Logger = log
 	return notify.Run(ctx, notify.Options{Config: cfg, NATS: no, Listen: *listen, Logger: log, OpsToken: token, AllowedHosts: allowed})
 }
@@ -302,14 +294,18 @@ func cmdDLQList(ctx context.Context, args []string, stdout io.Writer, getenv fun
 	fs := newFlags("dlq list")
 	channel := fs.String("channel", "", "only this channel")
 	format := fs.String("format", "table", "output: table or json")
-	natsOpts := natsFlag(fs, getenv)
+	natsOpts := natsFlags(fs, getenv)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *format != "table" && *format != "json" {
 		return usageErr("dlq list: --format %q: want table or json", *format)
 	}
-	nc, err := connect(ctx, natsOpts())
+	no, err := natsOpts()
+	if err != nil {
+		return err
+	}
+	nc, err := connect(ctx, no)
 	if err != nil {
 		return err
 	}
@@ -394,7 +390,7 @@ func cmdDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	channel := fs.String("channel", "", "only this channel")
 	var ids stringList
 	fs.Var(&ids, "id", "only this event id (repeatable)")
-	natsOpts := natsFlag(fs, getenv)
+	natsOpts := natsFlags(fs, getenv)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -402,7 +398,11 @@ func cmdDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
-	nc, err := connect(ctx, natsOpts())
+	no, err := natsOpts()
+	if err != nil {
+		return err
+	}
+	nc, err := connect(ctx, no)
 	if err != nil {
 		return err
 	}
@@ -444,7 +444,7 @@ func cmdTest(ctx context.Context, args []string, stdout io.Writer, getenv func(s
 	config := fs.String("config", "", "configuration file (YAML)")
 	channel := fs.String("channel", "", "the channel to send through")
 	typ := fs.String("type", "subscription.quantity-changed", "event type of the sample (with or without io.pcwatch.)")
-	natsOpts := natsFlag(fs, getenv)
+	natsOpts := natsFlags(fs, getenv)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -467,7 +467,11 @@ func cmdTest(ctx context.Context, args []string, stdout io.Writer, getenv func(s
 	}
 	to := notify.TestOptions{Config: cfg, Channel: *channel, Type: t}
 	if cfg.Channels[*channel].Kind == notify.KindNATS {
-		nc, err := connect(ctx, natsOpts())
+		no, err := natsOpts()
+		if err != nil {
+			return err
+		}
+		nc, err := connect(ctx, no)
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/natstest"
 	"github.com/pcwatch/pcwatch/internal/notify"
@@ -115,30 +116,41 @@ func TestNATSOptionsFromFlagsAndEnv(t *testing.T) {
 	env := envFunc(map[string]string{"PCWATCH_NATS_URL": "nats://env:4222", "PCWATCH_NATS_USER": "u", "PCWATCH_NATS_PASSWORD": "p",
 		"PCWATCH_NATS_TOKEN": "tok", "PCWATCH_NATS_CREDS": "/c.creds", "PCWATCH_NATS_NKEY": "/k.nk",
 		"PCWATCH_NATS_TLS_CA": "/ca.pem", "PCWATCH_NATS_TLS_CERT": "/c.pem", "PCWATCH_NATS_TLS_KEY": "/k.pem"})
-	fs := newFlags("x")
-	get := natsFlag(fs, env)
-	_ = fs.Parse(nil)
-	if o := get(); o.URL != "nats://env:4222" || o.User != "u" || o.Password != "p" || o.Token != "tok" || o.CredsFile != "/c.creds" || o.NKeySeedFile != "/k.nk" ||
-		o.TLSCAFile != "/ca.pem" || o.TLSCertFile != "/c.pem" || o.TLSKeyFile != "/k.pem" {
+	resolve := func(env func(string) string, args ...string) natsconn.Options {
+		t.Helper()
+		fs := newFlags("x")
+		get := natsFlags(fs, env)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		o, err := get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	if o := resolve(env); o.URL != "nats://env:4222" || o.User != "u" || o.Password != "p" || o.Token != "tok" || o.CredsFile != "/c.creds" || o.NKeySeedFile != "/k.nk" ||
+		o.TLSCAFile != "/ca.pem" || o.TLSCertFile != "/c.pem" || o.TLSKeyFile != "/k.pem" || o.Name != "pcwatch-notifier" {
 		t.Errorf("from env: %+v", o)
 	}
-	fs = newFlags("x")
-	get = natsFlag(fs, env)
-	_ = fs.Parse([]string{"--nats-url", "nats://flag:4222"})
-	if o := get(); o.URL != "nats://flag:4222" {
+	if o := resolve(env, "--nats-url", "nats://flag:4222"); o.URL != "nats://flag:4222" {
 		t.Errorf("flag: %s", o.URL)
 	}
-	fs = newFlags("x")
-	get = natsFlag(fs, env)
-	_ = fs.Parse([]string{"--nats-nkey", "/flag.nk", "--nats-creds", "/flag.creds"})
-	if o := get(); o.NKeySeedFile != "/flag.nk" || o.CredsFile != "/flag.creds" {
+	if o := resolve(env, "--nats-nkey", "/flag.nk", "--nats-creds", "/flag.creds"); o.NKeySeedFile != "/flag.nk" || o.CredsFile != "/flag.creds" {
 		t.Errorf("--nats-nkey/--nats-creds over the environment: %+v", o)
 	}
-	fs = newFlags("x")
-	get = natsFlag(fs, envFunc(nil))
-	_ = fs.Parse(nil)
-	if o := get(); o.URL != "nats://127.0.0.1:4222" {
+	if o := resolve(env, "--nats-tls-ca", "/f-ca.pem", "--nats-tls-cert", "/f-c.pem", "--nats-tls-key", "/f-k.pem"); o.TLSCAFile != "/f-ca.pem" || o.TLSCertFile != "/f-c.pem" || o.TLSKeyFile != "/f-k.pem" {
+		t.Errorf("--nats-tls-* over the environment: %+v", o)
+	}
+	if o := resolve(envFunc(nil)); o.URL != "nats://127.0.0.1:4222" {
 		t.Errorf("default: %s", o.URL)
+	}
+	// A credential that cannot be read is a usage error naming the
+	// variable, before anything connects.
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"dlq", "list"}, &out, &errOut, envFunc(map[string]string{"PCWATCH_NATS_PASSWORD_FILE": "/nonexistent/pw"}))
+	if code != 2 || !strings.Contains(errOut.String(), "PCWATCH_NATS_PASSWORD_FILE") {
+		t.Errorf("unreadable PCWATCH_NATS_PASSWORD_FILE: exit %d, stderr %q", code, errOut.String())
 	}
 }
 

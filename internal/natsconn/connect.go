@@ -1,7 +1,9 @@
-// Package natsconn is how both pcwatch programs reach NATS: the connection
-// settings (Options: the URL, credentials, TLS and the connection's name),
-// and Connect, which dials without blocking on an unreachable server but
-// says at once when the server refuses the credentials (*AuthError).
+// Package natsconn is how both pcwatch programs reach NATS: one definition
+// of the connection settings (Options: the URL, credentials, TLS and the
+// connection's name), one way to fill them from flags and the environment
+// (AddFlags, Flags.Options, Credentials; one usage text, Usage), and
+// Connect, which dials without blocking on an unreachable server but says
+// at once when the server refuses the credentials (*AuthError).
 //
 // Nothing this package logs, returns or prints (String, Describe) holds a
 // password or a token, in any encoding.
@@ -49,8 +51,8 @@ type AuthError struct {
 }
 
 func (e *AuthError) Error() string {
-	return fmt.Sprintf("NATS %s refused the credentials (auth %s): %v; check the user and password, token, NKey seed or creds file given to pcwatch, and the server's authorization settings",
-		e.Server, e.Auth, e.Err)
+	return fmt.Sprintf("NATS %s refused the credentials (auth %s): %v; check the server's authorization settings, and give pcwatch the credentials it expects: %s",
+		e.Server, e.Auth, e.Err, CredentialsHint())
 }
 
 func (e *AuthError) Unwrap() error { return e.Err }

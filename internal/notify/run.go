@@ -103,7 +103,8 @@ func Run(ctx context.Context, o Options) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	red := cfg.Redactor()
-	red.Add(o.NATS.Password, o.NATS.Token, o.OpsToken)
+	red.Add(o.NATS.Secrets()...)
+	red.Add(o.OpsToken)
 	log = slog.New(red.Handler(log.Handler()))
 	if o.NATS.Logger == nil {
 		o.NATS.Logger = log
@@ -304,14 +305,19 @@ func openDeliveries(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 // ErrNATSRefused says the server refused the notifier's credentials when
 // it connected (natsconn.Connect's *natsconn.AuthError), or that the NATS
 // client gave up on the connection for good.
-var ErrNATSRefused = errors.New("NATS closed the connection")
+var ErrNATSRefused = errors.New("NATS refused the connection")
 
-// NATSRefused describes a closed connection to o's server and the fix;
-// last is the connection's last error. Run returns it, and cmd/notifier's
-// one-shot commands print it, instead of waiting for NATS forever.
+// NATSRefused describes a refused or closed connection to o's server and
+// the fix; last is the connection's last error (or the refusal). Run
+// returns it, and cmd/notifier's one-shot commands print it, instead of
+// waiting for NATS forever.
 func NATSRefused(o natsconn.Options, last error) error {
-	return fmt.Errorf("%w: %s: %v; give the notifier the credentials the server expects: --nats-nkey or PCWATCH_NATS_NKEY (for the watcher's embedded server: <data-dir>/nats-auth/notifier.nk), PCWATCH_NATS_CREDS, PCWATCH_NATS_USER and PCWATCH_NATS_PASSWORD, or PCWATCH_NATS_TOKEN",
-		ErrNATSRefused, o, last)
+	what := "closed the connection"
+	if natsconn.Refused(last) {
+		what = "refused the credentials"
+	}
+	return fmt.Errorf("%w: %s %s: %v; give the notifier the credentials the server expects (the watcher's embedded server: --nats-nkey <data-dir>/nats-auth/notifier.nk): %s",
+		ErrNATSRefused, o, what, last, natsconn.CredentialsHint())
 }
 
 // setupWithRetry runs f until it succeeds or ctx ends (zero value, nil),

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pcwatch/pcwatch/internal/deadline"
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
@@ -30,7 +31,6 @@ type Config struct {
 	PCURL       string
 	Cloud       string
 	DataDir     string
-	NATSURL     string
 	NATSPort    int
 	Interval    time.Duration
 	Once        bool
@@ -59,6 +59,11 @@ type Config struct {
 	// NATSNotifierSubjects are the subjects the notifier identity may
 	// publish on, on the embedded NATS server (its nats channels).
 	NATSNotifierSubjects []string
+	// NATS says how to reach an external NATS server (package natsconn:
+	// its flags, variables and config-file keys are the notifier's too);
+	// an empty URL runs the embedded server. It holds no credentials: Run
+	// reads them from the environment (natsconn.Credentials).
+	NATS natsconn.Options
 
 	DeadlineInterval       time.Duration
 	CancellationThresholds []time.Duration
@@ -246,8 +251,6 @@ var options = func() []option {
 	}, func(c *Config) string { return c.Cloud })
 	f, s = str(func(c *Config) *string { return &c.DataDir })
 	add("data-dir", "directory for the state file and the embedded NATS store", f, s)
-	f, s = str(func(c *Config) *string { return &c.NATSURL })
-	add("nats-url", "NATS server URL; empty runs an embedded server", f, s)
 	f, s = integer(func(c *Config) *int { return &c.NATSPort }, -1, 65535)
 	add("nats-port", "port of the embedded NATS server (127.0.0.1); -1 picks a free one", f, s)
 	f, s = dur(func(c *Config) *time.Duration { return &c.Interval })
@@ -345,6 +348,7 @@ func Load(name string, args []string, getenv func(string) string) (Config, error
 	fs := flag.NewFlagSet("watcher "+name, flag.ContinueOnError)
 	fs.SetOutput(new(strings.Builder))
 	configPath := fs.String("config", getenv("PCWATCH_CONFIG"), "YAML config file (env PCWATCH_CONFIG)")
+	natsFlags := natsconn.AddFlags(fs)
 	flagVals := map[string]*string{}
 	for _, o := range options {
 		v := new(string)
@@ -393,6 +397,7 @@ func Load(name string, args []string, getenv func(string) string) (Config, error
 	if ferr != nil {
 		return c, ferr
 	}
+	c.NATS = natsFlags.Settings(getenv, c.NATS)
 	return c, c.validate()
 }
 
@@ -472,7 +477,9 @@ func (c *Config) loadFile(path string) error {
 				o = &options[j]
 			}
 		}
-		if o == nil {
+		// The NATS connection's settings are package natsconn's (nats_url).
+		natsKey := strings.ReplaceAll(k.Value, "_", "-")
+		if o == nil && !slices.Contains(natsconn.FlagNames(), natsKey) {
 			return cfgErr("config file %s line %d: unknown key %q (keys are the flag names with '_' for '-', e.g. data_dir)", path, k.Line, k.Value)
 		}
 		val := v.Value
@@ -484,6 +491,10 @@ func (c *Config) loadFile(path string) error {
 			val = strings.Join(parts, ",")
 		} else if v.Kind != yaml.ScalarNode {
 			return cfgErr("config file %s line %d: %s: want a value or a list", path, v.Line, k.Value)
+		}
+		if o == nil {
+			c.NATS.Set(natsKey, val)
+			continue
 		}
 		if err := o.set(c, val); err != nil {
 			return cfgErr("config file %s line %d: %s: %v", path, v.Line, k.Value, err)
@@ -499,10 +510,10 @@ func (c *Config) validate() error {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return cfgErr("--pc-url %q: want an absolute https URL such as %s, or --cloud global|usgov|china", c.PCURL, pc.GlobalBaseURL)
 	}
-	if c.NATSURL != "" {
-		nu, err := url.Parse(c.NATSURL)
+	if c.NATS.URL != "" {
+		nu, err := url.Parse(c.NATS.URL)
 		if err != nil || nu.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, nu.Scheme) {
-			return cfgErr("--nats-url %q: want e.g. nats://host:4222 or tls://host:4222 (empty runs an embedded server)", c.NATSURL)
+			return cfgErr("--nats-url %q: want e.g. nats://host:4222 or tls://host:4222 (empty runs an embedded server)", c.NATS.URL)
 		}
 	}
 	for _, r := range c.Resources {
@@ -543,14 +554,26 @@ func (c *Config) has(r string) bool {
 	return slices.ContainsFunc(c.Resources, func(x string) bool { return strings.EqualFold(x, r) })
 }
 
-// Usage returns the flag reference (for -h and the README).
+// Usage returns the flag reference (for -h), the NATS connection's
+// included (natsconn.Usage, the notifier's too).
 func Usage() string {
 	c := Default()
 	var b strings.Builder
 	for _, o := range options {
 		fmt.Fprintf(&b, "  --%s\t%s\n    \tenv %s, file key %s, default %q\n", o.name, o.usage, o.env(), o.yaml(), o.show(&c))
 	}
+	b.WriteString("\n" + natsconn.Usage())
+	fmt.Fprintf(&b, "  The watcher also reads the NATS flags as config-file keys (%s); without a URL it runs an embedded server.\n", natsFileKeys())
 	return b.String()
+}
+
+// natsFileKeys lists the config-file keys of the NATS connection settings.
+func natsFileKeys() string {
+	var keys []string
+	for _, f := range natsconn.FlagNames() {
+		keys = append(keys, strings.ReplaceAll(f, "-", "_"))
+	}
+	return strings.Join(keys, ", ")
 }
 
 // MarkdownReference renders the option table for the README.
@@ -560,6 +583,17 @@ func MarkdownReference() string {
 	b.WriteString("| Flag | Environment | Config file key | Default | Meaning |\n|---|---|---|---|---|\n")
 	b.WriteString("| `--config` | `PCWATCH_CONFIG` | | | YAML file of the keys below |\n")
 	for _, o := range options {
+		if o.name == "nats-port" {
+			// The connection's settings are the notifier's too: one row
+			// here, their reference once in the README's NATS section.
+			var flags, envs []string
+			for _, f := range natsconn.FlagNames() {
+				flags = append(flags, "`--"+f+"`")
+				envs = append(envs, "`"+option{name: f}.env()+"`")
+			}
+			fmt.Fprintf(&b, "| %s | %s | `%s` | | NATS server to publish to, and how to connect (TLS, credentials): see [NATS connection](#nats-connection); no URL runs an embedded server |\n",
+				strings.Join(flags, ", "), strings.Join(envs, ", "), strings.ReplaceAll(natsFileKeys(), ", ", "`, `"))
+		}
 		def := o.show(&c)
 		if def == "" {
 			def = " "

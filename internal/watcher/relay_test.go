@@ -154,7 +154,7 @@ func TestLogShowsTheNATSAuthInUse(t *testing.T) {
 			pcs := httptest.NewServer(sim)
 			defer pcs.Close()
 			c := Default()
-			c.PCURL, c.DataDir, c.NATSURL, c.Listen, c.Once = pcs.URL, t.TempDir(), tc.url, "", true
+			c.PCURL, c.DataDir, c.NATS.URL, c.Listen, c.Once = pcs.URL, t.TempDir(), tc.url, "", true
 			c.Rate = 1e5
 			logs := &lockedBuffer{}
 			err := Run(context.Background(), Options{Config: c, Clock: clk, Logger: slog.New(slog.NewTextHandler(logs, nil)),

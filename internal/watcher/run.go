@@ -112,10 +112,17 @@ func Run(ctx context.Context, o Options) (err error) {
 	if log == nil {
 		log = NewLogger(os.Stderr, c.LogFormat, c.LogLevel)
 	}
+	// The NATS credentials come from the environment (or files named by
+	// it), never from Config; read them once. Their errors name the
+	// variable, never the value.
+	nopts, err := natsconn.Credentials(o.Getenv, c.NATS)
+	if err != nil {
+		return &ConfigError{Msg: err.Error()}
+	}
 	// Every configured secret is redacted, in every encoding, from what
 	// leaves the process: logs, stderr, the error Run returns, stored
 	// failure messages and the events built from them.
-	red, err := newRedactor(o.Getenv, c)
+	red, err := newRedactor(o.Getenv, nopts)
 	if err != nil {
 		return &ConfigError{Msg: err.Error()}
 	}
@@ -202,8 +209,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	rt := &Runtime{StatePath: statePath, Store: store}
 
 	// NATS.
-	natsURL := c.NATSURL
-	nopts := natsOptions(natsURL, o.Getenv, log)
+	natsURL := nopts.URL
+	nopts.Name, nopts.Logger = "pcwatch-watcher", log.With("component", "nats-client")
 	if natsURL == "" {
 		// The embedded server requires authentication: the watcher's and
 		// the notifier's NKey seeds live in <data-dir>/nats-auth.
@@ -448,13 +455,6 @@ func noneIsNegative(n int) int {
 
 func jitter(d time.Duration) time.Duration {
 	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
-}
-
-func natsOptions(url string, getenv func(string) string, log *slog.Logger) natsconn.Options {
-	return natsconn.Options{URL: url, Name: "pcwatch-watcher", Logger: log.With("component", "nats-client"),
-		User: getenv("PCWATCH_NATS_USER"), Password: getenv("PCWATCH_NATS_PASSWORD"), Token: getenv("PCWATCH_NATS_TOKEN"),
-		NKeySeedFile: getenv("PCWATCH_NATS_NKEY"), CredsFile: getenv("PCWATCH_NATS_CREDS"),
-		TLSCAFile: getenv("PCWATCH_NATS_TLS_CA"), TLSCertFile: getenv("PCWATCH_NATS_TLS_CERT"), TLSKeyFile: getenv("PCWATCH_NATS_TLS_KEY")}
 }
 
 // NewLogger builds the slog logger for --log-format and --log-level.

@@ -172,7 +172,7 @@ func TestNATSDownAtStart(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	r := startWatcher(t, func(c *Config) { c.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(port) })
+	r := startWatcher(t, func(c *Config) { c.NATS.URL = "nats://127.0.0.1:" + strconv.Itoa(port) })
 	rt := <-r.rt
 	r.waitCycle(t)
 	c, sub := activeSub(t, r.sim)

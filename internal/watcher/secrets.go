@@ -6,29 +6,25 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/pcwatch/pcwatch/internal/natsconn"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/secret"
 )
 
 // newRedactor collects every secret the watcher is configured with: the
 // Partner Center credentials (from the environment or their _FILE
-// variants), NATS credentials, and a password in the NATS URL. Access
-// tokens are added as they are obtained (rotatingToken).
-func newRedactor(getenv func(string) string, c Config) (*secret.Redactor, error) {
+// variants), the NATS credentials and those inside the NATS URL (nats, as
+// natsconn.Credentials returned it). Access tokens are added as they are
+// obtained (rotatingToken).
+func newRedactor(getenv func(string) string, nats natsconn.Options) (*secret.Redactor, error) {
 	red := secret.New()
 	if creds, err := pc.CredentialsFromEnv(getenv); err == nil {
 		red.Add(creds.ClientSecret, creds.RefreshToken, creds.StaticToken)
 	}
-	red.Add(getenv("PCWATCH_NATS_PASSWORD"), getenv("PCWATCH_NATS_TOKEN"))
-	if c.NATSURL != "" {
-		u, err := url.Parse(c.NATSURL)
-		if err != nil {
-			return nil, fmt.Errorf("--nats-url is not a URL (want nats://host:4222): %v", secret.New(c.NATSURL).Error(err))
-		}
-		if p, ok := u.User.Password(); ok {
-			red.Add(p)
-		} else if u.User != nil {
-			red.Add(u.User.Username()) // nats://<token>@host: a token in the user's place
+	red.Add(nats.Secrets()...)
+	if nats.URL != "" {
+		if _, err := url.Parse(nats.URL); err != nil {
+			return nil, fmt.Errorf("--nats-url is not a URL (want nats://host:4222): %v", secret.New(nats.URL).Error(err))
 		}
 	}
 	return red, nil

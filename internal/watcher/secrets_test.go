@@ -117,7 +117,7 @@ func TestEchoedCredentialsStayInside(t *testing.T) {
 	ns := natstest.Start(t)
 	var logs, stderr bytes.Buffer
 	c := Default()
-	c.PCURL, c.DataDir, c.NATSURL, c.Listen, c.Once, c.FailureThreshold = hostile.URL, t.TempDir(), ns.ClientURL(), "", true, 1
+	c.PCURL, c.DataDir, c.NATS.URL, c.Listen, c.Once, c.FailureThreshold = hostile.URL, t.TempDir(), ns.ClientURL(), "", true, 1
 	err := Run(context.Background(), Options{Config: c, Getenv: appUserEnv(tokens.URL), Clock: clk, Logger: NewLogger(&logs, "text", "debug"), Stderr: &stderr})
 	if !errors.Is(err, ErrPartial) {
 		t.Fatalf("Run = %v, want ErrPartial (one customer failed)", err)
@@ -173,7 +173,7 @@ func TestSecretsInPartnerCenterDataAreRedactedFromEvents(t *testing.T) {
 	defer srv.Close()
 	ns := natstest.Start(t)
 	c := Default()
-	c.PCURL, c.DataDir, c.NATSURL, c.Listen, c.Once = srv.URL, t.TempDir(), ns.ClientURL(), "", true
+	c.PCURL, c.DataDir, c.NATS.URL, c.Listen, c.Once = srv.URL, t.TempDir(), ns.ClientURL(), "", true
 	c.CreatedOnFirstSighting = true // the first listing's events carry the subscription
 	if err := Run(context.Background(), Options{Config: c, Getenv: appUserEnv(tokens.URL), Clock: clk, Logger: NewLogger(io.Discard, "text", "error")}); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
-// Package e2e runs the watcher and the notifier together in one process,
-// against the simulator and an embedded NATS server: the events the
-// notifier delivers are the ones the watcher really produced.
+// Package e2e runs the watcher and the notifier together, against the
+// simulator: in one process with the watcher's embedded NATS server, and as
+// the built binaries against an external nats-server (over TLS, with a user
+// and password). The events the notifier delivers are the ones the watcher
+// really produced.
 package e2e
 
 import (
