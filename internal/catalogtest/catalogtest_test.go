@@ -114,7 +114,7 @@ func loadSchema(t *testing.T) *schemaSet {
 	if got := s.doc["$id"]; got != events.SchemaBase {
 		t.Errorf("schema $id = %v, want events.SchemaBase %s", got, events.SchemaBase)
 	}
-	for _, in := range events.Catalog {
+	for _, in := range events.Catalog() {
 		// Every event's dataschema must resolve to its data schema.
 		sch, err := c.Compile(events.SchemaBase + "#" + string(in.Type))
 		if err != nil {
@@ -175,17 +175,17 @@ func TestEventCatalog(t *testing.T) {
 	checkEntityOrder(t, all)
 
 	var missing []string
-	for _, in := range events.Catalog {
+	for _, in := range events.Catalog() {
 		if len(byType[in.Type]) == 0 {
 			missing = append(missing, string(in.Type))
 		}
 	}
 	if len(missing) > 0 {
-		t.Fatalf("the scenario did not produce %d of the %d catalog types: %s", len(missing), len(events.Catalog), strings.Join(missing, ", "))
+		t.Fatalf("the scenario did not produce %d of the %d catalog types: %s", len(missing), len(events.Catalog()), strings.Join(missing, ", "))
 	}
 
 	examples := map[events.Type]emitted{}
-	for _, in := range events.Catalog {
+	for _, in := range events.Catalog() {
 		x, ok := out.examples[in.Type]
 		if !ok {
 			t.Fatalf("no example designated for %s", in.Type)
@@ -546,7 +546,7 @@ func checkFields(t *testing.T, s *schemaSet, byType map[events.Type][]emitted) {
 	t.Helper()
 	defs := s.doc["$defs"].(map[string]any)
 	dataProps := defs["Data"].(map[string]any)["properties"].(map[string]any)
-	for _, in := range events.Catalog {
+	for _, in := range events.Catalog() {
 		fields := typeFields(in)
 		var names, always []string
 		for _, f := range fields {

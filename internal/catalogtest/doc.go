@@ -1,7 +1,7 @@
 // Package catalogtest holds the end-to-end test of pcwatch's public event
 // catalog: it drives the Partner Center simulator through a scripted
 // scenario, lets the real poller, differ and deadline evaluator emit every
-// type of events.Catalog and the real relay publish them on an in-process
+// type of events.Catalog() and the real relay publish them on an in-process
 // NATS JetStream (where oversized events are shrunk or dropped), checks each
 // stored event against docs/events.schema.json,
 // the CloudEvents SDK and the documented invariants, and (re)generates

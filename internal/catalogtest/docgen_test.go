@@ -393,7 +393,7 @@ func renderDoc(out *outcome, examples map[events.Type]emitted, byType map[events
 	w("request and correlation ids inside `lastError`, which differ between runs.\n\n")
 
 	w("| Type | Summary |\n|---|---|\n")
-	for _, in := range events.Catalog {
+	for _, in := range events.Catalog() {
 		w("| [`%s`](#%s) | %s |\n", short(in.Type), anchor(string(in.Type)), in.Summary)
 	}
 	w("\n")
@@ -520,7 +520,7 @@ func renderDoc(out *outcome, examples map[events.Type]emitted, byType map[events
 	w("Data members marked *always* are in every event of the type (the schema requires them); the others appear when\n")
 	w("they apply. `duration` is a string such as `72h`, `3h58m` or `45s`; `date-time` an RFC 3339 string.\n\n")
 	res := events.Resource("")
-	for _, in := range events.Catalog {
+	for _, in := range events.Catalog() {
 		if in.Resource != res {
 			res = in.Resource
 			w("---\n\n")

@@ -1,6 +1,9 @@
 package events
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Type is a CloudEvents type: io.pcwatch.<resource>.<change>.
 type Type string
@@ -57,7 +60,8 @@ const (
 	OpsEventDropped       Type = "io.pcwatch.ops.event-dropped"
 )
 
-// Info describes one event type.
+// Info describes one event type. Resource and Change are derived from
+// Type.
 type Info struct {
 	Type     Type
 	Resource Resource
@@ -68,8 +72,10 @@ type Info struct {
 	Fields   []string
 }
 
-// Catalog lists every event type pcwatch publishes, in documentation order.
-var Catalog = []Info{
+// catalog lists every event type pcwatch publishes, in documentation order.
+// It is built once, by build, and never changed: Catalog and Lookup hand
+// out copies.
+var catalog = build([]Info{
 	{Type: CustomerAdded, Summary: "A customer appeared in the partner's customer list.",
 		Meaning: "A new customer relationship (or one the watcher had not seen). Not emitted for the customers of the very first cycle, which is a baseline.",
 		Fields:  []string{"after"}},
@@ -154,25 +160,47 @@ var Catalog = []Info{
 	{Type: OpsEventDropped, Summary: "An event too large for NATS was replaced by this notice.",
 		Meaning: "An event exceeded the largest message the NATS server (max_payload, 1 MiB by default) or the stream (max_msg_size) accepts even after shrinking (see truncated). dropped names it: its id, type, subject and entity. Nothing else is lost and later events are published; look at the entity in Partner Center, or raise the limit.",
 		Fields:  []string{"dropped"}},
+})
+
+// build derives each entry's Resource and Change from its Type.
+func build(in []Info) []Info {
+	out := make([]Info, len(in))
+	for i, e := range in {
+		res, change, _ := strings.Cut(strings.TrimPrefix(string(e.Type), TypePrefix), ".")
+		e.Resource, e.Change = Resource(res), change
+		out[i] = e
+	}
+	return out
 }
 
-var byType = func() map[Type]*Info {
-	m := make(map[Type]*Info, len(Catalog))
-	for i := range Catalog {
-		in := &Catalog[i]
-		rest := strings.TrimPrefix(string(in.Type), TypePrefix)
-		res, change, _ := strings.Cut(rest, ".")
-		in.Resource, in.Change = Resource(res), change
-		m[in.Type] = in
+var byType = func() map[Type]int {
+	m := make(map[Type]int, len(catalog))
+	for i, in := range catalog {
+		m[in.Type] = i
 	}
 	return m
 }()
 
+// Catalog returns every event type pcwatch publishes, in documentation
+// order. The slice is the caller's: changing it changes nothing else.
+func Catalog() []Info {
+	out := make([]Info, len(catalog))
+	for i, in := range catalog {
+		out[i] = in.clone()
+	}
+	return out
+}
+
 // Lookup returns the catalog entry of t.
 func Lookup(t Type) (Info, bool) {
-	in, ok := byType[t]
+	i, ok := byType[t]
 	if !ok {
 		return Info{}, false
 	}
-	return *in, true
+	return catalog[i].clone(), true
+}
+
+func (in Info) clone() Info {
+	in.Fields = slices.Clone(in.Fields)
+	return in
 }

@@ -174,20 +174,74 @@ func JSONValue(v any) json.RawMessage {
 	return b
 }
 
-// resourceID returns the id of the entity the data is about.
-func resourceID(r Resource, d *Data) string {
-	switch r {
-	case ResourceSubscription:
-		return d.SubscriptionID
-	case ResourceManagedService:
-		return d.ManagedServiceID
-	case ResourceProduct:
-		if d.TargetView != "" {
-			return d.TargetView + "/" + d.ProductID
+// entities says, for each resource whose events name an entity of a
+// customer, which data member holds the entity's id and how the
+// CloudEvents subject names it. Customer events name only the customer
+// (customerId); operational events no entity.
+var entities = []struct {
+	resource Resource
+	path     string             // CloudEvents subject segment after customers/<customerId>/
+	own      func(*Data) string // the member naming the entity; "" when the data names none
+	id       func(*Data) string // its id within its customer, as subjects and entity keys show it
+	set      func(d *Data, id string)
+}{
+	{ResourceSubscription, "subscriptions",
+		func(d *Data) string { return d.SubscriptionID }, nil,
+		func(d *Data, id string) { d.SubscriptionID = id }},
+	{ResourceManagedService, "managedservices",
+		func(d *Data) string { return d.ManagedServiceID }, nil,
+		func(d *Data, id string) { d.ManagedServiceID = id }},
+	// A product's id within its customer is <targetView>/<productId>.
+	{ResourceProduct, "products",
+		func(d *Data) string { return d.ProductID },
+		func(d *Data) string {
+			if d.TargetView != "" {
+				return d.TargetView + "/" + d.ProductID
+			}
+			return d.ProductID
+		},
+		func(d *Data, id string) { d.TargetView, d.ProductID, _ = strings.Cut(id, "/") }},
+}
+
+// EntityID returns the id, within its customer, of the entity of resource
+// r that d is about ("<targetView>/<productId>" for a product), or "" for
+// a customer or operational event.
+func (d *Data) EntityID(r Resource) string {
+	for _, e := range entities {
+		if e.resource == r {
+			if e.id != nil {
+				return e.id(d)
+			}
+			return e.own(d)
 		}
-		return d.ProductID
 	}
 	return ""
+}
+
+// SetEntityID sets the data member that names the entity of resource r
+// (for a product, targetView and productId from "<targetView>/<productId>").
+// It sets nothing for a resource whose events name no entity beyond the
+// customer.
+func (d *Data) SetEntityID(r Resource, id string) {
+	for _, e := range entities {
+		if e.resource == r {
+			e.set(d, id)
+			return
+		}
+	}
+}
+
+// Named returns the resource of the entity, beyond its customer, that d
+// names, and that entity's own id (a product's without its target view);
+// "" and "" when it names none. It reads the data alone, so it also works
+// for event types this build does not know.
+func (d *Data) Named() (Resource, string) {
+	for _, e := range entities {
+		if id := e.own(d); id != "" {
+			return e.resource, id
+		}
+	}
+	return "", ""
 }
 
 // NATSSubject returns the subject an event is published on:
@@ -199,7 +253,7 @@ func NATSSubject(info Info, d *Data) string {
 		return "pcwatch.ops." + info.Change
 	}
 	s := "pcwatch.events." + string(info.Resource) + "." + info.Change + "." + SubjectToken(d.CustomerID)
-	if id := resourceID(info.Resource, d); id != "" {
+	if id := d.EntityID(info.Resource); id != "" {
 		s += "." + SubjectToken(id)
 	}
 	return s
@@ -232,17 +286,10 @@ func CESubject(d *Data) string {
 		return ""
 	}
 	s := "customers/" + d.CustomerID
-	switch {
-	case d.SubscriptionID != "":
-		s += "/subscriptions/" + d.SubscriptionID
-	case d.ManagedServiceID != "":
-		s += "/managedservices/" + d.ManagedServiceID
-	case d.ProductID != "":
-		s += "/products/"
-		if d.TargetView != "" {
-			s += d.TargetView + "/"
+	for _, e := range entities {
+		if e.own(d) != "" {
+			return s + "/" + e.path + "/" + d.EntityID(e.resource)
 		}
-		s += d.ProductID
 	}
 	return s
 }
@@ -253,7 +300,14 @@ func EntityKey(r Resource, d *Data) string {
 	if r == ResourceOps {
 		return "ops/" + d.CustomerID
 	}
-	return string(r) + "/" + d.CustomerID + "/" + resourceID(r, d)
+	return EntityOf(r, d.CustomerID, d.EntityID(r))
+}
+
+// EntityOf names the entity of resource r with id (within its customer)
+// of customer customerID: <resource>/<customerId>/<id>. Event ids derive
+// from it (IDKey.Entity), and the relay orders events by it.
+func EntityOf(r Resource, customerID, id string) string {
+	return string(r) + "/" + customerID + "/" + id
 }
 
 // IDKey is what an event id is derived from: what happened, never when it

@@ -673,7 +673,7 @@ func (v *validator) validate() error {
 		}
 		// Channel templates see the rendered message; check them against
 		// every catalog type.
-		for _, in := range events.Catalog {
+		for _, in := range events.Catalog() {
 			msg, err := c.render(in.Type)
 			if err != nil {
 				return v.errf("templates", "%v", err)
@@ -933,7 +933,7 @@ func (v *validator) typeGlob(p, g string) ([]events.Info, error) {
 		return nil, v.errf(p, "bad glob %q: %v", g, err)
 	}
 	var out []events.Info
-	for _, in := range events.Catalog {
+	for _, in := range events.Catalog() {
 		if ok, _ := path.Match(g, shortType(in.Type)); ok {
 			out = append(out, in)
 		}

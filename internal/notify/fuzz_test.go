@@ -44,7 +44,7 @@ func FuzzConfig(f *testing.F) {
 			return
 		}
 		// A valid configuration routes and renders every event type.
-		for _, in := range events.Catalog {
+		for _, in := range events.Catalog() {
 			ev, err := SampleEvent(in.Type, sampleTime)
 			if err != nil {
 				t.Fatal(err)
@@ -70,7 +70,7 @@ func FuzzConfig(f *testing.F) {
 // consumer does before the network: decode, route, render every channel's
 // payload, and the DLQ entry a failure would produce.
 func FuzzHandleMessage(f *testing.F) {
-	for _, in := range events.Catalog {
+	for _, in := range events.Catalog() {
 		b, err := sampleBody(in.Type, sampleTime)
 		if err != nil {
 			f.Fatal(err)

@@ -211,7 +211,7 @@ func subjectsForGlob(g string) []string {
 	// A glob over the resource: the event space of every resource it can
 	// match.
 	var out []string
-	for _, in := range events.Catalog {
+	for _, in := range events.Catalog() {
 		if ok, _ := path.Match(g, shortType(in.Type)); !ok {
 			continue
 		}

@@ -20,18 +20,18 @@ func renderSample(t *testing.T, typ events.Type, f func(d *events.Data), ov []co
 }
 
 func TestEveryCatalogTypeHasDefaults(t *testing.T) {
-	for _, in := range events.Catalog {
+	for _, in := range events.Catalog() {
 		if _, ok := defaultTemplates[in.Type]; !ok {
 			t.Errorf("no default template for %s", in.Type)
 		}
 	}
-	if len(defaultTemplates) != len(events.Catalog) {
-		t.Errorf("%d default templates for %d catalog types", len(defaultTemplates), len(events.Catalog))
+	if len(defaultTemplates) != len(events.Catalog()) {
+		t.Errorf("%d default templates for %d catalog types", len(defaultTemplates), len(events.Catalog()))
 	}
 }
 
 func TestTemplatesForEveryCatalogType(t *testing.T) {
-	for _, in := range events.Catalog {
+	for _, in := range events.Catalog() {
 		t.Run(shortType(in.Type), func(t *testing.T) {
 			ev, d := routeEvent(t, in.Type, nil)
 			td, err := renderMessage(ev, d, nil, "test")
