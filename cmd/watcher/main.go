@@ -30,6 +30,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 	"github.com/pcwatch/pcwatch/internal/watcher"
 )
@@ -270,8 +271,12 @@ func cmdState(args []string, getenv func(string) string, stdout, stderr io.Write
 		enc.Encode(s)
 		return 0
 	}
-	fmt.Fprintf(stdout, "cycles run: %d\ncustomers: %d   subscriptions: %d   managed services: %d   products: %d\npending removals: %d   deadline ledger: %d   outbox depth: %d\n",
-		s.Cycle, s.Customers, s.Subscriptions, s.Managed, s.Products, s.Pending, s.LedgerEntries, s.Outbox)
+	var counts []string
+	for _, k := range resource.All() {
+		counts = append(counts, fmt.Sprintf("%s: %d", k.Plural(), s.Records[k]))
+	}
+	fmt.Fprintf(stdout, "cycles run: %d\n%s\npending removals: %d   deadline ledger: %d   outbox depth: %d\n",
+		s.Cycle, strings.Join(counts, "   "), s.Pending, s.LedgerEntries, s.Outbox)
 	fmt.Fprintf(stdout, "events too large for NATS: %d published shrunk (data.truncated), %d replaced by ops.event-dropped\n\n",
 		s.EventsTruncated, s.EventsDropped)
 	if s.DamagedCount > 0 {

@@ -22,6 +22,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natstest"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 	"github.com/pcwatch/pcwatch/internal/stream"
 )
@@ -255,7 +256,7 @@ func TestSIGTERMMidCycle(t *testing.T) {
 		t.Fatalf("state after SIGTERM: %v", err)
 	}
 	if err := st.View(func(r *state.ReadTx) error {
-		return r.ForEach(state.KindSubscription, func(k string, rec state.Record) error {
+		return r.ForEach(resource.Subscriptions, func(k string, rec state.Record) error {
 			raw, err := rec.JSON()
 			if err != nil || state.HashOf(raw) != rec.Hash {
 				return fmt.Errorf("record %s does not match its hash (%v)", k, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/diff"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
@@ -240,7 +241,7 @@ func pipelineRun(st *state.Store, f *os.File, bodies []body, workers int, cycle 
 		// refund windows to read by id; those reads are network, not
 		// measured here) and the commit.
 		res, err := diff.CommitCustomer(st, &diff.Listing{CustomerID: b.id, CustomerName: b.name,
-			Kinds: []state.Kind{state.KindSubscription}, Entities: diff.Subscriptions(coll.Items)},
+			Kinds: []*resource.Kind{resource.Subscriptions}, Entities: resource.SubscriptionEntities(coll.Items)},
 			diff.Options{Source: "bench", Now: now, Cycle: cycle})
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/poller"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
@@ -72,7 +73,7 @@ func PollCycle(o PollOptions) (*PollResult, error) {
 		}
 		defer st.Close()
 		p, err := poller.New(poller.Options{Client: c, Store: st, Source: "bench", Concurrency: conc,
-			Resources: poller.Resources{Subscriptions: true}, RefundFetchBudget: -1})
+			Kinds: []*resource.Kind{resource.Subscriptions}, RefundFetchBudget: -1})
 		if err != nil {
 			return 0, 0, err
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/poller"
 	"github.com/pcwatch/pcwatch/internal/relay"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 	"github.com/pcwatch/pcwatch/internal/stream"
 )
@@ -141,7 +142,7 @@ func newWorld(t *testing.T) *world {
 		Client: w.client, Store: w.store, Clock: w.biz, Source: source,
 		// One worker: commits, and so the outbox, in a fixed order.
 		Concurrency: 1,
-		Resources:   poller.Resources{Subscriptions: true, ManagedServices: true, Products: true},
+		Kinds:       []*resource.Kind{resource.Subscriptions, resource.ManagedServices, resource.Products},
 		TargetViews: []string{"OnlineServices", hiddenView},
 	})
 	w.must(err, "poller")

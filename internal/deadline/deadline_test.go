@@ -11,6 +11,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/events"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
@@ -197,8 +198,8 @@ func evalStore(t *testing.T, path string, clk *clock.Fake, f Facts) (*state.Stor
 		raw := []byte(`{"id":"s1","offerName":"Microsoft 365 E3","quantity":10,"status":"active","autoRenewEnabled":true}`)
 		cust := []byte(`{"id":"c1","companyProfile":{"companyName":"Contoso"}}`)
 		err = st.Commit(&state.Change{Puts: []state.Put{
-			{Kind: state.KindSubscription, Key: "c1/s1", Record: state.Record{Hash: state.HashOf(raw), Rev: 1, Raw: raw, Meta: f.Encode()}},
-			{Kind: state.KindCustomer, Key: "c1", Record: state.Record{Hash: state.HashOf(cust), Rev: 1, Raw: cust}},
+			{Kind: resource.Subscriptions, Key: "c1/s1", Record: state.Record{Hash: state.HashOf(raw), Rev: 1, Raw: raw, Meta: f.Encode()}},
+			{Kind: resource.Customers, Key: "c1", Record: state.Record{Hash: state.HashOf(cust), Rev: 1, Raw: cust}},
 		}})
 		if err != nil {
 			t.Fatal(err)

@@ -12,8 +12,8 @@ import (
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/events"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
-	"github.com/pcwatch/pcwatch/internal/view"
 )
 
 // Evaluator fires deadline events from the stored snapshots on a timer of
@@ -100,7 +100,7 @@ func (e *Evaluator) EvaluateOnce(ctx context.Context) (int, error) {
 	names := map[string]string{}
 	dmg := &state.DamagedError{Path: e.Store.Path()}
 	err := e.Store.View(func(r *state.ReadTx) error {
-		err := r.ForEach(state.KindSubscription, func(key string, rec state.Record) error {
+		err := r.ForEach(resource.Subscriptions, func(key string, rec state.Record) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -164,10 +164,10 @@ func (e *Evaluator) evaluate(r *state.ReadTx, key string, rec state.Record, now 
 	}
 	f, err := DecodeFacts(meta)
 	if err != nil {
-		return &state.RecordError{Kind: string(state.KindSubscription), Key: key, Err: fmt.Errorf("its deadline facts do not decode: %w", err)}
+		return &state.RecordError{Kind: resource.Subscriptions.Name(), Key: key, Err: fmt.Errorf("its deadline facts do not decode: %w", err)}
 	}
 	custID, subID := state.SplitKey(key)
-	entity := view.Entity(state.KindSubscription, custID, subID)
+	entity := resource.Subscriptions.EntityKey(custID, subID)
 	firings := Evaluate(entity, f, now, e.Config, r.LedgerHas)
 	if len(firings) == 0 {
 		return nil
@@ -181,7 +181,7 @@ func (e *Evaluator) evaluate(r *state.ReadTx, key string, rec state.Record, now 
 		name = customerName(r, custID)
 		names[custID] = name
 	}
-	after := view.Of(state.KindSubscription, subID, raw)
+	after := resource.Subscriptions.ViewOf(subID, raw)
 	for _, fi := range firings {
 		env, err := e.event(fi, custID, subID, name, after, f, now)
 		if err != nil {
@@ -213,7 +213,7 @@ func (e *Evaluator) collectable(r *state.ReadTx, now time.Time) ([]string, error
 	if ret <= 0 {
 		ret = 45 * day
 	}
-	prefix := string(view.Resource(state.KindSubscription)) + "/"
+	prefix := string(resource.Subscriptions.Resource()) + "/"
 	var old []string
 	err := r.LedgerForEach(func(k string) error {
 		entity, kind, at, _, ok := ParseLedgerKey(k)
@@ -235,7 +235,7 @@ func (e *Evaluator) collectable(r *state.ReadTx, now time.Time) ([]string, error
 // mayFireClosed reports whether the stored subscription key could still
 // fire cancellation-window-closed for deadline at.
 func mayFireClosed(r *state.ReadTx, key string, at time.Time) bool {
-	rec, stored, err := r.Get(state.KindSubscription, key)
+	rec, stored, err := r.Get(resource.Subscriptions, key)
 	if !stored {
 		return false
 	}
@@ -254,11 +254,11 @@ func mayFireClosed(r *state.ReadTx, key string, at time.Time) bool {
 }
 
 func customerName(r *state.ReadTx, custID string) string {
-	snap, err := r.Customer(custID, state.KindCustomer)
+	snap, err := r.Customer(custID, resource.Customers)
 	if err != nil {
 		return ""
 	}
-	rec, ok := snap.Records[state.KindCustomer][""]
+	rec, ok := snap.Records[resource.Customers][""]
 	if !ok {
 		return ""
 	}
@@ -292,6 +292,6 @@ func (e *Evaluator) event(fi Firing, custID, subID, name string, after events.Vi
 		d.AutoRenewEnabled = &ar
 	}
 	env, _, err := events.New(e.Source, fi.Kind.EventType(),
-		events.IDKey{Entity: view.Entity(state.KindSubscription, custID, subID), Deadline: fi.Deadline, Threshold: fi.Threshold}, now, d)
+		events.IDKey{Entity: resource.Subscriptions.EntityKey(custID, subID), Deadline: fi.Deadline, Threshold: fi.Threshold}, now, d)
 	return env, err
 }

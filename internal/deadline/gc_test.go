@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pcwatch/pcwatch/internal/clock"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
@@ -75,7 +76,7 @@ func TestLedgerCollection(t *testing.T) {
 			ch := &state.Change{Ledger: []string{tt.key}}
 			if tt.stored != nil {
 				raw := []byte(`{"id":"s1"}`)
-				ch.Puts = []state.Put{{Kind: state.KindSubscription, Key: "c1/s1", Record: state.Record{Hash: state.HashOf(raw), Rev: 1, Raw: raw, Meta: tt.stored.Encode()}}}
+				ch.Puts = []state.Put{{Kind: resource.Subscriptions, Key: "c1/s1", Record: state.Record{Hash: state.HashOf(raw), Rev: 1, Raw: raw, Meta: tt.stored.Encode()}}}
 			}
 			if err := st.Commit(ch); err != nil {
 				t.Fatal(err)

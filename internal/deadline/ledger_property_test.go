@@ -14,8 +14,8 @@ import (
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
-	"github.com/pcwatch/pcwatch/internal/view"
 )
 
 // TestFiresOnceOverYears is the property behind "each (subscription,
@@ -278,18 +278,18 @@ func (w *world) mutate() {
 func (w *world) poll() {
 	var ch state.Change
 	for _, k := range w.gone {
-		ch.Deletes = append(ch.Deletes, state.Ref{Kind: state.KindSubscription, Key: k})
+		ch.Deletes = append(ch.Deletes, state.Ref{Kind: resource.Subscriptions, Key: k})
 	}
 	w.gone = nil
 	err := w.st.View(func(r *state.ReadTx) error {
 		for _, s := range w.subs {
-			rec, stored, err := r.Get(state.KindSubscription, s.key())
+			rec, stored, err := r.Get(resource.Subscriptions, s.key())
 			if err != nil {
 				return err
 			}
 			if !s.listed {
 				if stored {
-					ch.Deletes = append(ch.Deletes, state.Ref{Kind: state.KindSubscription, Key: s.key()})
+					ch.Deletes = append(ch.Deletes, state.Ref{Kind: resource.Subscriptions, Key: s.key()})
 				}
 				continue
 			}
@@ -310,7 +310,7 @@ func (w *world) poll() {
 				prev = &f
 			}
 			f := deadline.FactsOf(l, prev, w.now)
-			ch.Puts = append(ch.Puts, state.Put{Kind: state.KindSubscription, Key: s.key(),
+			ch.Puts = append(ch.Puts, state.Put{Kind: resource.Subscriptions, Key: s.key(),
 				Record: state.Record{Hash: state.HashOf(l.Raw), Rev: rec.Rev + 1, Updated: w.now, Raw: l.Raw, Meta: f.Encode()}})
 		}
 		return nil
@@ -361,7 +361,7 @@ func (w *world) evaluate() {
 		if err := json.Unmarshal(rec.Body, &e); err != nil {
 			w.t.Fatal(err)
 		}
-		k := firedKey{typ: e.Type, entity: view.Entity(state.KindSubscription, e.Data.CustomerID, e.Data.SubscriptionID),
+		k := firedKey{typ: e.Type, entity: resource.Subscriptions.EntityKey(e.Data.CustomerID, e.Data.SubscriptionID),
 			at: e.Data.Deadline.Unix(), threshold: e.Data.ThresholdSeconds}
 		if first, dup := w.fired[k]; dup {
 			w.t.Errorf("at %v: %s for %s (deadline %v, threshold %ds) fired again; it first fired at %v",
@@ -380,7 +380,7 @@ func (w *world) evaluate() {
 // open and now closed has fired closed.
 func (w *world) checkFired() {
 	err := w.st.View(func(r *state.ReadTx) error {
-		return r.ForEach(state.KindSubscription, func(key string, rec state.Record) error {
+		return r.ForEach(resource.Subscriptions, func(key string, rec state.Record) error {
 			meta, err := rec.MetaJSON()
 			if err != nil {
 				return err
@@ -390,7 +390,7 @@ func (w *world) checkFired() {
 				return err
 			}
 			cust, id := state.SplitKey(key)
-			entity := view.Entity(state.KindSubscription, cust, id)
+			entity := resource.Subscriptions.EntityKey(cust, id)
 			for _, d := range deadline.Deadlines(f, w.cfg) {
 				if !w.now.Before(d.At) {
 					continue
@@ -443,7 +443,7 @@ func (w *world) checkLedger() {
 				w.t.Errorf("at %v: ledger entry %s outlived its retention though it can never fire again", w.now, k)
 				return nil
 			}
-			rec, stored, err := r.Get(state.KindSubscription, strings.TrimPrefix(entity, "subscription/"))
+			rec, stored, err := r.Get(resource.Subscriptions, strings.TrimPrefix(entity, "subscription/"))
 			if err != nil {
 				return err
 			}
@@ -466,7 +466,7 @@ func (w *world) checkLedger() {
 	w.kept = max(w.kept, keep)
 	stored := 0
 	w.st.View(func(r *state.ReadTx) error {
-		return r.ForEach(state.KindSubscription, func(string, state.Record) error { stored++; return nil })
+		return r.ForEach(resource.Subscriptions, func(string, state.Record) error { stored++; return nil })
 	})
 	if keep > 2*stored {
 		w.t.Errorf("ledger keeps %d old entries for %d stored subscriptions", keep, stored)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
@@ -36,11 +37,11 @@ func CommitCustomer(s *state.Store, l *Listing, o Options) (*Result, error) {
 // and commits the result in one transaction. inScope, when not nil,
 // restricts the diff to the customers it accepts (a --customers filter):
 // known customers outside it are neither compared nor removed.
-func CommitCustomerList(s *state.Store, fresh []Entity, o Options, inScope func(id string) bool) (*Result, error) {
+func CommitCustomerList(s *state.Store, fresh []resource.Entity, o Options, inScope func(id string) bool) (*Result, error) {
 	var res *Result
 	err := s.View(func(r *state.ReadTx) error {
 		known := map[string]state.Record{}
-		if err := r.ForEach(state.KindCustomer, func(k string, rec state.Record) error {
+		if err := r.ForEach(resource.Customers, func(k string, rec state.Record) error {
 			if inScope == nil || inScope(k) {
 				known[k] = rec
 			}
@@ -49,7 +50,7 @@ func CommitCustomerList(s *state.Store, fresh []Entity, o Options, inScope func(
 			return err
 		}
 		pending := map[string]state.Pending{}
-		if err := r.PendingAll(state.KindCustomer, func(k string, p state.Pending) error {
+		if err := r.PendingAll(resource.Customers, func(k string, p state.Pending) error {
 			if inScope != nil && !inScope(k) {
 				return nil
 			}
@@ -59,14 +60,14 @@ func CommitCustomerList(s *state.Store, fresh []Entity, o Options, inScope func(
 			return err
 		}
 		tombs := map[string]uint64{}
-		if err := r.TombsAll(state.KindCustomer, func(k string, rev uint64) error {
+		if err := r.TombsAll(resource.Customers, func(k string, rev uint64) error {
 			tombs[k] = rev
 			return nil
 		}); err != nil {
 			return err
 		}
 		var err error
-		res, err = CustomerList(known, pending, tombs, r.Baselined(state.KindCustomer, ""), fresh, o)
+		res, err = CustomerList(known, pending, tombs, r.Baselined(resource.Customers, ""), fresh, o)
 		return err
 	})
 	if err != nil {
@@ -87,12 +88,12 @@ func CommitRefunds(s *state.Store, customerID string, fetched map[string]*pc.Ref
 	}
 	var ch state.Change
 	err := s.View(func(r *state.ReadTx) error {
-		snap, err := r.Customer(customerID, state.KindSubscription)
+		snap, err := r.Customer(customerID, resource.Subscriptions)
 		if err != nil {
 			return err
 		}
 		for id, rq := range fetched {
-			rec, ok := snap.Records[state.KindSubscription][id]
+			rec, ok := snap.Records[resource.Subscriptions][id]
 			if !ok {
 				continue
 			}
@@ -100,7 +101,7 @@ func CommitRefunds(s *state.Store, customerID string, fetched map[string]*pc.Ref
 			f.SetRefund(rq, now)
 			rec = rec.Clone()
 			rec.Meta, rec.Watch, rec.Updated = f.Encode(), f.RefundWatchUntil(), now
-			ch.Puts = append(ch.Puts, state.Put{Kind: state.KindSubscription, Key: customerID + "/" + id, Record: rec})
+			ch.Puts = append(ch.Puts, state.Put{Kind: resource.Subscriptions, Key: customerID + "/" + id, Record: rec})
 		}
 		return nil
 	})

@@ -3,7 +3,6 @@ package diff
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,8 +11,8 @@ import (
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/events"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
-	"github.com/pcwatch/pcwatch/internal/view"
 )
 
 // Options tune the differ. The zero value gives the documented defaults.
@@ -71,7 +70,7 @@ type Result struct {
 	Counts           map[events.Type]int
 	RefundCandidates []string
 	// Duplicates are entities listed more than once with identical
-	// content ("kind id"): kept once. The caller warns about them.
+	// content ("<kind name> <id>"): kept once. The caller warns about them.
 	Duplicates []string
 }
 
@@ -79,7 +78,7 @@ type Result struct {
 // content: which copy is current cannot be told, so the listing is not
 // diffed (Partner Center shifting items between pages while it was read).
 type DuplicateError struct {
-	Kind state.Kind
+	Kind *resource.Kind
 	ID   string
 }
 
@@ -117,15 +116,16 @@ func (b *builder) emit(t events.Type, key events.IDKey, d *events.Data) error {
 type Listing struct {
 	CustomerID   string
 	CustomerName string
-	Kinds        []state.Kind
-	Entities     []Entity
-	// TargetViews are the product catalog views listed. Known products of
-	// other views are out of scope: dropped silently, not removed, and a
-	// view listed for the first time is a silent baseline.
+	Kinds        []*resource.Kind
+	Entities     []resource.Entity
+	// TargetViews are the catalog views listed (of the kinds listed by
+	// target view). Known entities of other views are out of scope:
+	// dropped silently, not removed, and a view listed for the first time
+	// is a silent baseline.
 	TargetViews []string
-	// MPNIDs, when set, are the resellers whose subscriptions were listed
-	// (the mpn_id filter). Known subscriptions of other resellers are out
-	// of scope: dropped silently, not removed.
+	// MPNIDs, when set, are the resellers whose entities were listed (of
+	// the kinds listed by reseller: the mpn_id filter). Known entities of
+	// other resellers are out of scope: dropped silently, not removed.
 	MPNIDs []string
 }
 
@@ -135,15 +135,16 @@ type Listing struct {
 func Customer(snap *state.Snapshot, l *Listing, o Options) (*Result, error) {
 	o = o.withDefaults()
 	b := &builder{o: o, res: &Result{Counts: map[events.Type]int{}}, custID: l.CustomerID, name: l.CustomerName}
-	byKind := map[state.Kind][]Entity{}
+	byKind := map[*resource.Kind][]resource.Entity{}
 	for _, e := range l.Entities {
 		byKind[e.Kind] = append(byKind[e.Kind], e)
 	}
 	for _, k := range l.Kinds {
 		known := b.scope(k, snap, l)
-		baseline := func(*Entity) bool { return !snap.Baselined[k] }
-		if k == state.KindProduct {
-			baseline = func(e *Entity) bool { return !snap.BaselinedScopes[k][e.TargetView] }
+		baseline := func(*resource.Entity) bool { return !snap.Baselined[k] }
+		if k.ByTargetView() {
+			// Each target view of a customer has its own baseline.
+			baseline = func(e *resource.Entity) bool { return !snap.BaselinedScopes[k][e.Scope] }
 			for _, tv := range l.TargetViews {
 				if !snap.BaselinedScopes[k][tv] {
 					b.res.Change.Baselines = append(b.res.Change.Baselines, state.Ref{Kind: k, Key: l.CustomerID + "/" + tv})
@@ -160,24 +161,24 @@ func Customer(snap *state.Snapshot, l *Listing, o Options) (*Result, error) {
 }
 
 // scope returns the known records of kind k that the listing covers, and
-// silently drops the others (products of views no longer listed,
-// subscriptions of resellers outside the mpn_id filter): a narrower
-// configuration is not a mass removal.
-func (b *builder) scope(k state.Kind, snap *state.Snapshot, l *Listing) map[string]state.Record {
+// silently drops the others (entities of target views no longer listed, of
+// resellers outside the mpn_id filter): a narrower configuration is not a
+// mass removal.
+func (b *builder) scope(k *resource.Kind, snap *state.Snapshot, l *Listing) map[string]state.Record {
 	known := snap.Records[k]
 	var out func(id string, rec state.Record) bool
 	switch {
-	case k == state.KindProduct:
+	case k.ByTargetView():
 		out = func(id string, _ state.Record) bool {
-			view, _, _ := strings.Cut(id, "/")
-			return !slices.Contains(l.TargetViews, view)
+			tv, _, _ := strings.Cut(id, "/")
+			return !slices.Contains(l.TargetViews, tv)
 		}
-		for view := range snap.BaselinedScopes[k] {
-			if !slices.Contains(l.TargetViews, view) {
-				b.res.Change.BaselineDeletes = append(b.res.Change.BaselineDeletes, state.Ref{Kind: k, Key: l.CustomerID + "/" + view})
+		for tv := range snap.BaselinedScopes[k] {
+			if !slices.Contains(l.TargetViews, tv) {
+				b.res.Change.BaselineDeletes = append(b.res.Change.BaselineDeletes, state.Ref{Kind: k, Key: l.CustomerID + "/" + tv})
 			}
 		}
-	case k == state.KindSubscription && len(l.MPNIDs) > 0:
+	case k.ByReseller() && len(l.MPNIDs) > 0:
 		out = func(_ string, rec state.Record) bool {
 			f, ok := storedFacts(rec)
 			return ok && !slices.Contains(l.MPNIDs, f.PartnerID)
@@ -188,7 +189,7 @@ func (b *builder) scope(k state.Kind, snap *state.Snapshot, l *Listing) map[stri
 	in := make(map[string]state.Record, len(known))
 	for id, rec := range known {
 		if out(id, rec) {
-			b.res.Change.Deletes = append(b.res.Change.Deletes, state.Ref{Kind: k, Key: recKey(k, l.CustomerID, id)})
+			b.res.Change.Deletes = append(b.res.Change.Deletes, state.Ref{Kind: k, Key: k.Key(l.CustomerID, id)})
 			continue
 		}
 		in[id] = rec
@@ -199,51 +200,50 @@ func (b *builder) scope(k state.Kind, snap *state.Snapshot, l *Listing) map[stri
 // CustomerList diffs the complete customer list. known holds the stored
 // customer records by id, pending their pending marks; baselined tells
 // whether a customer list was ever committed. A removed customer takes its
-// subscriptions, managed services and products with it (one
-// customer.removed event; its entities' removals are implied).
-func CustomerList(known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, baselined bool, fresh []Entity, o Options) (*Result, error) {
+// entities of every other kind with it (one customer.removed event; their
+// removals are implied).
+func CustomerList(known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, baselined bool, fresh []resource.Entity, o Options) (*Result, error) {
 	o = o.withDefaults()
 	b := &builder{o: o, res: &Result{Counts: map[events.Type]int{}}}
-	if err := b.diffKind(state.KindCustomer, known, pending, tombs, fresh, func(*Entity) bool { return !baselined }); err != nil {
+	if err := b.diffKind(resource.Customers, known, pending, tombs, fresh, func(*resource.Entity) bool { return !baselined }); err != nil {
 		return nil, fmt.Errorf("customer list: %w", err)
 	}
 	if !baselined {
-		b.res.Change.Baselines = append(b.res.Change.Baselines, state.Ref{Kind: state.KindCustomer, Key: ""})
+		b.res.Change.Baselines = append(b.res.Change.Baselines, state.Ref{Kind: resource.Customers, Key: ""})
 	}
 	return b.res, nil
 }
 
-// recKey is the store key of an entity.
-func recKey(k state.Kind, customerID, id string) string {
-	if k == state.KindCustomer {
+// customerOf returns the customer an entity of kind k belongs to: the
+// customer being diffed, or the entity itself for a customer (the customer
+// list differ emits for many customers).
+func (b *builder) customerOf(k *resource.Kind, id string) string {
+	if k == resource.Customers {
 		return id
 	}
-	return customerID + "/" + id
+	return b.custID
 }
 
-func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, fresh []Entity, baseline func(*Entity) bool) error {
+func (b *builder) diffKind(k *resource.Kind, known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, fresh []resource.Entity, baseline func(*resource.Entity) bool) error {
 	o := b.o
 	seen := make(map[string]state.Hash, len(fresh))
 	for i := range fresh {
 		e := &fresh[i]
+		hash := state.HashOf(e.Raw)
 		if h, dup := seen[e.ID]; dup {
-			if h != e.Hash() {
+			if h != hash {
 				return &DuplicateError{Kind: k, ID: e.ID}
 			}
-			b.res.Duplicates = append(b.res.Duplicates, string(k)+" "+e.ID)
+			b.res.Duplicates = append(b.res.Duplicates, k.Name()+" "+e.ID)
 			continue
 		}
-		seen[e.ID] = e.Hash()
-		custID := b.custID
-		if k == state.KindCustomer {
-			custID = e.ID
-		}
-		key := recKey(k, b.custID, e.ID)
+		seen[e.ID] = hash
+		custID := b.customerOf(k, e.ID)
+		key := k.Key(b.custID, e.ID)
 		ref := state.Ref{Kind: k, Key: key}
 		if _, ok := pending[e.ID]; ok {
 			b.res.Change.PendingDeletes = append(b.res.Change.PendingDeletes, ref)
 		}
-		hash := e.Hash()
 		old, existed := known[e.ID]
 		if existed && hash == old.Hash {
 			// Unchanged: its facts cannot have changed either (they
@@ -251,7 +251,7 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 			// CommitRefunds). The common case costs a hash; a subscription
 			// still inside a refund window (its header says so) has its
 			// facts read to see whether its batches are due a reading.
-			if e.Sub != nil && e.Sub.RefundableQuantity == nil && old.Watch.After(o.Now) {
+			if sub := subscriptionOf(e); sub != nil && sub.RefundableQuantity == nil && old.Watch.After(o.Now) {
 				if f, ok := storedFacts(old); ok && f.NeedsRefundFetch(o.Now, o.RefundRefresh) {
 					b.res.RefundCandidates = append(b.res.RefundCandidates, e.ID)
 				}
@@ -260,16 +260,16 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 		}
 
 		var facts *deadline.Facts
-		if k == state.KindSubscription && e.Sub != nil {
+		if sub := subscriptionOf(e); sub != nil {
 			var prev *deadline.Facts
 			if existed {
 				if pf, ok := storedFacts(old); ok {
 					prev = &pf
 				}
 			}
-			f := deadline.FactsOf(e.Sub, prev, o.Now)
+			f := deadline.FactsOf(sub, prev, o.Now)
 			facts = &f
-			if e.Sub.RefundableQuantity == nil && f.NeedsRefundFetch(o.Now, o.RefundRefresh) {
+			if sub.RefundableQuantity == nil && f.NeedsRefundFetch(o.Now, o.RefundRefresh) {
 				b.res.RefundCandidates = append(b.res.RefundCandidates, e.ID)
 			}
 		}
@@ -312,7 +312,7 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 		rec := state.Record{Hash: hash, Rev: old.Rev, FirstSeen: old.FirstSeen, Updated: o.Now, Watch: watch(), Meta: meta(), Raw: raw}
 		if len(changes) > 0 {
 			rec.Rev++
-			if err := b.emitChanged(k, custID, e, old, rec.Rev, changes); err != nil {
+			if err := b.emitChanged(k, custID, e, oldRaw, rec.Rev, changes); err != nil {
 				return err
 			}
 		}
@@ -330,8 +330,7 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 		return nil
 	}
 	slices.Sort(missing)
-	massKind := k == state.KindSubscription || k == state.KindCustomer
-	mass := massKind && len(known) >= o.MassRemovalMin && float64(len(missing))/float64(len(known)) > o.MassRemovalShare
+	mass := k.HoldsMassRemoval() && len(known) >= o.MassRemovalMin && float64(len(missing))/float64(len(known)) > o.MassRemovalShare
 	if mass {
 		return b.hold(k, known, pending, missing)
 	}
@@ -345,7 +344,7 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 			continue
 		}
 		p := state.Pending{Since: o.Now, Cycle: o.Cycle, Misses: 1}
-		b.res.Change.PendingPuts = append(b.res.Change.PendingPuts, state.PendingPut{Ref: state.Ref{Kind: k, Key: recKey(k, b.custID, id)}, Pending: p})
+		b.res.Change.PendingPuts = append(b.res.Change.PendingPuts, state.PendingPut{Ref: state.Ref{Kind: k, Key: k.Key(b.custID, id)}, Pending: p})
 	}
 	return nil
 }
@@ -353,7 +352,7 @@ func (b *builder) diffKind(k state.Kind, known map[string]state.Record, pending 
 // hold keeps entities of a mass disappearance pending. It announces the
 // hold once per new set of missing entities, and releases it (removing the
 // entities) once they have stayed missing for HoldCycles listings.
-func (b *builder) hold(k state.Kind, known map[string]state.Record, pending map[string]state.Pending, missing []string) error {
+func (b *builder) hold(k *resource.Kind, known map[string]state.Record, pending map[string]state.Pending, missing []string) error {
 	o := b.o
 	newlyHeld := false
 	release := true
@@ -382,7 +381,7 @@ func (b *builder) hold(k state.Kind, known map[string]state.Record, pending map[
 		p.Held = true
 		p.Misses++
 		p.HoldCount++
-		b.res.Change.PendingPuts = append(b.res.Change.PendingPuts, state.PendingPut{Ref: state.Ref{Kind: k, Key: recKey(k, b.custID, id)}, Pending: p})
+		b.res.Change.PendingPuts = append(b.res.Change.PendingPuts, state.PendingPut{Ref: state.Ref{Kind: k, Key: k.Key(b.custID, id)}, Pending: p})
 	}
 	if !newlyHeld {
 		return nil
@@ -395,34 +394,48 @@ func (b *builder) hold(k state.Kind, known map[string]state.Record, pending map[
 	for _, id := range missing {
 		h.Write([]byte(id + "\n"))
 	}
-	hold := &events.Hold{Resource: string(view.Resource(k)), Missing: len(missing), Total: len(known),
+	hold := &events.Hold{Resource: string(k.Resource()), Missing: len(missing), Total: len(known),
 		Share: float64(len(missing)) / float64(len(known)), Threshold: o.MassRemovalShare, IDs: ids, Cycle: o.Cycle}
-	return b.emit(events.OpsMassRemovalHeld, events.IDKey{Entity: "ops/" + b.custID + "/" + string(k), Extra: hex.EncodeToString(h.Sum(nil))},
+	return b.emit(events.OpsMassRemovalHeld, events.IDKey{Entity: "ops/" + b.custID + "/" + k.Name(), Extra: hex.EncodeToString(h.Sum(nil))},
 		&events.Data{Hold: hold})
 }
 
-func (b *builder) remove(k state.Kind, id string, old state.Record) error {
-	ref := state.Ref{Kind: k, Key: recKey(k, b.custID, id)}
+func (b *builder) remove(k *resource.Kind, id string, old state.Record) error {
+	ref := state.Ref{Kind: k, Key: k.Key(b.custID, id)}
 	b.res.Change.Deletes = append(b.res.Change.Deletes, ref)
-	custID := b.custID
-	if k == state.KindCustomer {
-		custID = id
-		for _, kk := range []state.Kind{state.KindSubscription, state.KindManagedService, state.KindProduct} {
-			b.res.Change.DeletePrefixes = append(b.res.Change.DeletePrefixes, state.Ref{Kind: kk, Key: id})
+	custID := b.customerOf(k, id)
+	// The entity's own entities go with it.
+	for _, child := range resource.All() {
+		if child.Parent() == k {
+			b.res.Change.DeletePrefixes = append(b.res.Change.DeletePrefixes, state.Ref{Kind: child, Key: id})
 		}
+	}
+	if k == resource.Customers {
 		b.res.Change.ForgetCustomers = append(b.res.Change.ForgetCustomers, id)
 	}
 	oldRaw, err := old.JSON()
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", k, id, err)
 	}
-	before := view.Of(k, id, oldRaw)
-	d := &events.Data{Before: &before, Revision: old.Rev + 1}
-	setIDs(d, k, custID, id)
-	if k == state.KindCustomer {
-		d.CustomerName = before.CompanyName
+	before := k.ViewOf(id, oldRaw)
+	d := b.data(k, custID, id, old.Rev+1, nil, &before)
+	return b.emitFor(custID, k.Removed(), events.IDKey{Entity: k.EntityKey(custID, id), Revision: old.Rev + 1}, d)
+}
+
+// data starts the data of an event about entity id of kind k: its ids,
+// revision and view (after, or before for a removal). A customer's own
+// events carry its name from the view.
+func (b *builder) data(k *resource.Kind, custID, id string, rev uint64, after, before *events.View) *events.Data {
+	d := &events.Data{After: after, Before: before, Revision: rev}
+	k.Identify(d, custID, id)
+	if k == resource.Customers {
+		if after != nil {
+			d.CustomerName = after.CompanyName
+		} else {
+			d.CustomerName = before.CompanyName
+		}
 	}
-	return b.emitFor(custID, kindTypes[k].removed, events.IDKey{Entity: view.Entity(k, custID, id), Revision: old.Rev + 1}, d)
+	return d
 }
 
 // emitFor emits an event about customer custID (the customer list differ
@@ -434,79 +447,38 @@ func (b *builder) emitFor(custID string, t events.Type, key events.IDKey, d *eve
 	return b.emit(t, key, d)
 }
 
-// kindTypes are the event types of an entity of each kind appearing and
-// disappearing.
-var kindTypes = map[state.Kind]struct{ added, removed events.Type }{
-	state.KindCustomer:       {events.CustomerAdded, events.CustomerRemoved},
-	state.KindSubscription:   {events.SubscriptionCreated, events.SubscriptionRemoved},
-	state.KindManagedService: {events.ManagedServiceAdded, events.ManagedServiceRemoved},
-	state.KindProduct:        {events.ProductAdded, events.ProductRemoved},
+func (b *builder) emitAdded(k *resource.Kind, custID string, e *resource.Entity, rev uint64) error {
+	after := e.View()
+	return b.emitFor(custID, k.Added(), events.IDKey{Entity: k.EntityKey(custID, e.ID), Revision: rev}, b.data(k, custID, e.ID, rev, &after, nil))
 }
 
-func setIDs(d *events.Data, k state.Kind, custID, id string) {
-	d.CustomerID = custID
-	switch k {
-	case state.KindSubscription:
-		d.SubscriptionID = id
-	case state.KindManagedService:
-		d.ManagedServiceID = id
-	case state.KindProduct:
-		d.TargetView, d.ProductID, _ = strings.Cut(id, "/")
-	}
-}
-
-func (b *builder) emitAdded(k state.Kind, custID string, e *Entity, rev uint64) error {
-	after := e.view()
-	d := &events.Data{After: &after, Revision: rev}
-	setIDs(d, k, custID, e.ID)
-	if k == state.KindCustomer {
-		d.CustomerName = after.CompanyName
-	}
-	return b.emitFor(custID, kindTypes[k].added, events.IDKey{Entity: view.Entity(k, custID, e.ID), Revision: rev}, d)
-}
-
-func (b *builder) emitChanged(k state.Kind, custID string, e *Entity, old state.Record, rev uint64, changes []events.Change) error {
-	key := events.IDKey{Entity: view.Entity(k, custID, e.ID), Revision: rev}
-	base := func() *events.Data {
-		after := e.view()
-		d := &events.Data{After: &after, Revision: rev}
-		setIDs(d, k, custID, e.ID)
-		if k == state.KindCustomer {
-			d.CustomerName = after.CompanyName
-		}
-		return d
-	}
-	switch k {
-	case state.KindCustomer:
-		d := base()
-		d.Changes = changes
-		return b.emitFor(custID, events.CustomerUpdated, key, d)
-	case state.KindManagedService:
-		d := base()
-		d.Changes = changes
-		return b.emitFor(custID, events.ManagedServiceUpdated, key, d)
-	case state.KindProduct:
-		// The catalog has no product.updated: a product's description
-		// changing is not an operational event. The snapshot is updated.
-		return nil
-	}
-	var oldSub pc.Subscription
-	oldRaw, err := old.JSON()
+// emitChanged emits the events of a change of entity e (stored as oldRaw),
+// as its kind splits them (resource.Kind.Changed); they share its revision.
+func (b *builder) emitChanged(k *resource.Kind, custID string, e *resource.Entity, oldRaw []byte, rev uint64, changes []events.Change) error {
+	evs, err := k.Changed(oldRaw, e, changes)
 	if err != nil {
-		return fmt.Errorf("stored subscription %s: %w", e.ID, err)
+		return err
 	}
-	if err := json.Unmarshal(oldRaw, &oldSub); err != nil {
-		return fmt.Errorf("stored subscription %s: %w", e.ID, err)
-	}
-	for _, se := range subscriptionEvents(&oldSub, e.Sub, changes) {
-		d := base()
-		d.Changes = se.changes
-		d.Old, d.New, d.Delta = se.old, se.new, se.delta
-		if err := b.emitFor(custID, se.t, key, d); err != nil {
+	key := events.IDKey{Entity: k.EntityKey(custID, e.ID), Revision: rev}
+	for _, ce := range evs {
+		after := e.View()
+		d := b.data(k, custID, e.ID, rev, &after, nil)
+		d.Changes = ce.Changes
+		d.Old, d.New, d.Delta = ce.Old, ce.New, ce.Delta
+		if err := b.emitFor(custID, ce.Type, key, d); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// subscriptionOf returns a listed entity's subscription, nil if it is not
+// one. Subscriptions are the kind with deadlines: their records carry
+// deadline facts (internal/deadline) and may need their refund batches read
+// by id.
+func subscriptionOf(e *resource.Entity) *pc.Subscription {
+	s, _ := e.Model.(*pc.Subscription)
+	return s
 }
 
 // storedFacts reads a stored subscription's deadline facts.

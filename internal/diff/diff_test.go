@@ -12,6 +12,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/events"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
@@ -56,25 +57,25 @@ func mutate(t *testing.T, raw string, set map[string]any) string {
 	return string(b)
 }
 
-func subEntity(t *testing.T, raw string) Entity {
+func subEntity(t *testing.T, raw string) resource.Entity {
 	t.Helper()
 	var s pc.Subscription
 	if err := json.Unmarshal([]byte(raw), &s); err != nil {
 		t.Fatal(err)
 	}
-	return Subscriptions([]pc.Subscription{s})[0]
+	return resource.SubscriptionEntities([]pc.Subscription{s})[0]
 }
 
 // snapWith builds a stored snapshot holding the given subscription JSONs,
 // as a previous complete listing would have left it.
 func snapWith(t *testing.T, raws ...string) *state.Snapshot {
 	t.Helper()
-	snap := &state.Snapshot{CustomerID: "c1", Records: map[state.Kind]map[string]state.Record{state.KindSubscription: {}},
-		Pending: map[state.Kind]map[string]state.Pending{state.KindSubscription: {}}, Baselined: map[state.Kind]bool{state.KindSubscription: true}}
+	snap := &state.Snapshot{CustomerID: "c1", Records: map[*resource.Kind]map[string]state.Record{resource.Subscriptions: {}},
+		Pending: map[*resource.Kind]map[string]state.Pending{resource.Subscriptions: {}}, Baselined: map[*resource.Kind]bool{resource.Subscriptions: true}}
 	for _, raw := range raws {
 		e := subEntity(t, raw)
-		f := deadline.FactsOf(e.Sub, nil, now.Add(-time.Hour))
-		snap.Records[state.KindSubscription][e.ID] = state.Record{Hash: state.HashOf(e.Raw), Rev: 4, Raw: e.Raw, Meta: f.Encode()}
+		f := deadline.FactsOf(e.Model.(*pc.Subscription), nil, now.Add(-time.Hour))
+		snap.Records[resource.Subscriptions][e.ID] = state.Record{Hash: state.HashOf(e.Raw), Rev: 4, Raw: e.Raw, Meta: f.Encode()}
 	}
 	return snap
 }
@@ -86,7 +87,7 @@ type gotEvent struct {
 
 func run(t *testing.T, snap *state.Snapshot, raws []string, o Options) ([]gotEvent, *Result) {
 	t.Helper()
-	l := &Listing{CustomerID: "c1", CustomerName: "Contoso", Kinds: []state.Kind{state.KindSubscription}}
+	l := &Listing{CustomerID: "c1", CustomerName: "Contoso", Kinds: []*resource.Kind{resource.Subscriptions}}
 	for _, r := range raws {
 		l.Entities = append(l.Entities, subEntity(t, r))
 	}
@@ -262,7 +263,7 @@ func TestRemovalNeedsTwoListings(t *testing.T) {
 	if len(evs) != 0 || len(res.Change.PendingPuts) != 1 || res.Change.PendingPuts[0].Key != "c1/az-1" {
 		t.Fatalf("first miss: events %v pending %+v", evs, res.Change.PendingPuts)
 	}
-	snap.Pending[state.KindSubscription]["az-1"] = res.Change.PendingPuts[0].Pending
+	snap.Pending[resource.Subscriptions]["az-1"] = res.Change.PendingPuts[0].Pending
 	// Back again: the mark is cleared, nothing emitted.
 	evs, res = run(t, snap, append(fresh, azureJSON), Options{})
 	if len(evs) != 0 || len(res.Change.PendingDeletes) != 1 {
@@ -290,7 +291,7 @@ func TestMassRemovalIsHeld(t *testing.T) {
 		t.Errorf("hold = %+v", h)
 	}
 	for _, p := range res.Change.PendingPuts {
-		snap.Pending[state.KindSubscription][strings.TrimPrefix(p.Key, "c1/")] = p.Pending
+		snap.Pending[resource.Subscriptions][strings.TrimPrefix(p.Key, "c1/")] = p.Pending
 	}
 	// Next listing: same set still missing; no second announcement, and
 	// with HoldCycles 2 the hold is released: the removals follow.
@@ -306,7 +307,7 @@ func TestMassRemovalIsHeld(t *testing.T) {
 }
 
 func TestBaselineAndCreated(t *testing.T) {
-	empty := &state.Snapshot{CustomerID: "c1", Records: map[state.Kind]map[string]state.Record{}, Pending: map[state.Kind]map[string]state.Pending{}, Baselined: map[state.Kind]bool{}}
+	empty := &state.Snapshot{CustomerID: "c1", Records: map[*resource.Kind]map[string]state.Record{}, Pending: map[*resource.Kind]map[string]state.Pending{}, Baselined: map[*resource.Kind]bool{}}
 	evs, res := run(t, empty, []string{nceJSON, legacyJSON}, Options{})
 	if len(evs) != 0 || len(res.Change.Puts) != 2 || len(res.Change.Baselines) != 1 {
 		t.Fatalf("baseline: events %v puts %d baselines %v", evs, len(res.Change.Puts), res.Change.Baselines)
@@ -324,15 +325,15 @@ func TestBaselineAndCreated(t *testing.T) {
 }
 
 func TestCustomerList(t *testing.T) {
-	cust := func(id, name string, delegated bool) Entity {
+	cust := func(id, name string, delegated bool) resource.Entity {
 		raw := fmt.Sprintf(`{"id":%q,"companyProfile":{"tenantId":%q,"domain":"x.onmicrosoft.com","companyName":%q},"relationshipToPartner":"reseller","allowDelegatedAccess":%v,"attributes":{"objectType":"Customer"}}`, id, id, name, delegated)
 		var c pc.Customer
 		json.Unmarshal([]byte(raw), &c)
-		return Customers([]pc.Customer{c})[0]
+		return resource.CustomerEntities([]pc.Customer{c})[0]
 	}
 	o := Options{Source: "s", Now: now}
 	// First listing: baseline.
-	res, err := CustomerList(nil, nil, nil, false, []Entity{cust("a", "A", true), cust("b", "B", true)}, o)
+	res, err := CustomerList(nil, nil, nil, false, []resource.Entity{cust("a", "A", true), cust("b", "B", true)}, o)
 	if err != nil || res.Events() != 0 || len(res.Change.Puts) != 2 {
 		t.Fatalf("baseline: %v %v", res, err)
 	}
@@ -341,7 +342,7 @@ func TestCustomerList(t *testing.T) {
 		known[p.Key] = p.Record
 	}
 	// c added, a lost delegated admin, b gone (pending first).
-	res, _ = CustomerList(known, map[string]state.Pending{}, nil, true, []Entity{cust("a", "A", false), cust("c", "C", true)}, o)
+	res, _ = CustomerList(known, map[string]state.Pending{}, nil, true, []resource.Entity{cust("a", "A", false), cust("c", "C", true)}, o)
 	var types []string
 	for _, e := range res.Change.Events {
 		ev, _ := events.Decode(e.Body)
@@ -354,7 +355,7 @@ func TestCustomerList(t *testing.T) {
 	if len(res.Change.PendingPuts) != 1 {
 		t.Fatalf("pending = %+v", res.Change.PendingPuts)
 	}
-	res, _ = CustomerList(known, map[string]state.Pending{"b": res.Change.PendingPuts[0].Pending}, nil, true, []Entity{cust("a", "A", false), cust("c", "C", true)}, o)
+	res, _ = CustomerList(known, map[string]state.Pending{"b": res.Change.PendingPuts[0].Pending}, nil, true, []resource.Entity{cust("a", "A", false), cust("c", "C", true)}, o)
 	ev, _ := events.Decode(res.Change.Events[len(res.Change.Events)-1].Body)
 	if ev.Type != events.CustomerRemoved || !slices.Contains(res.Change.ForgetCustomers, "b") || len(res.Change.DeletePrefixes) != 3 {
 		t.Errorf("removal: %s, change %+v", ev.Type, res.Change)
@@ -397,41 +398,41 @@ func TestChanges(t *testing.T) {
 }
 
 func TestScopeChangesAreNotEvents(t *testing.T) {
-	prod := func(view, id string) Entity {
+	prod := func(view, id string) resource.Entity {
 		var p pc.Product
 		json.Unmarshal([]byte(fmt.Sprintf(`{"id":%q,"title":"P %s"}`, id, id)), &p)
-		return Products(view, []pc.Product{p})[0]
+		return resource.ProductEntities(view, []pc.Product{p})[0]
 	}
 	empty := func() *state.Snapshot {
-		return &state.Snapshot{CustomerID: "c1", Records: map[state.Kind]map[string]state.Record{state.KindProduct: {}, state.KindSubscription: {}},
-			Pending: map[state.Kind]map[string]state.Pending{}, Baselined: map[state.Kind]bool{},
-			BaselinedScopes: map[state.Kind]map[string]bool{state.KindProduct: {}}}
+		return &state.Snapshot{CustomerID: "c1", Records: map[*resource.Kind]map[string]state.Record{resource.Products: {}, resource.Subscriptions: {}},
+			Pending: map[*resource.Kind]map[string]state.Pending{}, Baselined: map[*resource.Kind]bool{},
+			BaselinedScopes: map[*resource.Kind]map[string]bool{resource.Products: {}}}
 	}
 	o := Options{Source: "s", Now: now}
 	// Baseline of view A.
 	snap := empty()
-	res, _ := Customer(snap, &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindProduct}, TargetViews: []string{"A"},
-		Entities: []Entity{prod("A", "p1")}}, o)
+	res, _ := Customer(snap, &Listing{CustomerID: "c1", Kinds: []*resource.Kind{resource.Products}, TargetViews: []string{"A"},
+		Entities: []resource.Entity{prod("A", "p1")}}, o)
 	if res.Events() != 0 || len(res.Change.Baselines) != 1 || res.Change.Baselines[0].Key != "c1/A" {
 		t.Fatalf("baseline of A: %+v", res.Change)
 	}
-	snap.BaselinedScopes[state.KindProduct]["A"] = true
-	snap.Records[state.KindProduct]["A/p1"] = res.Change.Puts[0].Record
+	snap.BaselinedScopes[resource.Products]["A"] = true
+	snap.Records[resource.Products]["A/p1"] = res.Change.Puts[0].Record
 	// View B added to the configuration: a silent baseline, not a flood.
-	res, _ = Customer(snap, &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindProduct}, TargetViews: []string{"A", "B"},
-		Entities: []Entity{prod("A", "p1"), prod("B", "p2"), prod("B", "p3")}}, o)
+	res, _ = Customer(snap, &Listing{CustomerID: "c1", Kinds: []*resource.Kind{resource.Products}, TargetViews: []string{"A", "B"},
+		Entities: []resource.Entity{prod("A", "p1"), prod("B", "p2"), prod("B", "p3")}}, o)
 	if res.Events() != 0 || len(res.Change.Puts) != 2 {
 		t.Fatalf("adding view B emitted %d events", res.Events())
 	}
 	// View A dropped from the configuration: its products leave silently.
-	res, _ = Customer(snap, &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindProduct}, TargetViews: []string{"B"},
-		Entities: []Entity{prod("B", "p2")}}, o)
+	res, _ = Customer(snap, &Listing{CustomerID: "c1", Kinds: []*resource.Kind{resource.Products}, TargetViews: []string{"B"},
+		Entities: []resource.Entity{prod("B", "p2")}}, o)
 	if res.Events() != 0 || len(res.Change.Deletes) != 1 || len(res.Change.BaselineDeletes) != 1 || len(res.Change.PendingPuts) != 0 {
 		t.Fatalf("dropping view A: events %d, change %+v", res.Events(), res.Change)
 	}
 	// A new product in a baselined view is an event.
-	res, _ = Customer(snap, &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindProduct}, TargetViews: []string{"A"},
-		Entities: []Entity{prod("A", "p1"), prod("A", "p9")}}, o)
+	res, _ = Customer(snap, &Listing{CustomerID: "c1", Kinds: []*resource.Kind{resource.Products}, TargetViews: []string{"A"},
+		Entities: []resource.Entity{prod("A", "p1"), prod("A", "p9")}}, o)
 	ev, _ := events.Decode(res.Change.Events[0].Body)
 	if res.Events() != 1 || ev.Type != events.ProductAdded || ev.Subject != "customers/c1/products/A/p9" {
 		t.Fatalf("new product: %+v", res.Change.Events)
@@ -439,8 +440,8 @@ func TestScopeChangesAreNotEvents(t *testing.T) {
 
 	// Subscriptions outside a new mpn_id filter leave silently.
 	sn := snapWith(t, nceJSON, legacyJSON) // partner 4847383 and direct
-	res, _ = Customer(sn, &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindSubscription}, MPNIDs: []string{"4847383"},
-		Entities: []Entity{subEntity(t, nceJSON)}}, o)
+	res, _ = Customer(sn, &Listing{CustomerID: "c1", Kinds: []*resource.Kind{resource.Subscriptions}, MPNIDs: []string{"4847383"},
+		Entities: []resource.Entity{subEntity(t, nceJSON)}}, o)
 	if res.Events() != 0 || len(res.Change.Deletes) != 1 || res.Change.Deletes[0].Key != "c1/83ef9d05-4169-4ef9-9657-0e86b1eab1de" || len(res.Change.PendingPuts) != 0 {
 		t.Fatalf("narrowing to a reseller: events %d, change %+v", res.Events(), res.Change)
 	}
@@ -458,8 +459,8 @@ func TestRefundCandidates(t *testing.T) {
 	defer st.Close()
 	commit := func(at time.Time, raw string) *Result {
 		t.Helper()
-		res, err := CommitCustomer(st, &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindSubscription},
-			Entities: []Entity{subEntity(t, raw)}}, Options{Source: "s", Now: at})
+		res, err := CommitCustomer(st, &Listing{CustomerID: "c1", Kinds: []*resource.Kind{resource.Subscriptions},
+			Entities: []resource.Entity{subEntity(t, raw)}}, Options{Source: "s", Now: at})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -471,8 +472,8 @@ func TestRefundCandidates(t *testing.T) {
 	}
 	var watch time.Time
 	st.View(func(r *state.ReadTx) error {
-		snap, _ := r.Customer("c1", state.KindSubscription)
-		watch = snap.Records[state.KindSubscription][e.ID].Watch
+		snap, _ := r.Customer("c1", resource.Subscriptions)
+		watch = snap.Records[resource.Subscriptions][e.ID].Watch
 		return nil
 	})
 	if want := time.Date(2026, 4, 12, 19, 27, 3, 440527000, time.UTC); !watch.Equal(want) {
@@ -518,11 +519,11 @@ func TestDuplicatesInOneListing(t *testing.T) {
 		t.Fatalf("identical duplicate: counts %v, puts %d (want the legacy one added once)", res.Counts, len(res.Change.Puts))
 	}
 
-	l := &Listing{CustomerID: "c1", Kinds: []state.Kind{state.KindSubscription},
-		Entities: []Entity{subEntity(t, nceJSON), subEntity(t, mutate(t, nceJSON, map[string]any{"quantity": 7}))}}
+	l := &Listing{CustomerID: "c1", Kinds: []*resource.Kind{resource.Subscriptions},
+		Entities: []resource.Entity{subEntity(t, nceJSON), subEntity(t, mutate(t, nceJSON, map[string]any{"quantity": 7}))}}
 	_, err := Customer(snap, l, Options{Source: "s", Now: now})
 	var de *DuplicateError
-	if !errors.As(err, &de) || de.ID != e.ID || de.Kind != state.KindSubscription {
+	if !errors.As(err, &de) || de.ID != e.ID || de.Kind != resource.Subscriptions {
 		t.Fatalf("conflicting duplicate: err = %v, want a *DuplicateError for %s", err, e.ID)
 	}
 }

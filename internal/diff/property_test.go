@@ -18,6 +18,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/oracle"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
@@ -62,7 +63,7 @@ func (w *world) poll() []*events.Event {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	if _, err := diff.CommitCustomerList(w.store, diff.Customers(custs), o, nil); err != nil {
+	if _, err := diff.CommitCustomerList(w.store, resource.CustomerEntities(custs), o, nil); err != nil {
 		w.t.Fatal(err)
 	}
 	for _, c := range custs {
@@ -75,8 +76,8 @@ func (w *world) poll() []*events.Event {
 			w.t.Fatal(err)
 		}
 		l := &diff.Listing{CustomerID: c.ID, CustomerName: c.CompanyProfile.CompanyName,
-			Kinds:    []state.Kind{state.KindSubscription, state.KindManagedService},
-			Entities: append(diff.Subscriptions(subs), diff.ManagedServices(ms)...)}
+			Kinds:    []*resource.Kind{resource.Subscriptions, resource.ManagedServices},
+			Entities: append(resource.SubscriptionEntities(subs), resource.ManagedServiceEntities(ms)...)}
 		if _, err := diff.CommitCustomer(w.store, l, o); err != nil {
 			w.t.Fatal(err)
 		}

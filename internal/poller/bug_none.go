@@ -2,11 +2,11 @@
 
 package poller
 
-import pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+import "github.com/pcwatch/pcwatch/internal/resource"
 
-// chaosSubscriptionListing is a hook for the chaos suite's deliberate bug
-// (build tag chaosbug_removals, see bug_removals.go). In every normal build
-// it returns its arguments unchanged.
-func chaosSubscriptionListing(subs []pc.Subscription, err error) ([]pc.Subscription, error) {
-	return subs, err
+// chaosListing is a hook for the chaos suite's deliberate bug (build tag
+// chaosbug_removals, see bug_removals.go). In every normal build it
+// returns a listing's result unchanged.
+func chaosListing(*resource.Kind) func([]resource.Entity, error) ([]resource.Entity, error) {
+	return func(ents []resource.Entity, err error) ([]resource.Entity, error) { return ents, err }
 }

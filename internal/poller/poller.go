@@ -1,8 +1,8 @@
 // Package poller runs pcwatch's poll cycle: list customers (complete,
-// paged), then poll each customer's subscriptions, managed services and
-// products through a bounded worker pool that shares the client's rate
-// limiter, diff each complete listing against the snapshot and commit it
-// with its events in one transaction.
+// paged), then poll each customer's entities of the configured kinds
+// (internal/resource) through a bounded worker pool that shares the
+// client's rate limiter, diff each complete listing against the snapshot
+// and commit it with its events in one transaction.
 //
 // A customer whose listing fails is retried next cycle; nothing of a failed
 // or partial listing is diffed, so a failure is never read as removals.
@@ -27,17 +27,15 @@ import (
 	"github.com/pcwatch/pcwatch/internal/diff"
 	"github.com/pcwatch/pcwatch/internal/events"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
-	"github.com/pcwatch/pcwatch/internal/view"
 )
 
-// PartnerCenter is what the poller needs from the API client.
+// PartnerCenter is what the poller needs from the API client: the
+// listings of every kind, and subscriptions by id (their refund batches).
 type PartnerCenter interface {
-	ListCustomers(ctx context.Context) ([]pc.Customer, error)
-	ListSubscriptions(ctx context.Context, customerID string, f pc.SubscriptionFilter) ([]pc.Subscription, error)
+	resource.Client
 	GetSubscription(ctx context.Context, customerID, subscriptionID string) (*pc.Subscription, error)
-	ListManagedServices(ctx context.Context, customerID string) ([]pc.ManagedService, error)
-	ListProducts(ctx context.Context, customerID, targetView string) ([]pc.Product, error)
 	Stats() pc.Stats
 }
 
@@ -46,13 +44,6 @@ type Metrics interface {
 	CustomerPolled(ok bool)
 	EventsEmitted(t events.Type, n int)
 	CycleCompleted(r *Report)
-}
-
-// Resources selects what is polled per customer.
-type Resources struct {
-	Subscriptions   bool
-	ManagedServices bool
-	Products        bool
 }
 
 // Options configure a Poller.
@@ -64,14 +55,18 @@ type Options struct {
 	// Concurrency is the number of customers polled at once; default 8.
 	// All workers share the client's rate limiter.
 	Concurrency int
-	Resources   Resources
-	// TargetViews are the product catalog views polled when Products is on;
-	// default OnlineServices.
+	// Kinds are the kinds polled per customer, in this order (kinds with a
+	// parent; customers are always listed). Default the kinds on by default
+	// (resource.Kind.DefaultOn).
+	Kinds []*resource.Kind
+	// TargetViews are the catalog views polled of the kinds listed by
+	// target view; default OnlineServices.
 	TargetViews []string
 	// Customers, when set, restricts polling to these customer ids.
 	Customers []string
-	// MPNIDs, when set, lists only subscriptions provided by these
-	// resellers (partner MPN ids), through Partner Center's mpn_id filter.
+	// MPNIDs, when set, lists only the entities (of the kinds listed by
+	// reseller: subscriptions) these resellers (partner MPN ids) provided,
+	// through Partner Center's mpn_id filter.
 	MPNIDs []string
 	// FailureThreshold: consecutive failed polls of a customer before
 	// ops.customer-poll-failed fires (again at each multiple). Default 3.
@@ -111,8 +106,17 @@ func New(o Options) (*Poller, error) {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
 	}
-	if o.Resources == (Resources{}) {
-		o.Resources.Subscriptions = true
+	if len(o.Kinds) == 0 {
+		for _, k := range resource.All() {
+			if k.DefaultOn() {
+				o.Kinds = append(o.Kinds, k)
+			}
+		}
+	}
+	for _, k := range o.Kinds {
+		if k.Parent() == nil {
+			return nil, fmt.Errorf("poller: %s are listed once per cycle, not per customer", k.Plural())
+		}
 	}
 	if len(o.TargetViews) == 0 {
 		o.TargetViews = []string{"OnlineServices"}
@@ -138,7 +142,7 @@ func New(o Options) (*Poller, error) {
 type Failure struct {
 	CustomerID string
 	Name       string
-	Kinds      []state.Kind // kinds whose listing failed
+	Kinds      []*resource.Kind // kinds whose listing failed
 	Err        error
 }
 
@@ -302,15 +306,15 @@ feed:
 func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report, count func(*diff.Result)) ([]target, error) {
 	o := p.o
 	inScope := func(id string) bool { return len(o.Customers) == 0 || slices.Contains(o.Customers, id) }
-	list, listErr := o.Client.ListCustomers(ctx)
+	list, listErr := resource.Customers.List(ctx, o.Client, "", p.scope())
 	if listErr == nil {
-		var fresh []pc.Customer
+		var fresh []resource.Entity
 		for _, c := range list {
 			if inScope(c.ID) {
 				fresh = append(fresh, c)
 			}
 		}
-		res, err := diff.CommitCustomerList(o.Store, diff.Customers(fresh), dopts, inScope)
+		res, err := diff.CommitCustomerList(o.Store, fresh, dopts, inScope)
 		var dup *diff.DuplicateError
 		switch {
 		case errors.As(err, &dup):
@@ -328,10 +332,10 @@ func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report,
 			}
 			targets := make([]target, 0, len(fresh))
 			listed := make(map[string]bool, len(fresh))
-			for _, c := range fresh {
-				if !listed[c.ID] {
+			for i := range fresh {
+				if c := &fresh[i]; !listed[c.ID] {
 					listed[c.ID] = true
-					targets = append(targets, target{c.ID, c.CompanyProfile.CompanyName})
+					targets = append(targets, target{c.ID, c.View().CompanyName})
 				}
 			}
 			return targets, nil
@@ -345,11 +349,11 @@ func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report,
 	var targets []target
 	damaged := &state.DamagedError{Path: o.Store.Path()}
 	err := o.Store.View(func(r *state.ReadTx) error {
-		return r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
+		return r.ForEach(resource.Customers, func(id string, rec state.Record) error {
 			if inScope(id) {
 				name := ""
 				if raw, err := rec.JSON(); err == nil {
-					name = view.Of(state.KindCustomer, id, raw).CompanyName
+					name = resource.Customers.ViewOf(id, raw).CompanyName
 				} else {
 					// The name is lost, the customer is not: poll it.
 					var re *state.RecordError
@@ -381,43 +385,16 @@ func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report,
 func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options, budget *atomic.Int64) (*diff.Result, int, *Failure, error) {
 	o := p.o
 	l := &diff.Listing{CustomerID: t.id, CustomerName: t.name, TargetViews: o.TargetViews, MPNIDs: o.MPNIDs}
-	var failed []state.Kind
+	var failed []*resource.Kind
 	var errs []error
-	if o.Resources.Subscriptions {
-		subs, err := chaosSubscriptionListing(p.listSubscriptions(ctx, t.id))
+	for _, k := range o.Kinds {
+		ents, err := chaosListing(k)(k.List(ctx, o.Client, t.id, p.scope()))
 		if err != nil {
-			failed, errs = append(failed, state.KindSubscription), append(errs, err)
-		} else {
-			l.Kinds = append(l.Kinds, state.KindSubscription)
-			l.Entities = append(l.Entities, diff.Subscriptions(subs)...)
+			failed, errs = append(failed, k), append(errs, err)
+			continue
 		}
-	}
-	if o.Resources.ManagedServices {
-		ms, err := o.Client.ListManagedServices(ctx, t.id)
-		if err != nil {
-			failed, errs = append(failed, state.KindManagedService), append(errs, err)
-		} else {
-			l.Kinds = append(l.Kinds, state.KindManagedService)
-			l.Entities = append(l.Entities, diff.ManagedServices(ms)...)
-		}
-	}
-	if o.Resources.Products {
-		var prods []diff.Entity
-		var perr error
-		for _, tv := range o.TargetViews {
-			ps, err := o.Client.ListProducts(ctx, t.id, tv)
-			if err != nil {
-				perr = fmt.Errorf("products (%s): %w", tv, err)
-				break
-			}
-			prods = append(prods, diff.Products(tv, ps)...)
-		}
-		if perr != nil {
-			failed, errs = append(failed, state.KindProduct), append(errs, perr)
-		} else {
-			l.Kinds = append(l.Kinds, state.KindProduct)
-			l.Entities = append(l.Entities, prods...)
-		}
+		l.Kinds = append(l.Kinds, k)
+		l.Entities = append(l.Entities, ents...)
 	}
 	if ctx.Err() != nil {
 		return nil, 0, nil, ctx.Err()
@@ -458,27 +435,9 @@ func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options,
 	return res, fetches, nil, nil
 }
 
-// listSubscriptions lists all subscriptions, or the union of those of the
-// configured resellers.
-func (p *Poller) listSubscriptions(ctx context.Context, customerID string) ([]pc.Subscription, error) {
-	if len(p.o.MPNIDs) == 0 {
-		return p.o.Client.ListSubscriptions(ctx, customerID, pc.SubscriptionFilter{})
-	}
-	var out []pc.Subscription
-	seen := map[string]bool{}
-	for _, mpn := range p.o.MPNIDs {
-		subs, err := p.o.Client.ListSubscriptions(ctx, customerID, pc.SubscriptionFilter{MPNID: mpn})
-		if err != nil {
-			return nil, fmt.Errorf("subscriptions of reseller %s: %w", mpn, err)
-		}
-		for _, s := range subs {
-			if !seen[s.ID] {
-				seen[s.ID] = true
-				out = append(out, s)
-			}
-		}
-	}
-	return out, nil
+// scope is what the configuration restricts listings to.
+func (p *Poller) scope() resource.Scope {
+	return resource.Scope{TargetViews: p.o.TargetViews, MPNIDs: p.o.MPNIDs}
 }
 
 // fetchRefunds reads refundableQuantity by id for NCE subscriptions that

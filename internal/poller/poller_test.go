@@ -24,6 +24,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/poller"
 	"github.com/pcwatch/pcwatch/internal/relay"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 	"github.com/pcwatch/pcwatch/internal/stream"
 )
@@ -79,7 +80,7 @@ func (e *env) open() {
 
 func (e *env) poller(mod func(*poller.Options)) *poller.Poller {
 	o := poller.Options{Client: e.client, Store: e.store, Clock: e.clk, Source: "https://pc.test", Concurrency: 4,
-		Resources: poller.Resources{Subscriptions: true, ManagedServices: true}}
+		Kinds: []*resource.Kind{resource.Subscriptions, resource.ManagedServices}}
 	if mod != nil {
 		mod(&o)
 	}
@@ -263,7 +264,7 @@ func TestFailingCustomerEmitsNoRemovals(t *testing.T) {
 		reps = append(reps, e.cycle(p))
 	}
 	for i, r := range reps {
-		if len(r.Failures) != 1 || r.Failures[0].CustomerID != victim.ID || r.Failures[0].Kinds[0] != state.KindSubscription {
+		if len(r.Failures) != 1 || r.Failures[0].CustomerID != victim.ID || r.Failures[0].Kinds[0] != resource.Subscriptions {
 			t.Fatalf("cycle %d failures = %+v", i, r.Failures)
 		}
 		if !errors.Is(r.Failures[0].Err, pc.ErrServer) {
@@ -296,7 +297,7 @@ func TestFailingCustomerEmitsNoRemovals(t *testing.T) {
 	e.sim.SetFaults(pcsim.Faults{FailCustomerPage: pcsim.PageFault{Page: 1, Times: -1, Status: 503}})
 	n = len(e.stream())
 	p3, _ := poller.New(poller.Options{Client: &smallPages{e.client}, Store: e.store, Clock: e.clk, Source: "https://pc.test",
-		Resources: poller.Resources{Subscriptions: true}})
+		Kinds: []*resource.Kind{resource.Subscriptions}})
 	for i := 0; i < 2; i++ {
 		rep, err := p3.Cycle(context.Background())
 		if err != nil {

@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/pcwatch/pcwatch/internal/resource"
 )
 
 // Checking a file before use.
@@ -387,10 +389,10 @@ func checkStructure(tx *bolt.Tx) error {
 func (s *Store) checkRecords(tx *bolt.Tx) error {
 	d := &DamagedError{Path: s.path}
 	bad := func(kind string, k []byte, err error) { d.Add(&RecordError{Kind: kind, Key: string(k), Err: err}) }
-	for _, k := range Kinds {
-		_ = tx.Bucket(bKinds[k]).ForEach(func(key, v []byte) error {
+	for _, k := range resource.All() {
+		_ = snapshots(tx, k).ForEach(func(key, v []byte) error {
 			if _, err := decodeRecord(string(key), v); err != nil {
-				bad(string(k), key, err)
+				bad(k.Name(), key, err)
 			}
 			return nil
 		})

@@ -18,6 +18,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
@@ -47,7 +48,7 @@ func buildCorpus(t testing.TB, path string) {
 	defer st.Close()
 	for c := 0; c < corpusCustomers; c++ {
 		cust := []byte(fmt.Sprintf(`{"id":"c%04d","companyProfile":{"tenantId":"t%04d","domain":"c%04d.onmicrosoft.com","companyName":"Customer %d"},"relationshipToPartner":"reseller","attributes":{"objectType":"Customer"}}`, c, c, c, c))
-		ch := &state.Change{Puts: []state.Put{{Kind: state.KindCustomer, Key: fmt.Sprintf("c%04d", c),
+		ch := &state.Change{Puts: []state.Put{{Kind: resource.Customers, Key: fmt.Sprintf("c%04d", c),
 			Record: state.Record{Hash: state.HashOf(cust), Rev: 1, FirstSeen: corpusNow, Updated: corpusNow, Raw: cust}}}}
 		for s := 0; s < corpusSubsPerCustomer; s++ {
 			cancelBy := corpusNow.Add(time.Duration(1+(c*corpusSubsPerCustomer+s)%240) * time.Hour)
@@ -55,7 +56,7 @@ func buildCorpus(t testing.TB, path string) {
 				CancelBy: cancelBy, CancelSeenOpen: cancelBy, CommitmentEnd: cancelBy.AddDate(1, 0, -7)}
 			raw := []byte(fmt.Sprintf(`{"id":"s%04d","offerId":"CFQ7TTC0LH18:0001:CFQ7TTC0P0WS","offerName":"Microsoft 365 Business Basic","friendlyName":"Seats for team %d","productType":{"id":"OnlineServicesNCE","displayName":"OnlineServicesNCE"},"quantity":%d,"unitType":"Licenses","status":"active","autoRenewEnabled":true,"termDuration":"P1Y","billingCycle":"monthly","cancellationAllowedUntilDate":"%s","commitmentEndDate":"%s","attributes":{"objectType":"Subscription"}}`,
 				s, s, f.Quantity, cancelBy.Format(time.RFC3339), f.CommitmentEnd.Format(time.RFC3339)))
-			ch.Puts = append(ch.Puts, state.Put{Kind: state.KindSubscription, Key: subKey(c, s),
+			ch.Puts = append(ch.Puts, state.Put{Kind: resource.Subscriptions, Key: subKey(c, s),
 				Record: state.Record{Hash: state.HashOf(raw), Rev: 1, FirstSeen: corpusNow, Updated: corpusNow, Watch: cancelBy, Raw: raw, Meta: f.Encode()}})
 		}
 		ch.Events = []events.Envelope{{ID: fmt.Sprintf("ev-%d", c), Subject: "pcwatch.events.customer.added", Entity: fmt.Sprintf("customer/c%04d", c), Body: cust}}
@@ -65,9 +66,9 @@ func buildCorpus(t testing.TB, path string) {
 			// closed event was fired (TestDamageWhileOpen damages it).
 			ch.Ledger = append(ch.Ledger, deadline.LedgerKey("subscription/c0000/s0000", deadline.KindCancellationClosed, corpusNow.Add(time.Hour), 0))
 		}
-		ch.Baselines = []state.Ref{{Kind: state.KindSubscription, Key: fmt.Sprintf("c%04d", c)}}
+		ch.Baselines = []state.Ref{{Kind: resource.Subscriptions, Key: fmt.Sprintf("c%04d", c)}}
 		if c%7 == 0 {
-			ch.PendingPuts = []state.PendingPut{{Ref: state.Ref{Kind: state.KindSubscription, Key: subKey(c, 1)},
+			ch.PendingPuts = []state.PendingPut{{Ref: state.Ref{Kind: resource.Subscriptions, Key: subKey(c, 1)},
 				Pending: state.Pending{Since: corpusNow, Cycle: 3, Misses: 1}}}
 			ch.Failures = map[string]*state.Failure{fmt.Sprintf("c%04d", c): {Count: 2, FirstAt: corpusNow, LastAt: corpusNow, LastError: "HTTP 503"}}
 		}
@@ -79,7 +80,7 @@ func buildCorpus(t testing.TB, path string) {
 	var del state.Change
 	for c := 0; c < corpusCustomers; c += 5 {
 		for s := corpusSubsPerCustomer - 3; s < corpusSubsPerCustomer; s++ {
-			del.Deletes = append(del.Deletes, state.Ref{Kind: state.KindSubscription, Key: subKey(c, s)})
+			del.Deletes = append(del.Deletes, state.Ref{Kind: resource.Subscriptions, Key: subKey(c, s)})
 		}
 	}
 	if err := st.Commit(&del); err != nil {
@@ -307,7 +308,7 @@ func exercise(t *testing.T, st *state.Store) {
 		}
 	}
 	ok("view", st.View(func(r *state.ReadTx) error {
-		for _, k := range state.Kinds {
+		for _, k := range resource.All() {
 			ok("ForEach", r.ForEach(k, func(key string, rec state.Record) error {
 				_, err1 := rec.JSON()
 				_, err2 := rec.MetaJSON()
@@ -318,7 +319,7 @@ func exercise(t *testing.T, st *state.Store) {
 			ok("TombsAll", r.TombsAll(k, func(string, uint64) error { return nil }))
 		}
 		for c := 0; c < corpusCustomers; c++ {
-			_, err := r.Customer(fmt.Sprintf("c%04d", c), state.KindCustomer, state.KindSubscription)
+			_, err := r.Customer(fmt.Sprintf("c%04d", c), resource.Customers, resource.Subscriptions)
 			ok("Customer", err)
 			r.Failure(fmt.Sprintf("c%04d", c))
 		}
@@ -437,7 +438,7 @@ func TestDamageWhileOpen(t *testing.T) {
 
 	seen := 0
 	err = st.View(func(r *state.ReadTx) error {
-		return r.ForEach(state.KindSubscription, func(string, state.Record) error { seen++; return nil })
+		return r.ForEach(resource.Subscriptions, func(string, state.Record) error { seen++; return nil })
 	})
 	var de *state.DamagedError
 	if !errors.As(err, &de) || de.Count != 1 || de.Records[0].Key != bad || de.Records[0].Kind != "subscription" {
@@ -452,14 +453,14 @@ func TestDamageWhileOpen(t *testing.T) {
 		}
 	}
 	err = st.View(func(r *state.ReadTx) error {
-		if snap, err := r.Customer("c0000", state.KindSubscription); snap != nil || !errors.Is(err, state.ErrCorrupt) {
+		if snap, err := r.Customer("c0000", resource.Subscriptions); snap != nil || !errors.Is(err, state.ErrCorrupt) {
 			t.Errorf("Customer(c0000) = %v, %v; want no snapshot and ErrCorrupt", snap, err)
 		}
-		if _, ok, err := r.Get(state.KindSubscription, bad); !ok || !errors.Is(err, state.ErrCorrupt) {
+		if _, ok, err := r.Get(resource.Subscriptions, bad); !ok || !errors.Is(err, state.ErrCorrupt) {
 			t.Errorf("Get(%s) = %v, %v; want present and damaged", bad, ok, err)
 		}
-		snap, err := r.Customer("c0001", state.KindSubscription)
-		if err != nil || len(snap.Records[state.KindSubscription]) != corpusSubsPerCustomer {
+		snap, err := r.Customer("c0001", resource.Subscriptions)
+		if err != nil || len(snap.Records[resource.Subscriptions]) != corpusSubsPerCustomer {
 			t.Errorf("Customer(c0001) = %v; want its %d subscriptions", err, corpusSubsPerCustomer)
 		}
 		return nil
@@ -528,7 +529,7 @@ func TestLegacyRecordDamagedAtRead(t *testing.T) {
 	}
 	var ch state.Change
 	for _, id := range []string{"s1", "s2", "s4"} {
-		ch.Puts = append(ch.Puts, state.Put{Kind: state.KindSubscription, Key: "c1/" + id, Record: rec(id)})
+		ch.Puts = append(ch.Puts, state.Put{Kind: resource.Subscriptions, Key: "c1/" + id, Record: rec(id)})
 	}
 	if err := st.Commit(&ch); err != nil {
 		t.Fatal(err)
@@ -542,7 +543,7 @@ func TestLegacyRecordDamagedAtRead(t *testing.T) {
 	}
 	defer st.Close()
 	err = st.View(func(r *state.ReadTx) error {
-		return r.ForEach(state.KindSubscription, func(key string, rec state.Record) error {
+		return r.ForEach(resource.Subscriptions, func(key string, rec state.Record) error {
 			_, err := rec.MetaJSON()
 			var re *state.RecordError
 			switch {
@@ -585,7 +586,7 @@ func TestTruncatedWhileOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = st.View(func(r *state.ReadTx) error {
-		return r.ForEach(state.KindSubscription, func(string, state.Record) error { return nil })
+		return r.ForEach(resource.Subscriptions, func(string, state.Record) error { return nil })
 	})
 	if !errors.Is(err, state.ErrCorrupt) || !strings.Contains(err.Error(), "truncated or overwritten while open") {
 		t.Fatalf("View over a truncated file = %v; want ErrCorrupt", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/failpoint"
+	"github.com/pcwatch/pcwatch/internal/resource"
 )
 
 // The crash tests re-run this test binary as a child that commits to a
@@ -29,7 +30,7 @@ const childEnv = "PCWATCH_STATE_CRASH_CHILD"
 func revChange(rev uint64) *Change {
 	raw := []byte(fmt.Sprintf(`{"id":"s1","quantity":%d}`, rev))
 	return &Change{
-		Puts:   []Put{{Kind: KindSubscription, Key: "c1/s1", Record: Record{Hash: HashOf(raw), Rev: rev, Raw: raw}}},
+		Puts:   []Put{{Kind: resource.Subscriptions, Key: "c1/s1", Record: Record{Hash: HashOf(raw), Rev: rev, Raw: raw}}},
 		Events: []events.Envelope{{ID: fmt.Sprintf("ev-%d", rev), Subject: "pcwatch.events.subscription.quantity-changed.c1.s1", Entity: "subscription/c1/s1", Body: raw}},
 		Ledger: []string{fmt.Sprintf("ledger-%d", rev)},
 	}
@@ -48,8 +49,8 @@ func TestCrashChild(t *testing.T) {
 	}
 	start := uint64(1)
 	s.View(func(r *ReadTx) error {
-		snap, _ := r.Customer("c1", KindSubscription)
-		if rec, ok := snap.Records[KindSubscription]["s1"]; ok {
+		snap, _ := r.Customer("c1", resource.Subscriptions)
+		if rec, ok := snap.Records[resource.Subscriptions]["s1"]; ok {
 			start = rec.Rev + 1
 		}
 		return nil
@@ -87,8 +88,8 @@ func checkConsistent(t *testing.T, path string) uint64 {
 	var rev uint64
 	var ledger []bool
 	s.View(func(r *ReadTx) error {
-		snap, _ := r.Customer("c1", KindSubscription)
-		if rec, ok := snap.Records[KindSubscription]["s1"]; ok {
+		snap, _ := r.Customer("c1", resource.Subscriptions)
+		if rec, ok := snap.Records[resource.Subscriptions]["s1"]; ok {
 			rev = rec.Rev
 			raw, err := rec.JSON()
 			if want := fmt.Sprintf(`{"id":"s1","quantity":%d}`, rev); err != nil || string(raw) != want || rec.Hash != HashOf(raw) {

@@ -1,6 +1,9 @@
 package state
 
-import bolt "go.etcd.io/bbolt"
+import (
+	"github.com/pcwatch/pcwatch/internal/resource"
+	bolt "go.etcd.io/bbolt"
+)
 
 // PutLegacyDamaged writes rec under key as a version 3 record (before the
 // record checksum) whose compressed metadata has one byte flipped: damage
@@ -12,5 +15,5 @@ func PutLegacyDamaged(s *Store, key string, rec Record) error {
 		return err
 	}
 	got.zMeta[len(got.zMeta)/2] ^= 0x55 // aliases v
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bKinds[KindSubscription]).Put([]byte(key), v) })
+	return s.db.Update(func(tx *bolt.Tx) error { return snapshots(tx, resource.Subscriptions).Put([]byte(key), v) })
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/diff"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
 
@@ -63,7 +64,7 @@ func build100k(b *testing.B, path string, customers, subs int) {
 			b.Fatal(err)
 		}
 		if _, err := diff.CommitCustomer(st, &diff.Listing{CustomerID: c.ID, CustomerName: c.CompanyName,
-			Kinds: []state.Kind{state.KindSubscription}, Entities: diff.Subscriptions(coll.Items)},
+			Kinds: []*resource.Kind{resource.Subscriptions}, Entities: resource.SubscriptionEntities(coll.Items)},
 			diff.Options{Source: "bench", Now: now, Cycle: 1}); err != nil {
 			b.Fatal(err)
 		}

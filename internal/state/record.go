@@ -8,6 +8,8 @@ import (
 	"hash/crc32"
 	"math"
 	"time"
+
+	"github.com/pcwatch/pcwatch/internal/resource"
 )
 
 // Hash is a content hash of an entity's raw JSON as received.
@@ -39,7 +41,7 @@ type Record struct {
 	Raw   []byte // the entity's JSON as Partner Center sent it
 
 	zMeta, zRaw []byte // as stored
-	kind        Kind   // of a read record, to name it in errors
+	kind        *resource.Kind // of a read record, to name it in errors
 	key         string
 }
 
@@ -69,7 +71,11 @@ func (r Record) MetaJSON() ([]byte, error) {
 }
 
 func (r Record) damaged(err error) error {
-	return &RecordError{Kind: string(r.kind), Key: r.key, Err: err}
+	name := ""
+	if r.kind != nil {
+		name = r.kind.Name()
+	}
+	return &RecordError{Kind: name, Key: r.key, Err: err}
 }
 
 // recordVersion 4 added a CRC-32C of the whole record, so that any damaged

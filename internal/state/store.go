@@ -34,6 +34,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/failpoint"
+	"github.com/pcwatch/pcwatch/internal/resource"
 )
 
 // SchemaVersion is the layout this code reads and writes.
@@ -44,20 +45,6 @@ const FileName = "pcwatch.db"
 
 const magic = "pcwatch-state"
 
-// Kind is a kind of watched entity.
-type Kind string
-
-// Kinds.
-const (
-	KindCustomer       Kind = "customer"
-	KindSubscription   Kind = "subscription"
-	KindManagedService Kind = "managedservice"
-	KindProduct        Kind = "product"
-)
-
-// Kinds lists every kind.
-var Kinds = []Kind{KindCustomer, KindSubscription, KindManagedService, KindProduct}
-
 var (
 	bMeta     = []byte("meta")
 	bPending  = []byte("pending")
@@ -67,15 +54,19 @@ var (
 	bFailures = []byte("failures")
 	bBaseline = []byte("baseline")
 	bTombs    = []byte("tombs")
-	bKinds    = map[Kind][]byte{
-		KindCustomer:       []byte("customers"),
-		KindSubscription:   []byte("subscriptions"),
-		KindManagedService: []byte("managedservices"),
-		KindProduct:        []byte("products"),
-	}
-	allBuckets = [][]byte{bMeta, bPending, bLedger, bOutbox, bLastOK, bFailures, bBaseline, bTombs,
-		bKinds[KindCustomer], bKinds[KindSubscription], bKinds[KindManagedService], bKinds[KindProduct]}
+	// allBuckets are every bucket of a state file: the bookkeeping ones
+	// and one of snapshots per kind (resource.Kind.Bucket).
+	allBuckets = func() [][]byte {
+		b := [][]byte{bMeta, bPending, bLedger, bOutbox, bLastOK, bFailures, bBaseline, bTombs}
+		for _, k := range resource.All() {
+			b = append(b, []byte(k.Bucket()))
+		}
+		return b
+	}()
 )
+
+// snapshots returns the bucket of kind's snapshots.
+func snapshots(tx *bolt.Tx, kind *resource.Kind) *bolt.Bucket { return tx.Bucket([]byte(kind.Bucket())) }
 
 // Options configure Open.
 type Options struct {
@@ -329,29 +320,31 @@ func SplitKey(k string) (customerID, id string) {
 	return
 }
 
-func pendingKey(kind Kind, k string) []byte { return []byte(string(kind) + "\x00" + k) }
+// pendingKey is the key of an entity's pending mark and tombstone:
+// "<kind name>\x00<record key>".
+func pendingKey(kind *resource.Kind, k string) []byte { return []byte(kind.Name() + "\x00" + k) }
 
 // Snapshot is what the store knows of one customer. Records' bytes alias
 // bbolt memory: valid only inside the View callback.
 type Snapshot struct {
 	CustomerID string
-	Records    map[Kind]map[string]Record  // by resource id
-	Pending    map[Kind]map[string]Pending // by resource id
+	Records    map[*resource.Kind]map[string]Record  // by resource id
+	Pending    map[*resource.Kind]map[string]Pending // by resource id
 	// Baselined tells, per kind, whether a complete listing of the
 	// customer's entities of that kind was ever committed. Until then a
 	// listing is a baseline, not a flood of additions.
-	Baselined map[Kind]bool
+	Baselined map[*resource.Kind]bool
 	// BaselinedScopes tells the same for scopes within a kind (product
 	// target views), keyed by scope.
-	BaselinedScopes map[Kind]map[string]bool
+	BaselinedScopes map[*resource.Kind]map[string]bool
 	// Tombs holds, per kind and resource id, the revision of removed
 	// entities, so an entity that comes back continues its revisions and
 	// never reuses an event id.
-	Tombs map[Kind]map[string]uint64
+	Tombs map[*resource.Kind]map[string]uint64
 }
 
 // Tomb returns the last revision of a removed entity (0 if none).
-func (r *ReadTx) Tomb(kind Kind, key string) uint64 {
+func (r *ReadTx) Tomb(kind *resource.Kind, key string) uint64 {
 	v := r.tx.Bucket(bTombs).Get(pendingKey(kind, key))
 	n, _ := binary.Uvarint(v)
 	return n
@@ -360,13 +353,13 @@ func (r *ReadTx) Tomb(kind Kind, key string) uint64 {
 // damaged collects the damaged records one read met.
 func (r *ReadTx) damaged() *DamagedError { return &DamagedError{Path: r.path} }
 
-func baselineKey(kind Kind, customerID string) []byte {
-	return []byte(string(kind) + "\x00" + customerID)
+func baselineKey(kind *resource.Kind, customerID string) []byte {
+	return []byte(kind.Name() + "\x00" + customerID)
 }
 
 // Baselined reports whether a complete listing of kind was committed for
 // customerID ("" for the customer list itself).
-func (r *ReadTx) Baselined(kind Kind, customerID string) bool {
+func (r *ReadTx) Baselined(kind *resource.Kind, customerID string) bool {
 	return r.tx.Bucket(bBaseline).Get(baselineKey(kind, customerID)) != nil
 }
 
@@ -395,10 +388,10 @@ func (s *Store) View(fn func(*ReadTx) error) (err error) {
 }
 
 // read decodes a stored record, naming it in its error.
-func read(kind Kind, key string, v []byte) (Record, error) {
+func read(kind *resource.Kind, key string, v []byte) (Record, error) {
 	rec, err := decodeRecord(key, v)
 	if err != nil {
-		return rec, &RecordError{Kind: string(kind), Key: key, Err: err}
+		return rec, &RecordError{Kind: kind.Name(), Key: key, Err: err}
 	}
 	rec.kind, rec.key = kind, key
 	return rec, nil
@@ -406,8 +399,8 @@ func read(kind Kind, key string, v []byte) (Record, error) {
 
 // Get returns one record; ok is false when there is none. A damaged record
 // gives a *DamagedError (ok true: it exists).
-func (r *ReadTx) Get(kind Kind, key string) (rec Record, ok bool, err error) {
-	v := r.tx.Bucket(bKinds[kind]).Get([]byte(key))
+func (r *ReadTx) Get(kind *resource.Kind, key string) (rec Record, ok bool, err error) {
+	v := snapshots(r.tx, kind).Get([]byte(key))
 	if v == nil {
 		return Record{}, false, nil
 	}
@@ -421,14 +414,15 @@ func (r *ReadTx) Get(kind Kind, key string) (rec Record, ok bool, err error) {
 }
 
 // Customer returns the snapshot of a customer's entities of the given
-// kinds (KindCustomer reads the customer record itself, keyed ""). If any
+// kinds (resource.Customers reads the customer record itself, keyed "";
+// the other kinds are the customer's own). If any
 // of its records is damaged it returns no snapshot and a *DamagedError
 // naming them all: a diff against a partial snapshot would read the
 // damaged entities as new.
-func (r *ReadTx) Customer(customerID string, kinds ...Kind) (*Snapshot, error) {
+func (r *ReadTx) Customer(customerID string, kinds ...*resource.Kind) (*Snapshot, error) {
 	dmg := r.damaged()
-	snap := &Snapshot{CustomerID: customerID, Records: map[Kind]map[string]Record{}, Pending: map[Kind]map[string]Pending{},
-		Baselined: map[Kind]bool{}, BaselinedScopes: map[Kind]map[string]bool{}, Tombs: map[Kind]map[string]uint64{}}
+	snap := &Snapshot{CustomerID: customerID, Records: map[*resource.Kind]map[string]Record{}, Pending: map[*resource.Kind]map[string]Pending{},
+		Baselined: map[*resource.Kind]bool{}, BaselinedScopes: map[*resource.Kind]map[string]bool{}, Tombs: map[*resource.Kind]map[string]uint64{}}
 	pend := r.tx.Bucket(bPending)
 	tombs := r.tx.Bucket(bTombs)
 	for _, k := range kinds {
@@ -440,7 +434,10 @@ func (r *ReadTx) Customer(customerID string, kinds ...Kind) (*Snapshot, error) {
 			snap.BaselinedScopes[k][string(kk[len(bp):])] = true
 		}
 		snap.Tombs[k] = map[string]uint64{}
-		if k != KindCustomer {
+		// The customer's own record is keyed by its id, its entities by
+		// "<customerId>/<id>".
+		own := k.Parent() == nil
+		if !own {
 			tp := pendingKey(k, customerID+"/")
 			tc := tombs.Cursor()
 			for kk, v := tc.Seek(tp); kk != nil && bytes.HasPrefix(kk, tp); kk, v = tc.Next() {
@@ -453,8 +450,8 @@ func (r *ReadTx) Customer(customerID string, kinds ...Kind) (*Snapshot, error) {
 		recs := map[string]Record{}
 		pends := map[string]Pending{}
 		snap.Records[k], snap.Pending[k] = recs, pends
-		b := r.tx.Bucket(bKinds[k])
-		if k == KindCustomer {
+		b := snapshots(r.tx, k)
+		if own {
 			if v := b.Get([]byte(customerID)); v != nil {
 				rec, err := read(k, customerID, v)
 				if err != nil {
@@ -466,7 +463,7 @@ func (r *ReadTx) Customer(customerID string, kinds ...Kind) (*Snapshot, error) {
 			if v := pend.Get(pendingKey(k, customerID)); v != nil {
 				p, err := decodePending(v)
 				if err != nil {
-					dmg.Add(&RecordError{Kind: "pending " + string(k), Key: customerID, Err: err})
+					dmg.Add(&RecordError{Kind: "pending " + k.Name(), Key: customerID, Err: err})
 				} else {
 					pends[""] = p
 				}
@@ -489,7 +486,7 @@ func (r *ReadTx) Customer(customerID string, kinds ...Kind) (*Snapshot, error) {
 		for kk, v := pc.Seek(pp); kk != nil && bytes.HasPrefix(kk, pp); kk, v = pc.Next() {
 			p, err := decodePending(v)
 			if err != nil {
-				dmg.Add(&RecordError{Kind: "pending " + string(k), Key: customerID + "/" + string(kk[len(pp):]), Err: err})
+				dmg.Add(&RecordError{Kind: "pending " + k.Name(), Key: customerID + "/" + string(kk[len(pp):]), Err: err})
 				continue
 			}
 			pends[string(kk[len(pp):])] = p
@@ -504,9 +501,9 @@ func (r *ReadTx) Customer(customerID string, kinds ...Kind) (*Snapshot, error) {
 // ForEach calls fn for every record of a kind, in key order. Keys are
 // "customerId/resourceId" ("customerId" for customers). A damaged record is
 // skipped and named in the *DamagedError returned after all the others.
-func (r *ReadTx) ForEach(kind Kind, fn func(key string, rec Record) error) error {
+func (r *ReadTx) ForEach(kind *resource.Kind, fn func(key string, rec Record) error) error {
 	dmg := r.damaged()
-	err := r.tx.Bucket(bKinds[kind]).ForEach(func(k, v []byte) error {
+	err := snapshots(r.tx, kind).ForEach(func(k, v []byte) error {
 		key := string(k)
 		rec, err := read(kind, key, v)
 		if err != nil {
@@ -523,14 +520,14 @@ func (r *ReadTx) ForEach(kind Kind, fn func(key string, rec Record) error) error
 
 // TombsAll calls fn for every tombstone of a kind, skipping damaged ones
 // as ForEach does.
-func (r *ReadTx) TombsAll(kind Kind, fn func(key string, rev uint64) error) error {
+func (r *ReadTx) TombsAll(kind *resource.Kind, fn func(key string, rev uint64) error) error {
 	dmg := r.damaged()
 	prefix := pendingKey(kind, "")
 	c := r.tx.Bucket(bTombs).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		n, l := binary.Uvarint(v)
 		if l <= 0 || l != len(v) {
-			dmg.Add(&RecordError{Kind: "tombstone of " + string(kind), Key: string(k[len(prefix):]), Err: errors.New("not a revision number")})
+			dmg.Add(&RecordError{Kind: "tombstone of " + kind.Name(), Key: string(k[len(prefix):]), Err: errors.New("not a revision number")})
 			continue
 		}
 		if err := fn(string(k[len(prefix):]), n); err != nil {
@@ -542,14 +539,14 @@ func (r *ReadTx) TombsAll(kind Kind, fn func(key string, rev uint64) error) erro
 
 // PendingAll calls fn for every pending mark of a kind, skipping damaged
 // ones as ForEach does.
-func (r *ReadTx) PendingAll(kind Kind, fn func(key string, p Pending) error) error {
+func (r *ReadTx) PendingAll(kind *resource.Kind, fn func(key string, p Pending) error) error {
 	dmg := r.damaged()
 	prefix := pendingKey(kind, "")
 	c := r.tx.Bucket(bPending).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		p, err := decodePending(v)
 		if err != nil {
-			dmg.Add(&RecordError{Kind: "pending " + string(kind), Key: string(k[len(prefix):]), Err: err})
+			dmg.Add(&RecordError{Kind: "pending " + kind.Name(), Key: string(k[len(prefix):]), Err: err})
 			continue
 		}
 		if err := fn(string(k[len(prefix):]), p); err != nil {
@@ -590,14 +587,14 @@ type Failure struct {
 
 // Put writes a snapshot record.
 type Put struct {
-	Kind   Kind
+	Kind   *resource.Kind
 	Key    string // customerId/resourceId, or customerId for customers
 	Record Record
 }
 
 // Ref names a record.
 type Ref struct {
-	Kind Kind
+	Kind *resource.Kind
 	Key  string
 }
 
@@ -668,11 +665,11 @@ const snapshotFill = 0.9
 func apply(tx *bolt.Tx, c *Change) error {
 	pend := tx.Bucket(bPending)
 	tombs := tx.Bucket(bTombs)
-	for _, k := range Kinds {
-		tx.Bucket(bKinds[k]).FillPercent = snapshotFill
+	for _, k := range resource.All() {
+		snapshots(tx, k).FillPercent = snapshotFill
 	}
 	for _, p := range c.Puts {
-		b := tx.Bucket(bKinds[p.Kind])
+		b := snapshots(tx, p.Kind)
 		if b.Get([]byte(p.Key)) == nil {
 			if err := tombs.Delete(pendingKey(p.Kind, p.Key)); err != nil {
 				return err
@@ -685,15 +682,15 @@ func apply(tx *bolt.Tx, c *Change) error {
 	failpoint.Hit("state.commit.puts")
 	// A removed entity leaves a tombstone with the revision of its removal,
 	// so that if it comes back its revisions (and event ids) continue.
-	bury := func(kind Kind, k, v []byte) error {
+	bury := func(kind *resource.Kind, k, v []byte) error {
 		rec, err := decodeRecord(string(k), v)
 		if err != nil {
-			return &RecordError{Kind: string(kind), Key: string(k), Err: err}
+			return &RecordError{Kind: kind.Name(), Key: string(k), Err: err}
 		}
 		return tombs.Put(pendingKey(kind, string(k)), binary.AppendUvarint(nil, rec.Rev+1))
 	}
 	for _, d := range c.Deletes {
-		b := tx.Bucket(bKinds[d.Kind])
+		b := snapshots(tx, d.Kind)
 		if v := b.Get([]byte(d.Key)); v != nil {
 			if err := bury(d.Kind, []byte(d.Key), v); err != nil {
 				return err
@@ -707,7 +704,7 @@ func apply(tx *bolt.Tx, c *Change) error {
 		}
 	}
 	for _, d := range c.DeletePrefixes {
-		b := tx.Bucket(bKinds[d.Kind])
+		b := snapshots(tx, d.Kind)
 		prefix := []byte(d.Key + "/")
 		cur := b.Cursor()
 		for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Seek(prefix) {
@@ -785,7 +782,7 @@ func apply(tx *bolt.Tx, c *Change) error {
 		}
 	}
 	for _, id := range c.ForgetCustomers {
-		for _, k := range Kinds {
+		for _, k := range resource.All() {
 			if err := bb.Delete(baselineKey(k, id)); err != nil {
 				return err
 			}
@@ -883,7 +880,7 @@ func (s *Store) LedgerLen() (int, error) {
 
 // Counts is a summary of the file's contents.
 type Counts struct {
-	Records map[Kind]int
+	Records map[*resource.Kind]int
 	Pending int
 	Ledger  int
 	Outbox  int
@@ -891,10 +888,10 @@ type Counts struct {
 
 // Counts walks the buckets; it is for inspection, not hot paths.
 func (s *Store) Counts() (Counts, error) {
-	c := Counts{Records: map[Kind]int{}}
+	c := Counts{Records: map[*resource.Kind]int{}}
 	err := s.View(func(r *ReadTx) error {
-		for _, k := range Kinds {
-			c.Records[k] = r.tx.Bucket(bKinds[k]).Stats().KeyN
+		for _, k := range resource.All() {
+			c.Records[k] = snapshots(r.tx, k).Stats().KeyN
 		}
 		c.Pending = r.tx.Bucket(bPending).Stats().KeyN
 		c.Ledger = r.tx.Bucket(bLedger).Stats().KeyN

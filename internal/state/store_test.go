@@ -17,6 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/resource"
 )
 
 // openTest opens a fresh store and, on cleanup, checks the invariants every
@@ -265,13 +266,13 @@ func TestCommitAndRead(t *testing.T) {
 	}
 	err := s.Commit(&Change{
 		Puts: []Put{
-			{KindCustomer, "c1", rec(`{"id":"c1"}`, 1)},
-			{KindSubscription, "c1/s1", rec(`{"id":"s1"}`, 1)},
-			{KindSubscription, "c1/s2", rec(`{"id":"s2"}`, 1)},
-			{KindSubscription, "c10/s9", rec(`{"id":"s9"}`, 1)}, // a customer id with c1 as prefix
-			{KindProduct, "c1/OnlineServices/P1", rec(`{"id":"P1"}`, 1)},
+			{resource.Customers, "c1", rec(`{"id":"c1"}`, 1)},
+			{resource.Subscriptions, "c1/s1", rec(`{"id":"s1"}`, 1)},
+			{resource.Subscriptions, "c1/s2", rec(`{"id":"s2"}`, 1)},
+			{resource.Subscriptions, "c10/s9", rec(`{"id":"s9"}`, 1)}, // a customer id with c1 as prefix
+			{resource.Products, "c1/OnlineServices/P1", rec(`{"id":"P1"}`, 1)},
 		},
-		PendingPuts: []PendingPut{{Ref{KindSubscription, "c1/s2"}, Pending{Since: now, Cycle: 3, Misses: 1}}},
+		PendingPuts: []PendingPut{{Ref{resource.Subscriptions, "c1/s2"}, Pending{Since: now, Cycle: 3, Misses: 1}}},
 		Events:      []events.Envelope{env("a"), env("b")},
 		Ledger:      []string{"L1"},
 		Failures:    map[string]*Failure{"c1": {Count: 2, LastError: "boom"}},
@@ -280,20 +281,20 @@ func TestCommitAndRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.View(func(r *ReadTx) error {
-		snap, err := r.Customer("c1", KindCustomer, KindSubscription, KindProduct, KindManagedService)
+		snap, err := r.Customer("c1", resource.Customers, resource.Subscriptions, resource.Products, resource.ManagedServices)
 		if err != nil {
 			return err
 		}
-		if len(snap.Records[KindSubscription]) != 2 || len(snap.Records[KindCustomer]) != 1 || len(snap.Records[KindProduct]) != 1 {
+		if len(snap.Records[resource.Subscriptions]) != 2 || len(snap.Records[resource.Customers]) != 1 || len(snap.Records[resource.Products]) != 1 {
 			t.Errorf("snapshot records = %v", snap.Records)
 		}
-		if raw, err := snap.Records[KindSubscription]["s1"].JSON(); err != nil || string(raw) != `{"id":"s1"}` {
+		if raw, err := snap.Records[resource.Subscriptions]["s1"].JSON(); err != nil || string(raw) != `{"id":"s1"}` {
 			t.Errorf("s1 raw = %s, %v", raw, err)
 		}
-		if _, ok := snap.Records[KindProduct]["OnlineServices/P1"]; !ok {
-			t.Errorf("product key wrong: %v", snap.Records[KindProduct])
+		if _, ok := snap.Records[resource.Products]["OnlineServices/P1"]; !ok {
+			t.Errorf("product key wrong: %v", snap.Records[resource.Products])
 		}
-		if p := snap.Pending[KindSubscription]["s2"]; p.Cycle != 3 || p.Misses != 1 {
+		if p := snap.Pending[resource.Subscriptions]["s2"]; p.Cycle != 3 || p.Misses != 1 {
 			t.Errorf("pending = %+v", p)
 		}
 		if !r.LedgerHas("L1") || r.LedgerHas("L2") {
@@ -316,20 +317,20 @@ func TestCommitAndRead(t *testing.T) {
 	}
 	// Removing customer c1 entirely leaves c10 alone.
 	if err := s.Commit(&Change{
-		Deletes:        []Ref{{KindCustomer, "c1"}},
-		DeletePrefixes: []Ref{{KindSubscription, "c1"}, {KindProduct, "c1"}},
+		Deletes:        []Ref{{resource.Customers, "c1"}},
+		DeletePrefixes: []Ref{{resource.Subscriptions, "c1"}, {resource.Products, "c1"}},
 		Failures:       map[string]*Failure{"c1": nil},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	s.View(func(r *ReadTx) error {
 		n := 0
-		r.ForEach(KindSubscription, func(k string, _ Record) error { n++; return nil })
+		r.ForEach(resource.Subscriptions, func(k string, _ Record) error { n++; return nil })
 		if n != 1 {
 			t.Errorf("%d subscriptions left, want only c10/s9", n)
 		}
 		pn := 0
-		r.PendingAll(KindSubscription, func(string, Pending) error { pn++; return nil })
+		r.PendingAll(resource.Subscriptions, func(string, Pending) error { pn++; return nil })
 		if pn != 0 {
 			t.Errorf("%d pending marks left", pn)
 		}
@@ -352,7 +353,7 @@ func TestUnchangedCostsNoWrites(t *testing.T) {
 	if err := s.Commit(&Change{}); err != nil {
 		t.Fatal(err)
 	}
-	s.View(func(r *ReadTx) error { _, err := r.Customer("c1", Kinds...); return err })
+	s.View(func(r *ReadTx) error { _, err := r.Customer("c1", resource.All()...); return err })
 	if after := s.WriteStats(); after != before {
 		t.Errorf("an empty change or a read wrote: %+v -> %+v", before, after)
 	}

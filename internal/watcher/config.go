@@ -21,6 +21,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/resource"
 )
 
 // Config is the watcher's configuration. Every field has a flag, a
@@ -103,7 +104,7 @@ func Default() Config {
 		MaxListingMiB:          pc.DefaultMaxListingBytes >> 20,
 		MaxPages:               pc.DefaultMaxPages,
 		MaxItems:               pc.DefaultMaxItems,
-		Resources:              []string{"subscriptions"},
+		Resources:              defaultResources(),
 		TargetViews:            []string{"OnlineServices"},
 		LogFormat:              "text",
 		LogLevel:               "info",
@@ -274,7 +275,7 @@ var options = func() []option {
 	f, s = integer(func(c *Config) *int { return &c.MaxItems }, 1, 100000000)
 	add("max-items", "most items one listing may have (customers in the customer list, subscriptions of one customer)", f, s)
 	f, s = list(func(c *Config) *[]string { return &c.Resources })
-	add("resources", "what to poll per customer: subscriptions,managedservices,products", f, s)
+	add("resources", "what to poll per customer: "+strings.Join(resource.Options(), ","), f, s)
 	f, s = list(func(c *Config) *[]string { return &c.TargetViews })
 	add("target-views", "product catalog views polled when products are on", f, s)
 	f, s = list(func(c *Config) *[]string { return &c.Customers })
@@ -503,8 +504,6 @@ func (c *Config) loadFile(path string) error {
 	return nil
 }
 
-var knownResources = []string{"subscriptions", "managedservices", "products"}
-
 func (c *Config) validate() error {
 	u, err := url.Parse(c.PCURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -517,12 +516,12 @@ func (c *Config) validate() error {
 		}
 	}
 	for _, r := range c.Resources {
-		if !slices.Contains(knownResources, strings.ToLower(r)) {
-			return cfgErr("--resources: unknown resource %q (want some of %s)", r, strings.Join(knownResources, ","))
+		if _, ok := resource.ByOption(r); !ok {
+			return cfgErr("--resources: unknown resource %q (want some of %s)", r, strings.Join(resource.Options(), ","))
 		}
 	}
 	if len(c.Resources) == 0 {
-		return cfgErr("--resources: nothing to poll (want some of %s)", strings.Join(knownResources, ","))
+		return cfgErr("--resources: nothing to poll (want some of %s)", strings.Join(resource.Options(), ","))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return cfgErr("--log-format %q: want text or json", c.LogFormat)
@@ -549,9 +548,26 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// has reports whether a resource is enabled.
-func (c *Config) has(r string) bool {
-	return slices.ContainsFunc(c.Resources, func(x string) bool { return strings.EqualFold(x, r) })
+// Kinds returns the kinds --resources enables, in polling order.
+func (c *Config) Kinds() []*resource.Kind {
+	var out []*resource.Kind
+	for _, k := range resource.All() {
+		if slices.ContainsFunc(c.Resources, func(r string) bool { return strings.EqualFold(r, k.Option()) }) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// defaultResources are the --resources of the kinds polled by default.
+func defaultResources() []string {
+	var out []string
+	for _, k := range resource.All() {
+		if k.DefaultOn() {
+			out = append(out, k.Option())
+		}
+	}
+	return out
 }
 
 // Usage returns the flag reference (for -h), the NATS connection's

@@ -20,6 +20,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/poller"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
@@ -99,7 +100,12 @@ func Demo(ctx context.Context, o DemoOptions) error {
 	c.PCURL, c.DataDir, c.NATSPort, c.Listen = simURL, o.DataDir, o.NATSPort, o.Listen
 	c.Interval, c.DeadlineInterval = o.Interval, time.Second
 	c.Rate, c.Concurrency = 6000, 8
-	c.Resources = []string{"subscriptions", "managedservices"}
+	c.Resources = nil
+	for _, k := range resource.All() {
+		if k.InDemo() {
+			c.Resources = append(c.Resources, k.Option())
+		}
+	}
 	c.Clock = clk.String()
 	c.Source = "pcwatch-demo"
 

@@ -18,9 +18,9 @@ import (
 	"github.com/pcwatch/pcwatch/internal/opsguard"
 	"github.com/pcwatch/pcwatch/internal/poller"
 	"github.com/pcwatch/pcwatch/internal/relay"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/secret"
 	"github.com/pcwatch/pcwatch/internal/state"
-	"github.com/pcwatch/pcwatch/internal/view"
 )
 
 // health answers /readyz.
@@ -169,17 +169,16 @@ func writeJSON(body io.Writer, w http.ResponseWriter, v any, err error) {
 	enc.Encode(v)
 }
 
-// StateSummary is what `watcher state` and /api/state show.
+// StateSummary is what `watcher state` and /api/state show. In JSON the
+// record counts are members of the summary named by their kind
+// (resource.Kind.Count: "customers", "subscriptions", ...), after cycle.
 type StateSummary struct {
-	Cycle         uint64                `json:"cycle"`
-	Customers     int                   `json:"customers"`
-	Subscriptions int                   `json:"subscriptions"`
-	Managed       int                   `json:"managedServices"`
-	Products      int                   `json:"products"`
-	Pending       int                   `json:"pendingRemovals"`
-	LedgerEntries int                   `json:"deadlineLedgerEntries"`
-	Outbox        int                   `json:"outboxDepth"`
-	PerCustomer   []CustomerStateRecord `json:"perCustomer"`
+	Cycle         uint64                 `json:"-"`
+	Records       map[*resource.Kind]int `json:"-"` // stored entities of each kind
+	Pending       int                    `json:"pendingRemovals"`
+	LedgerEntries int                    `json:"deadlineLedgerEntries"`
+	Outbox        int                    `json:"outboxDepth"`
+	PerCustomer   []CustomerStateRecord  `json:"perCustomer"`
 	// Events larger than NATS accepts, since the state file was created:
 	// published shrunk, or replaced by an ops.event-dropped notice.
 	EventsTruncated uint64 `json:"eventsTruncated"`
@@ -188,6 +187,57 @@ type StateSummary struct {
 	// Open refuses a damaged file): counted, the first ones named.
 	DamagedCount   int      `json:"damagedRecords,omitempty"`
 	DamagedRecords []string `json:"damagedRecordNames,omitempty"`
+}
+
+// stateFields is StateSummary without its JSON methods.
+type stateFields StateSummary
+
+// MarshalJSON writes cycle, then the count of every kind, then the rest.
+func (s StateSummary) MarshalJSON() ([]byte, error) {
+	rest, err := json.Marshal(stateFields(s))
+	if err != nil {
+		return nil, err
+	}
+	b := fmt.Appendf(nil, `{"cycle":%d`, s.Cycle)
+	for _, k := range resource.All() {
+		name, _ := json.Marshal(k.Count())
+		b = fmt.Appendf(b, ",%s:%d", name, s.Records[k])
+	}
+	if len(rest) > len("{}") {
+		b = append(append(b, ','), rest[1:]...)
+	} else {
+		b = append(b, '}')
+	}
+	return b, nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes (the CLI reads a running
+// watcher's /api/state). Counts of kinds this build does not know are
+// ignored.
+func (s *StateSummary) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, (*stateFields)(s)); err != nil {
+		return err
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(b, &members); err != nil {
+		return err
+	}
+	if v, ok := members["cycle"]; ok {
+		if err := json.Unmarshal(v, &s.Cycle); err != nil {
+			return fmt.Errorf("cycle: %w", err)
+		}
+	}
+	s.Records = map[*resource.Kind]int{}
+	for _, k := range resource.All() {
+		if v, ok := members[k.Count()]; ok {
+			var n int
+			if err := json.Unmarshal(v, &n); err != nil {
+				return fmt.Errorf("%s: %w", k.Count(), err)
+			}
+			s.Records[k] = n
+		}
+	}
+	return nil
 }
 
 // CustomerStateRecord is one customer's line.
@@ -219,8 +269,7 @@ func Inspect(store *state.Store) (*StateSummary, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &StateSummary{Cycle: cycle, Customers: counts.Records[state.KindCustomer], Subscriptions: counts.Records[state.KindSubscription],
-		Managed: counts.Records[state.KindManagedService], Products: counts.Records[state.KindProduct],
+	s := &StateSummary{Cycle: cycle, Records: counts.Records,
 		Pending: counts.Pending, LedgerEntries: counts.Ledger, Outbox: counts.Outbox,
 		EventsTruncated: relayed.Truncated, EventsDropped: relayed.Dropped}
 	subs := map[string]int{}
@@ -241,21 +290,21 @@ func Inspect(store *state.Store) (*StateSummary, error) {
 		return err
 	}
 	err = store.View(func(r *state.ReadTx) error {
-		if err := skipDamaged(r.ForEach(state.KindSubscription, func(k string, _ state.Record) error {
+		if err := skipDamaged(r.ForEach(resource.Subscriptions, func(k string, _ state.Record) error {
 			c, _ := state.SplitKey(k)
 			subs[c]++
 			return nil
 		})); err != nil {
 			return err
 		}
-		return skipDamaged(r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
+		return skipDamaged(r.ForEach(resource.Customers, func(id string, rec state.Record) error {
 			name := ""
 			if raw, err := rec.JSON(); err != nil {
 				if err := skipDamaged(err); err != nil {
 					return err
 				}
 			} else {
-				name = view.Of(state.KindCustomer, id, raw).CompanyName
+				name = resource.Customers.ViewOf(id, raw).CompanyName
 			}
 			cr := CustomerStateRecord{ID: id, Name: name, Subscriptions: subs[id]}
 			if t, ok := lastOK[id]; ok {
@@ -310,17 +359,17 @@ func Upcoming(store *state.Store, cfg deadline.Config, now time.Time) ([]Upcomin
 		return err
 	}
 	err := store.View(func(r *state.ReadTx) error {
-		if err := skipDamaged(r.ForEach(state.KindCustomer, func(id string, rec state.Record) error {
+		if err := skipDamaged(r.ForEach(resource.Customers, func(id string, rec state.Record) error {
 			raw, err := rec.JSON()
 			if err != nil {
 				return skipDamaged(err)
 			}
-			names[id] = view.Of(state.KindCustomer, id, raw).CompanyName
+			names[id] = resource.Customers.ViewOf(id, raw).CompanyName
 			return nil
 		})); err != nil {
 			return err
 		}
-		return skipDamaged(r.ForEach(state.KindSubscription, func(k string, rec state.Record) error {
+		return skipDamaged(r.ForEach(resource.Subscriptions, func(k string, rec state.Record) error {
 			meta, err := rec.MetaJSON()
 			if err != nil {
 				return skipDamaged(err)
@@ -338,7 +387,7 @@ func Upcoming(store *state.Store, cfg deadline.Config, now time.Time) ([]Upcomin
 			if err != nil {
 				return skipDamaged(err)
 			}
-			v := view.Of(state.KindSubscription, sub, raw)
+			v := resource.Subscriptions.ViewOf(sub, raw)
 			for _, d := range ds {
 				if !d.At.After(now) {
 					continue

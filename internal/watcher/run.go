@@ -256,7 +256,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		Logger: log.With("component", "deadlines"), Committed: func(int) { rel.Kick() }, Metrics: m}
 	pl, err := poller.New(poller.Options{
 		Client: client, Store: store, Clock: clk, Source: source, Concurrency: c.Concurrency,
-		Resources:   poller.Resources{Subscriptions: c.has("subscriptions"), ManagedServices: c.has("managedservices"), Products: c.has("products")},
+		Kinds:       c.Kinds(),
 		TargetViews: c.TargetViews, Customers: c.Customers, MPNIDs: c.MPNIDs, FailureThreshold: c.FailureThreshold,
 		RefundFetchBudget: c.RefundFetchBudget,
 		Diff: diff.Options{CreatedOnFirstSighting: c.CreatedOnFirstSighting, MassRemovalShare: c.MassRemovalShare,
@@ -388,7 +388,7 @@ func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, r
 	for _, f := range rep.Failures {
 		var kinds []string
 		for _, k := range f.Kinds {
-			kinds = append(kinds, string(k))
+			kinds = append(kinds, k.Name())
 		}
 		fmt.Fprintf(o.Stderr, "customer %s (%s) %s: %s\n", f.CustomerID, f.Name, strings.Join(kinds, ","), oneLine(f.Err))
 	}

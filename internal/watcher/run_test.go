@@ -21,6 +21,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/natsembed"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 	"github.com/pcwatch/pcwatch/internal/poller"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
@@ -158,7 +159,7 @@ func TestRunLoopEndToEnd(t *testing.T) {
 	}
 	_, st := get(t, base+"/api/state")
 	var sum StateSummary
-	if err := json.Unmarshal([]byte(st), &sum); err != nil || sum.Customers != 10 || len(sum.PerCustomer) != 10 {
+	if err := json.Unmarshal([]byte(st), &sum); err != nil || sum.Records[resource.Customers] != 10 || len(sum.PerCustomer) != 10 {
 		t.Errorf("/api/state = %s (%v)", st, err)
 	}
 	if code, _ := get(t, base+"/api/deadlines"); code != 200 {
