@@ -40,7 +40,7 @@ type Record struct {
 	Meta  []byte // opaque to the store (deadline facts for subscriptions)
 	Raw   []byte // the entity's JSON as Partner Center sent it
 
-	zMeta, zRaw []byte // as stored
+	zMeta, zRaw []byte         // as stored
 	kind        *resource.Kind // of a read record, to name it in errors
 	key         string
 }

@@ -66,7 +66,9 @@ var (
 )
 
 // snapshots returns the bucket of kind's snapshots.
-func snapshots(tx *bolt.Tx, kind *resource.Kind) *bolt.Bucket { return tx.Bucket([]byte(kind.Bucket())) }
+func snapshots(tx *bolt.Tx, kind *resource.Kind) *bolt.Bucket {
+	return tx.Bucket([]byte(kind.Bucket()))
+}
 
 // Options configure Open.
 type Options struct {
