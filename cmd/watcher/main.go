@@ -246,7 +246,7 @@ func cmdDeadlines(args []string, getenv func(string) string, stdout, stderr io.W
 		if d.AutoRenew != nil {
 			note = map[bool]string{true: "will renew", false: "will expire"}[*d.AutoRenew]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ClosesAt.UTC().Format("2006-01-02 15:04"), d.In, d.Kind,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ClosesAt.UTC().Format("2006-01-02 15:04"), d.In, d.Rule,
 			firstNonEmpty(d.CustomerName, d.CustomerID), d.SubscriptionID, d.Offer, note)
 	}
 	tw.Flush()

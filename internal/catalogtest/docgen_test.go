@@ -131,31 +131,27 @@ func dataFields(in events.Info) []fieldDoc {
 	}
 
 	if in.Deadline {
-		what := map[events.Type]string{
-			events.SubscriptionCancellationClosing: "When the cancellation window closes (cancellationAllowedUntilDate).",
-			events.SubscriptionCancellationClosed:  "When the cancellation window closed.",
-			events.SubscriptionRefundClosing:       "When the batch's refund window closes (its allowedUntilDateTime).",
-			events.SubscriptionRenewalApproaching:  "The commitment end.",
-			events.SubscriptionTrialEnding:         "When the trial ends (its commitment end).",
-		}[in.Type]
-		add("deadline", "date-time", true, what)
-		if in.Type != events.SubscriptionCancellationClosed {
+		rule, ok := deadline.RuleOf(in.Type)
+		if !ok {
+			panic("no deadline rule fires " + string(in.Type))
+		}
+		docs := rule.Docs()
+		add("deadline", "date-time", true, docs.Deadline)
+		if rule.HasThresholds() {
 			add("threshold", "duration", true, "The threshold that fired: how long before the deadline it warns (e.g. `72h`, `720h` for 30 days).")
 			add("thresholdSeconds", "integer", true, "The threshold in seconds.")
 			add("remaining", "duration", true, "Time left when the event fired (e.g. `71h59m`).")
 			add("remainingSeconds", "integer", true, "Time left in seconds.")
 		}
-		switch in.Type {
-		case events.SubscriptionRefundClosing:
-			add("quantity", "integer", true, "The seats of the batch (batches closing at the same instant are summed).")
-		case events.SubscriptionRenewalApproaching:
-			add("autoRenewEnabled", "boolean", true, "true: the subscription will renew; false: it will expire.")
-		case events.SubscriptionTrialEnding:
-			add("autoRenewEnabled", "boolean", true, "true: the trial converts to a paid subscription; false: it expires.")
+		if rule.CarriesQuantity() {
+			add("quantity", "integer", true, docs.Quantity)
+		}
+		if rule.CarriesAutoRenew() {
+			add("autoRenewEnabled", "boolean", true, docs.AutoRenew)
 		}
 		late := "true when it fired more than 5 minutes after its threshold, or when a wider threshold of the same deadline had passed unfired too (see [late](#deadlines-and-the-late-flag))."
-		if in.Type == events.SubscriptionCancellationClosed {
-			late = "true when it fired more than 5 minutes after the window closed (the watcher was down)."
+		if docs.Late != "" {
+			late = docs.Late
 		}
 		add("late", "boolean", true, late)
 	}
@@ -496,10 +492,12 @@ func renderDoc(out *outcome, examples map[events.Type]emitted, byType map[events
 	w("batches, from get-subscription-by-id) and evaluates them every `--deadline-interval` (default 1m), independently\n")
 	w("of the poll cycle. Default thresholds:\n\n")
 	w("| Deadline | Warned | Flag |\n|---|---|---|\n")
-	w("| NCE cancellation window (`cancellationAllowedUntilDate`) | %s before | `--cancellation-thresholds` |\n", fmtThresholds(dl.Cancellation, false))
-	w("| refund window of each seat batch (`allowedUntilDateTime`) | %s before | `--refund-thresholds` |\n", fmtThresholds(dl.Refund, false))
-	w("| commitment end, terms of a year or more | %s before | `--renewal-thresholds` (`--renewal-all-terms` for all terms) |\n", fmtThresholds(dl.Renewal, true))
-	w("| trial end | %s before | `--trial-thresholds` |\n\n", fmtThresholds(dl.Trial, true))
+	for _, r := range deadline.Rules() {
+		if docs := r.Docs(); docs.Window != "" {
+			w("| %s | %s before | `--%s`%s |\n", docs.Window, fmtThresholds(dl.ThresholdsOf(r), docs.Days), r.Option(), docs.Flags)
+		}
+	}
+	w("\n")
 	w("Each (subscription, deadline, threshold) fires at most once, ever. When several thresholds of one deadline have\n")
 	w("passed unfired (the watcher was down, or first saw the subscription inside them), only the tightest fires, with\n")
 	w("`late: true`; an event that fires more than %s after its threshold is late too. Nothing fires for a deadline\n", events.FormatDuration(dl.LateAfter))

@@ -51,7 +51,7 @@ func TestEvaluateThresholds(t *testing.T) {
 		fs := Evaluate("sub/c/s", f, s.at, Config{}, l.has)
 		var got []string
 		for _, fi := range fs {
-			got = append(got, fmt.Sprintf("%s/%s/%v", fi.Kind, fi.Threshold, fi.Late))
+			got = append(got, fmt.Sprintf("%s/%s/%v", fi.Rule, fi.Threshold, fi.Late))
 		}
 		if fmt.Sprint(got) != fmt.Sprint(s.want) {
 			t.Errorf("step %d at %v: fired %v, want %v", i, s.at, got, s.want)
@@ -118,8 +118,8 @@ func TestEvaluateKinds(t *testing.T) {
 			}
 			var got []string
 			for _, fi := range Evaluate("e", tt.facts, tt.at, cfg, ledger{}.has) {
-				s := fmt.Sprintf("%s/%s", fi.Kind, fi.Threshold)
-				if fi.Kind == KindRefund {
+				s := fmt.Sprintf("%s/%s", fi.Rule, fi.Threshold)
+				if fi.Rule == Refund {
 					s += fmt.Sprintf("/%d", fi.Quantity)
 				}
 				got = append(got, s)

@@ -6,47 +6,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/pcwatch/pcwatch/internal/events"
 )
-
-// Kind is a kind of deadline.
-type Kind string
-
-// Deadline kinds.
-const (
-	KindCancellation       Kind = "cancellation"        // cancellation window closing
-	KindCancellationClosed Kind = "cancellation-closed" // cancellation window closed
-	KindRefund             Kind = "refund"              // a refundable seat batch
-	KindRenewal            Kind = "renewal"             // commitment end
-	KindTrial              Kind = "trial"               // trial end
-)
-
-// EventType maps a kind to its event type.
-func (k Kind) EventType() events.Type {
-	switch k {
-	case KindCancellation:
-		return events.SubscriptionCancellationClosing
-	case KindCancellationClosed:
-		return events.SubscriptionCancellationClosed
-	case KindRefund:
-		return events.SubscriptionRefundClosing
-	case KindRenewal:
-		return events.SubscriptionRenewalApproaching
-	case KindTrial:
-		return events.SubscriptionTrialEnding
-	}
-	return ""
-}
 
 const day = 24 * time.Hour
 
 // Config holds the thresholds: how long before each deadline to warn.
 type Config struct {
-	Cancellation []time.Duration // default 72h, 24h, 4h
-	Refund       []time.Duration // default 48h, 4h
-	Renewal      []time.Duration // default 30d, 7d, 1d
-	Trial        []time.Duration // default 7d, 1d
+	// Thresholds are the thresholds of each rule. A rule absent (or nil)
+	// warns at its defaults (Rule.Defaults); an empty list never warns.
+	Thresholds map[*Rule][]time.Duration
 	// RenewalAllTerms announces renewals of monthly terms too; by default
 	// only terms of a year or more, which renew rarely and cost the most.
 	RenewalAllTerms bool
@@ -58,38 +26,33 @@ type Config struct {
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{
-		Cancellation: []time.Duration{72 * time.Hour, 24 * time.Hour, 4 * time.Hour},
-		Refund:       []time.Duration{48 * time.Hour, 4 * time.Hour},
-		Renewal:      []time.Duration{30 * day, 7 * day, day},
-		Trial:        []time.Duration{7 * day, day},
-		LateAfter:    5 * time.Minute,
-	}
-}
-
-func (c Config) withDefaults() Config {
-	d := DefaultConfig()
-	if c.Cancellation == nil {
-		c.Cancellation = d.Cancellation
-	}
-	if c.Refund == nil {
-		c.Refund = d.Refund
-	}
-	if c.Renewal == nil {
-		c.Renewal = d.Renewal
-	}
-	if c.Trial == nil {
-		c.Trial = d.Trial
-	}
-	if c.LateAfter <= 0 {
-		c.LateAfter = d.LateAfter
+	c := Config{Thresholds: map[*Rule][]time.Duration{}, LateAfter: 5 * time.Minute}
+	for _, r := range rules {
+		if r.HasThresholds() {
+			c.Thresholds[r] = r.Defaults()
+		}
 	}
 	return c
 }
 
+func (c Config) withDefaults() Config {
+	if c.LateAfter <= 0 {
+		c.LateAfter = DefaultConfig().LateAfter
+	}
+	return c
+}
+
+// ThresholdsOf returns the thresholds of rule r.
+func (c Config) ThresholdsOf(r *Rule) []time.Duration {
+	if ths := c.Thresholds[r]; ths != nil {
+		return ths
+	}
+	return r.defaults
+}
+
 // Deadline is one upcoming deadline of a subscription.
 type Deadline struct {
-	Kind       Kind
+	Rule       *Rule
 	At         time.Time
 	Quantity   int // refund batches
 	Thresholds []time.Duration
@@ -103,26 +66,13 @@ func Deadlines(f Facts, cfg Config) []Deadline {
 		return nil
 	}
 	var out []Deadline
-	if f.NCE && !f.CancelBy.IsZero() {
-		out = append(out, Deadline{Kind: KindCancellation, At: f.CancelBy, Thresholds: cfg.Cancellation})
-	}
-	// Batches that close at the same instant are one deadline.
-	var refunds []Deadline
-	for _, b := range f.Refund {
-		i := slices.IndexFunc(refunds, func(d Deadline) bool { return d.At.Equal(b.Until) })
-		if i >= 0 {
-			refunds[i].Quantity += b.Quantity
+	for _, r := range rules {
+		if r.due == nil {
 			continue
 		}
-		refunds = append(refunds, Deadline{Kind: KindRefund, At: b.Until, Quantity: b.Quantity, Thresholds: cfg.Refund})
-	}
-	out = append(out, refunds...)
-	if !f.CommitmentEnd.IsZero() {
-		switch {
-		case f.Trial:
-			out = append(out, Deadline{Kind: KindTrial, At: f.CommitmentEnd, Thresholds: cfg.Trial})
-		case (cfg.RenewalAllTerms || TermAtLeastYear(f.Term)) && (f.Status == "" || strings.EqualFold(f.Status, "active")):
-			out = append(out, Deadline{Kind: KindRenewal, At: f.CommitmentEnd, Thresholds: cfg.Renewal})
+		for _, d := range r.due(f, cfg.ThresholdsOf(r), cfg) {
+			d.Rule = r
+			out = append(out, d)
 		}
 	}
 	return out
@@ -130,7 +80,7 @@ func Deadlines(f Facts, cfg Config) []Deadline {
 
 // Firing is one deadline event to emit.
 type Firing struct {
-	Kind      Kind
+	Rule      *Rule
 	Deadline  time.Time
 	Threshold time.Duration // 0 for cancellation-closed
 	Quantity  int           // refund batches
@@ -140,9 +90,9 @@ type Firing struct {
 	Ledger []string
 }
 
-// LedgerKey names one (entity, kind, deadline instant, threshold).
-func LedgerKey(entity string, k Kind, at time.Time, threshold time.Duration) string {
-	return entity + "|" + string(k) + "|" + strconv.FormatInt(at.Unix(), 10) + "|" + strconv.FormatInt(int64(threshold/time.Second), 10)
+// LedgerKey names one (entity, rule, deadline instant, threshold).
+func LedgerKey(entity string, r *Rule, at time.Time, threshold time.Duration) string {
+	return entity + "|" + r.name + "|" + strconv.FormatInt(at.Unix(), 10) + "|" + strconv.FormatInt(int64(threshold/time.Second), 10)
 }
 
 // LedgerDeadline reads the deadline instant back from a ledger key.
@@ -151,21 +101,23 @@ func LedgerDeadline(key string) (time.Time, bool) {
 	return at, ok
 }
 
-// ParseLedgerKey reads a ledger key written by LedgerKey back.
-func ParseLedgerKey(key string) (entity string, k Kind, at time.Time, threshold time.Duration, ok bool) {
+// ParseLedgerKey reads a ledger key written by LedgerKey back. The rule is
+// nil for a name this build does not know.
+func ParseLedgerKey(key string) (entity string, r *Rule, at time.Time, threshold time.Duration, ok bool) {
 	parts := strings.Split(key, "|")
 	if len(parts) != 4 {
-		return "", "", time.Time{}, 0, false
+		return "", nil, time.Time{}, 0, false
 	}
 	n, err := strconv.ParseInt(parts[2], 10, 64)
 	if err != nil {
-		return "", "", time.Time{}, 0, false
+		return "", nil, time.Time{}, 0, false
 	}
 	th, err := strconv.ParseInt(parts[3], 10, 64)
 	if err != nil {
-		return "", "", time.Time{}, 0, false
+		return "", nil, time.Time{}, 0, false
 	}
-	return parts[0], Kind(parts[1]), time.Unix(n, 0).UTC(), time.Duration(th) * time.Second, true
+	r, _ = RuleNamed(parts[1])
+	return parts[0], r, time.Unix(n, 0).UTC(), time.Duration(th) * time.Second, true
 }
 
 // Evaluate returns what fires now for one subscription. fired reports
@@ -195,24 +147,24 @@ func Evaluate(entity string, f Facts, now time.Time, cfg Config, fired func(stri
 			continue
 		}
 		tightest := crossed[0]
-		if fired(LedgerKey(entity, d.Kind, d.At, tightest)) {
+		if fired(LedgerKey(entity, d.Rule, d.At, tightest)) {
 			continue
 		}
 		var unfired []string
 		for _, th := range crossed {
-			if k := LedgerKey(entity, d.Kind, d.At, th); !fired(k) {
+			if k := LedgerKey(entity, d.Rule, d.At, th); !fired(k) {
 				unfired = append(unfired, k)
 			}
 		}
 		out = append(out, Firing{
-			Kind: d.Kind, Deadline: d.At, Threshold: tightest, Quantity: d.Quantity,
+			Rule: d.Rule, Deadline: d.At, Threshold: tightest, Quantity: d.Quantity,
 			Late:   len(unfired) > 1 || now.Sub(d.At.Add(-tightest)) > cfg.LateAfter,
 			Ledger: unfired,
 		})
 	}
 	if f.NCE && live(f.Status) && !f.CancelBy.IsZero() && f.CancelSeenOpen.Equal(f.CancelBy) && !now.Before(f.CancelBy) {
-		if k := LedgerKey(entity, KindCancellationClosed, f.CancelBy, 0); !fired(k) {
-			out = append(out, Firing{Kind: KindCancellationClosed, Deadline: f.CancelBy,
+		if k := LedgerKey(entity, CancellationClosed, f.CancelBy, 0); !fired(k) {
+			out = append(out, Firing{Rule: CancellationClosed, Deadline: f.CancelBy,
 				Late: now.Sub(f.CancelBy) > cfg.LateAfter, Ledger: []string{k}})
 		}
 	}

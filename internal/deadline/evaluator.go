@@ -216,11 +216,11 @@ func (e *Evaluator) collectable(r *state.ReadTx, now time.Time) ([]string, error
 	prefix := string(resource.Subscriptions.Resource()) + "/"
 	var old []string
 	err := r.LedgerForEach(func(k string) error {
-		entity, kind, at, _, ok := ParseLedgerKey(k)
+		entity, rule, at, _, ok := ParseLedgerKey(k)
 		if !ok || now.Sub(at) <= ret {
 			return nil
 		}
-		if kind == KindCancellationClosed {
+		if rule == CancellationClosed {
 			key, ok := strings.CutPrefix(entity, prefix)
 			if !ok || mayFireClosed(r, key, at) {
 				return nil
@@ -277,21 +277,21 @@ func (e *Evaluator) event(fi Firing, custID, subID, name string, after events.Vi
 		CustomerID: custID, CustomerName: name, SubscriptionID: subID, After: &after,
 		Deadline: &deadline, Late: &late,
 	}
-	if fi.Kind != KindCancellationClosed {
+	if fi.Rule.HasThresholds() {
 		rem := fi.Deadline.Sub(now)
 		remS := int64(rem / time.Second)
 		d.Threshold, d.ThresholdSeconds = events.FormatDuration(fi.Threshold), int64(fi.Threshold/time.Second)
 		d.Remaining, d.RemainingSeconds = events.FormatDuration(rem), &remS
 	}
-	switch fi.Kind {
-	case KindRefund:
+	if fi.Rule.CarriesQuantity() {
 		q := fi.Quantity
 		d.Quantity = &q
-	case KindRenewal, KindTrial:
+	}
+	if fi.Rule.CarriesAutoRenew() {
 		ar := f.AutoRenew
 		d.AutoRenewEnabled = &ar
 	}
-	env, _, err := events.New(e.Source, fi.Kind.EventType(),
+	env, _, err := events.New(e.Source, fi.Rule.Event(),
 		events.IDKey{Entity: resource.Subscriptions.EntityKey(custID, subID), Deadline: fi.Deadline, Threshold: fi.Threshold}, now, d)
 	return env, err
 }

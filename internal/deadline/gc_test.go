@@ -50,20 +50,20 @@ func TestLedgerCollection(t *testing.T) {
 		kept   bool
 	}{
 		{"closed, the window still the one seen open", &Facts{NCE: true, Status: "active", CancelBy: x, CancelSeenOpen: x},
-			LedgerKey(ent, KindCancellationClosed, x, 0), true},
+			LedgerKey(ent, CancellationClosed, x, 0), true},
 		{"closed, the subscription cancelled (it can be reinstated)", &Facts{NCE: true, Status: "deleted", CancelBy: x, CancelSeenOpen: x},
-			LedgerKey(ent, KindCancellationClosed, x, 0), true},
+			LedgerKey(ent, CancellationClosed, x, 0), true},
 		{"closed, suspended", &Facts{NCE: true, Status: "suspended", CancelBy: x, CancelSeenOpen: x},
-			LedgerKey(ent, KindCancellationClosed, x, 0), true},
+			LedgerKey(ent, CancellationClosed, x, 0), true},
 		{"closed, a renewal opened a new window", &Facts{NCE: true, Status: "active", CancelBy: t0.Add(24 * time.Hour), CancelSeenOpen: t0.Add(24 * time.Hour)},
-			LedgerKey(ent, KindCancellationClosed, x, 0), false},
-		{"closed, the subscription no longer stored", nil, LedgerKey(ent, KindCancellationClosed, x, 0), false},
-		{"closed, within the retention", nil, LedgerKey(ent, KindCancellationClosed, y, 0), true},
+			LedgerKey(ent, CancellationClosed, x, 0), false},
+		{"closed, the subscription no longer stored", nil, LedgerKey(ent, CancellationClosed, x, 0), false},
+		{"closed, within the retention", nil, LedgerKey(ent, CancellationClosed, y, 0), true},
 		{"a threshold long past its deadline", &Facts{NCE: true, Status: "active", CancelBy: x, CancelSeenOpen: x},
-			LedgerKey(ent, KindCancellation, x, 72*time.Hour), false},
+			LedgerKey(ent, Cancellation, x, 72*time.Hour), false},
 		{"a threshold within the retention", &Facts{NCE: true, Status: "active", CancelBy: y, CancelSeenOpen: y},
-			LedgerKey(ent, KindCancellation, y, 72*time.Hour), true},
-		{"a renewal threshold long past", &Facts{Status: "active", Term: "P1Y", CommitmentEnd: x}, LedgerKey(ent, KindRenewal, x, 24*time.Hour), false},
+			LedgerKey(ent, Cancellation, y, 72*time.Hour), true},
+		{"a renewal threshold long past", &Facts{Status: "active", Term: "P1Y", CommitmentEnd: x}, LedgerKey(ent, Renewal, x, 24*time.Hour), false},
 		{"a key this version cannot read", nil, "something|else", true},
 	}
 	for _, tt := range tests {
@@ -114,7 +114,7 @@ func TestCollectionInterval(t *testing.T) {
 	}
 	// An entry that becomes collectable just after a collection stays
 	// until an hour has passed since it.
-	old := LedgerKey("subscription/c1/s1", KindRenewal, t0.Add(-46*24*time.Hour), 24*time.Hour)
+	old := LedgerKey("subscription/c1/s1", Renewal, t0.Add(-46*24*time.Hour), 24*time.Hour)
 	if err := st.Commit(&state.Change{Ledger: []string{old}}); err != nil {
 		t.Fatal(err)
 	}

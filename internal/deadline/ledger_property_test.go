@@ -401,16 +401,16 @@ func (w *world) checkFired() {
 					if w.now.Before(d.At.Add(-th)) {
 						continue
 					}
-					k := firedKey{typ: string(d.Kind.EventType()), entity: entity, at: d.At.Unix(), threshold: int64(th / time.Second)}
+					k := firedKey{typ: string(d.Rule.Event()), entity: entity, at: d.At.Unix(), threshold: int64(th / time.Second)}
 					if _, ok := w.fired[k]; !ok {
-						w.t.Errorf("at %v: %s of %s (deadline %v) crossed its %v threshold but never fired it", w.now, d.Kind, entity, d.At, th)
+						w.t.Errorf("at %v: %s of %s (deadline %v) crossed its %v threshold but never fired it", w.now, d.Rule, entity, d.At, th)
 					}
 					break // the tightest crossed
 				}
 			}
 			live := f.Status == "active" || f.Status == "suspended"
 			if f.NCE && live && !f.CancelBy.IsZero() && f.CancelSeenOpen.Equal(f.CancelBy) && !w.now.Before(f.CancelBy) {
-				k := firedKey{typ: string(deadline.KindCancellationClosed.EventType()), entity: entity, at: f.CancelBy.Unix()}
+				k := firedKey{typ: string(deadline.CancellationClosed.Event()), entity: entity, at: f.CancelBy.Unix()}
 				if _, ok := w.fired[k]; !ok {
 					w.t.Errorf("at %v: the window of %s seen open until %v closed but closed never fired", w.now, entity, f.CancelBy)
 				}
@@ -439,7 +439,7 @@ func (w *world) checkLedger() {
 				recent++
 				return nil
 			}
-			if kind != deadline.KindCancellationClosed {
+			if kind != deadline.CancellationClosed {
 				w.t.Errorf("at %v: ledger entry %s outlived its retention though it can never fire again", w.now, k)
 				return nil
 			}

@@ -131,7 +131,7 @@ func TestReadsAStateFileOfTheRelease(t *testing.T) {
 		if rec := snap.Records[resource.ManagedServices]["Exchange"]; rec.Rev != 2 {
 			t.Errorf("Exchange revision %d, want 2", rec.Rev)
 		}
-		key := deadline.LedgerKey("subscription/c1/s1", deadline.KindCancellation, time.Date(2026, 1, 12, 10, 0, 0, 0, time.UTC), 72*time.Hour)
+		key := deadline.LedgerKey("subscription/c1/s1", deadline.Cancellation, time.Date(2026, 1, 12, 10, 0, 0, 0, time.UTC), 72*time.Hour)
 		if !r.LedgerHas(key) {
 			t.Errorf("ledger entry %q not found", key)
 		}

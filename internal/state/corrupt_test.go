@@ -64,7 +64,7 @@ func buildCorpus(t testing.TB, path string) {
 		if c == 0 {
 			// c0000/s0000's window closes an hour after corpusNow; its
 			// closed event was fired (TestDamageWhileOpen damages it).
-			ch.Ledger = append(ch.Ledger, deadline.LedgerKey("subscription/c0000/s0000", deadline.KindCancellationClosed, corpusNow.Add(time.Hour), 0))
+			ch.Ledger = append(ch.Ledger, deadline.LedgerKey("subscription/c0000/s0000", deadline.CancellationClosed, corpusNow.Add(time.Hour), 0))
 		}
 		ch.Baselines = []state.Ref{{Kind: resource.Subscriptions, Key: fmt.Sprintf("c%04d", c)}}
 		if c%7 == 0 {
@@ -487,7 +487,7 @@ func TestDamageWhileOpen(t *testing.T) {
 	// Long after the damaged subscription's deadlines, the ledger keeps its
 	// closed entry: the record cannot be read, so whether it could fire
 	// again cannot be known.
-	badKey := deadline.LedgerKey("subscription/c0000/s0000", deadline.KindCancellationClosed, corpusNow.Add(time.Hour), 0)
+	badKey := deadline.LedgerKey("subscription/c0000/s0000", deadline.CancellationClosed, corpusNow.Add(time.Hour), 0)
 	clk.Advance(400 * 24 * time.Hour)
 	ev = &deadline.Evaluator{Store: st, Clock: clk, Source: "https://pc.test"}
 	if _, err := ev.EvaluateOnce(context.Background()); !errors.Is(err, state.ErrCorrupt) {

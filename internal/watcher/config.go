@@ -66,12 +66,11 @@ type Config struct {
 	// reads them from the environment (natsconn.Credentials).
 	NATS natsconn.Options
 
-	DeadlineInterval       time.Duration
-	CancellationThresholds []time.Duration
-	RefundThresholds       []time.Duration
-	RenewalThresholds      []time.Duration
-	TrialThresholds        []time.Duration
-	RenewalAllTerms        bool
+	DeadlineInterval time.Duration
+	// Thresholds are the thresholds of each deadline rule (one option per
+	// rule: --cancellation-thresholds, ...).
+	Thresholds      map[*deadline.Rule][]time.Duration
+	RenewalAllTerms bool
 
 	CreatedOnFirstSighting bool
 	MassRemovalShare       float64
@@ -92,36 +91,33 @@ type Config struct {
 func Default() Config {
 	d := deadline.DefaultConfig()
 	return Config{
-		PCURL:                  pc.GlobalBaseURL,
-		DataDir:                "./data",
-		NATSPort:               4222,
-		Interval:               15 * time.Minute,
-		Concurrency:            8,
-		Rate:                   pc.DefaultRequestsPerMinute,
-		RetryBudget:            pc.DefaultRetryBudget,
-		MaxRetries:             pc.DefaultMaxRetries,
-		MaxResponseMiB:         pc.DefaultMaxResponseBytes >> 20,
-		MaxListingMiB:          pc.DefaultMaxListingBytes >> 20,
-		MaxPages:               pc.DefaultMaxPages,
-		MaxItems:               pc.DefaultMaxItems,
-		Resources:              defaultResources(),
-		TargetViews:            []string{"OnlineServices"},
-		LogFormat:              "text",
-		LogLevel:               "info",
-		Listen:                 "127.0.0.1:9464",
-		NATSNotifierSubjects:   slices.Clone(natsembed.DefaultNotifierSubjects),
-		DeadlineInterval:       time.Minute,
-		CancellationThresholds: d.Cancellation,
-		RefundThresholds:       d.Refund,
-		RenewalThresholds:      d.Renewal,
-		TrialThresholds:        d.Trial,
-		MassRemovalShare:       0.5,
-		HoldCycles:             3,
-		FailureThreshold:       3,
-		RefundFetchBudget:      200,
-		StreamMaxAge:           30 * 24 * time.Hour,
-		StreamMaxBytes:         1 << 30,
-		StreamReplicas:         1,
+		PCURL:                pc.GlobalBaseURL,
+		DataDir:              "./data",
+		NATSPort:             4222,
+		Interval:             15 * time.Minute,
+		Concurrency:          8,
+		Rate:                 pc.DefaultRequestsPerMinute,
+		RetryBudget:          pc.DefaultRetryBudget,
+		MaxRetries:           pc.DefaultMaxRetries,
+		MaxResponseMiB:       pc.DefaultMaxResponseBytes >> 20,
+		MaxListingMiB:        pc.DefaultMaxListingBytes >> 20,
+		MaxPages:             pc.DefaultMaxPages,
+		MaxItems:             pc.DefaultMaxItems,
+		Resources:            defaultResources(),
+		TargetViews:          []string{"OnlineServices"},
+		LogFormat:            "text",
+		LogLevel:             "info",
+		Listen:               "127.0.0.1:9464",
+		NATSNotifierSubjects: slices.Clone(natsembed.DefaultNotifierSubjects),
+		DeadlineInterval:     time.Minute,
+		Thresholds:           d.Thresholds,
+		MassRemovalShare:     0.5,
+		HoldCycles:           3,
+		FailureThreshold:     3,
+		RefundFetchBudget:    200,
+		StreamMaxAge:         30 * 24 * time.Hour,
+		StreamMaxBytes:       1 << 30,
+		StreamReplicas:       1,
 	}
 }
 
@@ -170,18 +166,22 @@ func dur(p func(*Config) *time.Duration) (func(*Config, string) error, func(*Con
 		func(c *Config) string { return p(c).String() }
 }
 
-func thresholds(p func(*Config) *[]time.Duration) (func(*Config, string) error, func(*Config) string) {
+// thresholds is the option of a deadline rule's thresholds.
+func thresholds(r *deadline.Rule) (func(*Config, string) error, func(*Config) string) {
 	return func(c *Config, v string) error {
 			ds, err := deadline.ParseThresholds(v)
 			if err != nil {
 				return err
 			}
-			*p(c) = ds
+			if c.Thresholds == nil {
+				c.Thresholds = map[*deadline.Rule][]time.Duration{}
+			}
+			c.Thresholds[r] = ds
 			return nil
 		},
 		func(c *Config) string {
 			var s []string
-			for _, d := range *p(c) {
+			for _, d := range c.Thresholds[r] {
 				if d%(24*time.Hour) == 0 {
 					s = append(s, fmt.Sprintf("%dd", d/(24*time.Hour)))
 				} else {
@@ -296,14 +296,12 @@ var options = func() []option {
 	add("source", "CloudEvents source; default the Partner Center URL, plus /tenants/<id> when a tenant is configured", f, s)
 	f, s = dur(func(c *Config) *time.Duration { return &c.DeadlineInterval })
 	add("deadline-interval", "time between deadline evaluations", f, s)
-	f, s = thresholds(func(c *Config) *[]time.Duration { return &c.CancellationThresholds })
-	add("cancellation-thresholds", "warn this long before an NCE cancellation window closes", f, s)
-	f, s = thresholds(func(c *Config) *[]time.Duration { return &c.RefundThresholds })
-	add("refund-thresholds", "warn this long before a seat batch's refund window closes", f, s)
-	f, s = thresholds(func(c *Config) *[]time.Duration { return &c.RenewalThresholds })
-	add("renewal-thresholds", "warn this long before a commitment end", f, s)
-	f, s = thresholds(func(c *Config) *[]time.Duration { return &c.TrialThresholds })
-	add("trial-thresholds", "warn this long before a trial ends", f, s)
+	for _, r := range deadline.Rules() {
+		if r.Option() != "" {
+			f, s = thresholds(r)
+			add(r.Option(), r.Usage(), f, s)
+		}
+	}
 	f, s = boolean(func(c *Config) *bool { return &c.RenewalAllTerms })
 	add("renewal-all-terms", "announce renewals of monthly terms too (default: a year or more)", f, s)
 	f, s = boolean(func(c *Config) *bool { return &c.CreatedOnFirstSighting })
@@ -548,8 +546,15 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// DeadlineConfig returns the deadline evaluator's configuration: the
+// thresholds, and late after twice the evaluation interval (at least 5
+// minutes).
+func (c Config) DeadlineConfig() deadline.Config {
+	return deadline.Config{Thresholds: c.Thresholds, RenewalAllTerms: c.RenewalAllTerms, LateAfter: max(5*time.Minute, 2*c.DeadlineInterval)}
+}
+
 // Kinds returns the kinds --resources enables, in polling order.
-func (c *Config) Kinds() []*resource.Kind {
+func (c Config) Kinds() []*resource.Kind {
 	var out []*resource.Kind
 	for _, k := range resource.All() {
 		if slices.ContainsFunc(c.Resources, func(r string) bool { return strings.EqualFold(r, k.Option()) }) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pcwatch/pcwatch/internal/deadline"
 )
 
 func TestLoadPrecedence(t *testing.T) {
@@ -30,8 +32,8 @@ once: true
 		t.Errorf("interval %v (file), concurrency %d (env), rate %g (flag), once %v", c.Interval, c.Concurrency, c.Rate, c.Once)
 	}
 	if !slices.Equal(c.Resources, []string{"subscriptions", "products"}) || !slices.Equal(c.TargetViews, []string{"Azure", "OnlineServices"}) ||
-		!slices.Equal(c.Customers, []string{"a", "b"}) || !slices.Equal(c.CancellationThresholds, []time.Duration{48 * time.Hour, 2 * time.Hour}) {
-		t.Errorf("lists: %v %v %v %v", c.Resources, c.TargetViews, c.Customers, c.CancellationThresholds)
+		!slices.Equal(c.Customers, []string{"a", "b"}) || !slices.Equal(c.Thresholds[deadline.Cancellation], []time.Duration{48 * time.Hour, 2 * time.Hour}) {
+		t.Errorf("lists: %v %v %v %v", c.Resources, c.TargetViews, c.Customers, c.Thresholds[deadline.Cancellation])
 	}
 	if d := Default(); d.Interval != 15*time.Minute || d.Listen != "127.0.0.1:9464" || d.DataDir != "./data" {
 		t.Errorf("defaults changed: %+v", d)

@@ -326,16 +326,16 @@ func Inspect(store *state.Store) (*StateSummary, error) {
 
 // UpcomingDeadline is one line of `watcher deadlines`.
 type UpcomingDeadline struct {
-	CustomerID     string        `json:"customerId"`
-	CustomerName   string        `json:"customerName"`
-	SubscriptionID string        `json:"subscriptionId"`
-	Offer          string        `json:"offer"`
-	Kind           deadline.Kind `json:"kind"`
-	ClosesAt       time.Time     `json:"closesAt"`
-	In             string        `json:"in"`
-	InSeconds      int64         `json:"inSeconds"`
-	Quantity       int           `json:"quantity,omitempty"`
-	AutoRenew      *bool         `json:"autoRenewEnabled,omitempty"`
+	CustomerID     string    `json:"customerId"`
+	CustomerName   string    `json:"customerName"`
+	SubscriptionID string    `json:"subscriptionId"`
+	Offer          string    `json:"offer"`
+	Rule           string    `json:"kind"` // the deadline rule's name
+	ClosesAt       time.Time `json:"closesAt"`
+	In             string    `json:"in"`
+	InSeconds      int64     `json:"inSeconds"`
+	Quantity       int       `json:"quantity,omitempty"`
+	AutoRenew      *bool     `json:"autoRenewEnabled,omitempty"`
 }
 
 // Upcoming lists future deadlines, soonest first. Records that no longer
@@ -393,8 +393,8 @@ func Upcoming(store *state.Store, cfg deadline.Config, now time.Time) ([]Upcomin
 					continue
 				}
 				u := UpcomingDeadline{CustomerID: cust, CustomerName: names[cust], SubscriptionID: sub, Offer: v.OfferName,
-					Kind: d.Kind, ClosesAt: d.At, In: fmtDur(d.At.Sub(now)), InSeconds: int64(d.At.Sub(now) / time.Second), Quantity: d.Quantity}
-				if d.Kind == deadline.KindRenewal || d.Kind == deadline.KindTrial {
+					Rule: d.Rule.Name(), ClosesAt: d.At, In: fmtDur(d.At.Sub(now)), InSeconds: int64(d.At.Sub(now) / time.Second), Quantity: d.Quantity}
+				if d.Rule.CarriesAutoRenew() {
 					ar := f.AutoRenew
 					u.AutoRenew = &ar
 				}

@@ -250,8 +250,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	dcfg := deadline.Config{Cancellation: c.CancellationThresholds, Refund: c.RefundThresholds, Renewal: c.RenewalThresholds,
-		Trial: c.TrialThresholds, RenewalAllTerms: c.RenewalAllTerms, LateAfter: max(5*time.Minute, 2*c.DeadlineInterval)}
+	dcfg := c.DeadlineConfig()
 	eval := &deadline.Evaluator{Store: store, Clock: clk, Config: dcfg, Source: source, Interval: c.DeadlineInterval,
 		Logger: log.With("component", "deadlines"), Committed: func(int) { rel.Kick() }, Metrics: m}
 	pl, err := poller.New(poller.Options{
