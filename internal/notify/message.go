@@ -43,7 +43,7 @@ type TemplateData struct {
 	CustomerName   string // the customer's name, or its id when unknown
 	SubscriptionID string
 	// Product names what the event is about: the offer (or friendly) name
-	// of a subscription, a managed service's name, a product's title.
+	// of a subscription, the name or title of another entity, or its id.
 	Product string
 	Old     string // data.old as text ("12", "active", "on")
 	New     string // data.new as text
@@ -199,9 +199,9 @@ func channelMessage(kind string, ev *events.Event, d *events.Data, ov []compiled
 func renderMessage(ev *events.Event, d *events.Data, ov []compiledOverride, channel string) (*TemplateData, error) {
 	td := newTemplateData(ev, d, channel)
 	st := shortType(ev.Type)
-	def, ok := defaultTemplates[ev.Type]
-	if !ok {
-		def = genericTemplate
+	def := genericTemplate
+	if p, ok := presentations[ev.Type]; ok {
+		def = p.titleText
 	}
 	title, text := def.title, def.text
 	var haveTitle, haveText bool
@@ -270,10 +270,8 @@ func newTemplateData(ev *events.Event, d *events.Data, channel string) *Template
 		td.Product = v.Title
 	case d.SubscriptionID != "":
 		td.Product = "subscription " + shortID(d.SubscriptionID)
-	case d.ManagedServiceID != "":
-		td.Product = d.ManagedServiceID
-	case d.ProductID != "":
-		td.Product = d.ProductID
+	default:
+		_, td.Product = d.Named()
 	}
 	// Names come from Partner Center and can be any size: the ready-made
 	// fields are cut (the full values stay in .Data).
@@ -309,17 +307,17 @@ func newTemplateData(ev *events.Event, d *events.Data, channel string) *Template
 	return td
 }
 
+// severity is info, warning or critical: critical when late, a warning
+// for a deadline, else as the type's presentation says.
 func severity(info events.Info, late bool) string {
 	switch {
-	case late, info.Type == events.OpsMassRemovalHeld, info.Type == events.OpsCustomerPollFailed, info.Type == events.OpsEventDropped,
-		info.Type == events.SubscriptionCancellationClosing, info.Type == events.SubscriptionRefundClosing:
-		if late || info.Resource == events.ResourceOps {
-			return "critical"
-		}
+	case late:
+		return "critical"
+	case info.Deadline:
 		return "warning"
-	case info.Deadline, info.Type == events.SubscriptionAttentionNeeded, info.Type == events.CustomerRemoved,
-		info.Type == events.SubscriptionRemoved, info.Type == events.ManagedServiceRemoved:
-		return "warning"
+	}
+	if p := presentations[info.Type]; p.severity != "" {
+		return p.severity
 	}
 	return "info"
 }
@@ -354,11 +352,9 @@ func facts(td *TemplateData, d *events.Data) []Fact {
 			add("Auto-renew", onOffBool(*v.AutoRenewEnabled))
 		}
 		add("Reseller (MPN id)", v.PartnerID)
-		if d.ManagedServiceID != "" {
-			add("Managed service", strings.TrimSpace(v.Name+" "+paren(v.GroupName)))
-		}
-		if d.ProductID != "" {
-			add("Product", fmt.Sprintf("%s (%s)", td.Product, d.ProductID))
+		if r, _ := d.Named(); resourceFacts[r] != nil {
+			f := resourceFacts[r](td, d, v)
+			add(f.Name, f.Value)
 		}
 	}
 	add("Catalog view", d.TargetView)

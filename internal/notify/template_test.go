@@ -21,12 +21,12 @@ func renderSample(t *testing.T, typ events.Type, f func(d *events.Data), ov []co
 
 func TestEveryCatalogTypeHasDefaults(t *testing.T) {
 	for _, in := range events.Catalog() {
-		if _, ok := defaultTemplates[in.Type]; !ok {
+		if _, ok := presentations[in.Type]; !ok {
 			t.Errorf("no default template for %s", in.Type)
 		}
 	}
-	if len(defaultTemplates) != len(events.Catalog()) {
-		t.Errorf("%d default templates for %d catalog types", len(defaultTemplates), len(events.Catalog()))
+	if len(presentations) != len(events.Catalog()) {
+		t.Errorf("%d default templates for %d catalog types", len(presentations), len(events.Catalog()))
 	}
 }
 
