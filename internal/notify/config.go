@@ -368,14 +368,14 @@ type ParseOptions struct {
 	Now func() time.Time
 }
 
-// LoadConfig reads, validates and resolves the configuration file at path.
-// Every problem is a *ConfigError.
-func LoadConfig(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+// LoadConfig reads, validates and resolves the configuration file named
+// file. Every problem is a *ConfigError.
+func LoadConfig(file string) (*Config, error) {
+	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("cannot read the configuration: %v", errors.Unwrap(err))}
+		return nil, &ConfigError{File: file, Msg: fmt.Sprintf("cannot read the configuration: %v", errors.Unwrap(err))}
 	}
-	return ParseConfig(b, ParseOptions{File: path})
+	return ParseConfig(b, ParseOptions{File: file})
 }
 
 // ParseConfig decodes YAML (unknown keys are errors), applies defaults,

@@ -59,7 +59,8 @@ func LookupCloud(name string) (Cloud, error) {
 //     the simulator);
 //   - App+User (secure application model): TenantID, ClientID, ClientSecret
 //     and RefreshToken; the refresh token is exchanged for an access token
-//     for the Partner Center resource. Managed services need this mode;
+//     for the Partner Center resource. Some endpoints serve only this
+//     mode (their methods say so);
 //   - App-only: TenantID, ClientID and ClientSecret (client credentials).
 //
 // Credentials never print their secrets: String and LogValue redact them.

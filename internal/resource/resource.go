@@ -29,9 +29,9 @@ import (
 type Kind struct {
 	name   string // storage name; see Name
 	bucket string
-	noun   string // "managed service"
-	plural string // "managed services"
-	count  string // its member in /api/state: "managedServices"
+	noun   string // in prose: "subscription"
+	plural string // "subscriptions"
+	count  string // its member in /api/state, camelCase
 	option string // --resources name; "" for customers
 	// defaultOn: polled when --resources is not given; inDemo: the demo
 	// polls it.
@@ -56,9 +56,10 @@ type Kind struct {
 	changed func(old, cur any, changes []events.Change) []ChangeEvent
 }
 
-// Name is the kind's storage name ("subscription", "managedservice"): the
-// prefix of its pending, tombstone and baseline keys in the state file, and
-// how errors and logs name it. State files hold it: it never changes.
+// Name is the kind's storage name ("subscription"; lower case, words run
+// together): the prefix of its pending, tombstone and baseline keys in the
+// state file, and how errors and logs name it. State files hold it: it
+// never changes.
 func (k *Kind) Name() string { return k.name }
 
 // String is Name.
@@ -68,17 +69,17 @@ func (k *Kind) String() string { return k.name }
 // hold it: it never changes.
 func (k *Kind) Bucket() string { return k.bucket }
 
-// Noun names one entity of the kind in prose ("managed service"); Plural
-// several ("managed services").
+// Noun names one entity of the kind in prose ("subscription"; words apart);
+// Plural several ("subscriptions").
 func (k *Kind) Noun() string   { return k.noun }
 func (k *Kind) Plural() string { return k.plural }
 
 // Count is the kind's member in the record counts of /api/state and
-// `watcher state --format json` ("managedServices").
+// `watcher state --format json` ("subscriptions"; camelCase).
 func (k *Kind) Count() string { return k.count }
 
-// Option is the kind's name in --resources ("managedservices"); "" for a
-// kind that is always listed (customers).
+// Option is the kind's name in --resources ("subscriptions"; lower case,
+// words run together); "" for a kind that is always listed (customers).
 func (k *Kind) Option() string { return k.option }
 
 // DefaultOn reports whether the kind is polled when --resources is not
@@ -89,7 +90,7 @@ func (k *Kind) DefaultOn() bool { return k.defaultOn }
 func (k *Kind) InDemo() bool { return k.inDemo }
 
 // Parent is the kind whose entities own this kind's (customers own
-// subscriptions, managed services and products); nil for customers.
+// every other kind today); nil for customers.
 // Entities of a kind with a parent are listed per parent and stored under
 // "<parentId>/<id>", and go when their parent goes.
 func (k *Kind) Parent() *Kind { return k.parent }
