@@ -10,8 +10,15 @@ import (
 
 // The kinds. A new kind is one more descriptor here (and in all), its
 // client endpoint and model in internal/partnercenter (and a method in
-// Client), its event types in internal/events' catalog, its simulator part
-// and its docs.
+// Client), its event types and id member in internal/events (catalog.go,
+// data.go), its notifier texts (internal/notify/defaults.go), its
+// simulator part and its docs.
+//
+// One thing the descriptor cannot do alone yet: state.Open refuses a file
+// that lacks a bucket of a known kind (as damaged), so the first new kind
+// also needs Open to create the buckets of kinds added after a file was
+// written; TestReadsAStateFileOfTheRelease (internal/diff) fails until it
+// does.
 var (
 	// Customers are the partner's customer list. They are always listed,
 	// first: every other kind is listed per customer.
