@@ -388,7 +388,8 @@ func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options,
 	var failed []*resource.Kind
 	var errs []error
 	for _, k := range o.Kinds {
-		ents, err := chaosListing(k)(k.List(ctx, o.Client, t.id, p.scope()))
+		ents, err := k.List(ctx, o.Client, t.id, p.scope())
+		ents, err = listed(k, ents, err)
 		if err != nil {
 			failed, errs = append(failed, k), append(errs, err)
 			continue

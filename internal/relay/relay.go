@@ -418,7 +418,7 @@ func (r *Relay) drain(ctx context.Context) (n int, err error) {
 				continue // read again: reconcile may have deleted some
 			}
 		}
-		chaosDeleteBeforeAck(r.o.Outbox, recs)
+		beforePublish(r.o.Outbox, recs)
 		acked, perr := r.publish(ctx, recs)
 		if len(acked) > 0 {
 			if err := r.delete(acked); err != nil {

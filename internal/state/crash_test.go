@@ -13,15 +13,22 @@ import (
 	"time"
 
 	"github.com/pcwatch/pcwatch/internal/events"
-	"github.com/pcwatch/pcwatch/internal/failpoint"
+	"github.com/pcwatch/pcwatch/internal/fault"
 	"github.com/pcwatch/pcwatch/internal/resource"
 )
 
-// The crash tests re-run this test binary as a child that commits to a
-// state file and dies: at a failpoint inside the commit, or by kill -9 from
-// the parent at a random instant. The parent reopens the file and checks
-// that it holds the old state, or the new state with its events — never one
-// without the other.
+// The crash tests re-run a test binary of this package as a child that
+// commits to a state file and dies: at a crash point of Commit (package
+// fault), or by kill -9 from the parent at a random instant. The parent
+// reopens the file and checks that it holds the old state, or the new
+// state with its events — never one without the other.
+//
+// The crash points exist only in binaries built with the build tag
+// pcwatch_faults. A plain `go test ./internal/state` builds, for the
+// crash-point test, a second test binary of this package with
+// `go test -c -tags pcwatch_faults` (faultChild); under
+// `go test -tags pcwatch_faults ./internal/state` the test binary is its
+// own child. The kill -9 test needs no fault point and runs either way.
 
 const childEnv = "PCWATCH_STATE_CRASH_CHILD"
 
@@ -68,7 +75,12 @@ func TestCrashChild(t *testing.T) {
 
 func runChild(t *testing.T, path string, env ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	return runChildOf(os.Args[0], path, env...)
+}
+
+// runChildOf is runChild with the test binary bin.
+func runChildOf(bin, path string, env ...string) *exec.Cmd {
+	cmd := exec.Command(bin, "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), append(env, childEnv+"="+path)...)
 	cmd.Stderr = os.Stderr
 	return cmd
@@ -121,28 +133,51 @@ func checkConsistent(t *testing.T, path string) uint64 {
 	return rev
 }
 
+// faultChild returns a test binary of this package with the fault points
+// compiled in: this one if it has them, else one built with
+// `go test -c -tags pcwatch_faults`.
+func faultChild(t *testing.T) string {
+	t.Helper()
+	if faultsCompiled {
+		return os.Args[0]
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the crash-point test builds a test binary with -tags %s and needs the go command: %v", fault.Tag, err)
+	}
+	bin := filepath.Join(t.TempDir(), "state-faults.test")
+	cmd := exec.Command(goBin, "test", "-c", "-tags", fault.Tag, "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the test binary with -tags %s: %v\n%s", fault.Tag, err, out)
+	}
+	return bin
+}
+
+// TestCrashAtEachCommitStep crashes a child at each crash point of Commit.
+// The crash points sit outside the bbolt transaction (see Commit: Batch may
+// run its function twice); a crash inside a transaction is what the kill
+// -9 test hits, and a transaction that fails half-way is
+// TestBatchRerunsCommitOnce's.
 func TestCrashAtEachCommitStep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
+	bin := faultChild(t)
 	for _, fp := range []struct {
 		name      string
 		committed bool
 	}{
-		{"state.commit.before", false},
-		{"state.commit.puts", false},
-		{"state.commit.outbox", false},
-		{"state.commit.end", false},
-		{"state.commit.after", true},
+		{fault.StateCommitBefore, false},
+		{fault.StateCommitAfter, true},
 	} {
 		t.Run(fp.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), FileName)
-			// Revisions 1 and 2 commit; the failpoint fires on the third.
-			cmd := runChild(t, path, "PCWATCH_FAILPOINT="+fp.name+"=3", "PCWATCH_STATE_CRASH_LIMIT=10")
+			// Revisions 1 and 2 commit; the crash point fires on the third.
+			cmd := runChildOf(bin, path, fault.EnvVar+"="+fp.name+"=3", "PCWATCH_STATE_CRASH_LIMIT=10")
 			err := cmd.Run()
 			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != failpoint.ExitCode {
-				t.Fatalf("child: %v, want exit %d at the failpoint", err, failpoint.ExitCode)
+			if !errors.As(err, &ee) || ee.ExitCode() != fault.ExitCode {
+				t.Fatalf("child: %v, want exit %d at the crash point", err, fault.ExitCode)
 			}
 			want := uint64(2)
 			if fp.committed {

@@ -33,7 +33,6 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/pcwatch/pcwatch/internal/events"
-	"github.com/pcwatch/pcwatch/internal/failpoint"
 	"github.com/pcwatch/pcwatch/internal/resource"
 )
 
@@ -635,9 +634,22 @@ func (c *Change) Empty() bool {
 		len(c.Baselines) == 0 && len(c.BaselineDeletes) == 0 && len(c.ForgetCustomers) == 0
 }
 
-// Commit applies c atomically. Concurrent commits are batched into shared
-// transactions (bbolt's Batch), each still all-or-nothing. An empty change
-// writes nothing.
+// Commit applies c atomically: when it returns nil, all of c is durable
+// (fsynced); when it returns an error, none of c was written. A crash
+// during Commit leaves the state before c or the state with all of c.
+// Concurrent commits are batched into shared transactions (bbolt's Batch),
+// each change still all-or-nothing. An empty change writes nothing. Commit
+// does not modify c, and c must not change until Commit returns.
+//
+// bbolt's Batch may run a change's transaction function more than once:
+// when one function of a batch fails, the batch is rolled back, the failing
+// function is re-run alone and the others are run again together. So
+// apply, that function, only reads c and writes through its transaction,
+// which a rollback undoes: it touches nothing outside it — no counters, no
+// logs, no fault points (the crash points of package fault sit before and
+// after the Batch call) — and a re-run against the state the other changes
+// left computes the same writes (only the ledger's "fired at" stamps,
+// which nothing compares, take the later time).
 func (s *Store) Commit(c *Change) error {
 	if c.Empty() {
 		return nil
@@ -645,15 +657,13 @@ func (s *Store) Commit(c *Change) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	failpoint.Hit("state.commit.before")
+	crashBeforeCommit()
 	err := s.db.Batch(func(tx *bolt.Tx) error { return apply(tx, c) })
-	if err == nil {
-		s.commits.Add(1) // an upper bound: batched calls share one commit
-	}
 	if err != nil {
 		return fmt.Errorf("committing to %s: %w", s.path, err)
 	}
-	failpoint.Hit("state.commit.after")
+	s.commits.Add(1) // an upper bound: batched calls share one commit
+	crashAfterCommit()
 	s.outboxN.Add(int64(len(c.Events)))
 	return nil
 }
@@ -681,7 +691,6 @@ func apply(tx *bolt.Tx, c *Change) error {
 			return err
 		}
 	}
-	failpoint.Hit("state.commit.puts")
 	// A removed entity leaves a tombstone with the revision of its removal,
 	// so that if it comes back its revisions (and event ids) continue.
 	bury := func(kind *resource.Kind, k, v []byte) error {
@@ -732,16 +741,13 @@ func apply(tx *bolt.Tx, c *Change) error {
 		}
 	}
 	ob := tx.Bucket(bOutbox)
-	for i, e := range c.Events {
+	for _, e := range c.Events {
 		seq, err := ob.NextSequence()
 		if err != nil {
 			return err
 		}
 		if err := ob.Put(binary.BigEndian.AppendUint64(nil, seq), encodeEnvelope(e)); err != nil {
 			return err
-		}
-		if i == 0 {
-			failpoint.Hit("state.commit.outbox")
 		}
 	}
 	lb := tx.Bucket(bLedger)
@@ -799,7 +805,6 @@ func apply(tx *bolt.Tx, c *Change) error {
 			return err
 		}
 	}
-	failpoint.Hit("state.commit.end")
 	return nil
 }
 

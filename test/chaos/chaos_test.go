@@ -24,6 +24,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/fault"
 	"github.com/pcwatch/pcwatch/internal/notify"
 	"github.com/pcwatch/pcwatch/internal/oracle"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
@@ -34,8 +35,44 @@ var (
 	flagProfile = flag.String("chaos.profile", "short", "chaos profile: short (CI) or long")
 	flagSeed    = flag.Uint64("chaos.seed", 0, "seed of the schedule and the simulator (0: from the clock, printed)")
 	flagKeep    = flag.Bool("chaos.keep", false, "keep the run directory (logs, state, NATS store) and print its path")
-	flagTags    = flag.String("chaos.watcher-tags", "", "build tags of the watcher (chaosbug_removals, chaosbug_ack: deliberate bugs)")
+	flagTags    = flag.String("chaos.watcher-tags", "", "extra build tags of the watcher")
+	flagFaults  = flag.String("chaos.faults", "", "deliberate bugs to arm in the watcher, comma-separated ("+strings.Join(fault.Bugs(), ", ")+
+		"): it is built with -tags "+fault.Tag+" and the run must fail")
 )
+
+// watcherBuild returns the watcher's build tags and the fault plan armed
+// in its environment ("" for none) from -chaos.watcher-tags and
+// -chaos.faults.
+func watcherBuild() (tags, faults string, err error) {
+	var list []string
+	for _, tag := range strings.Split(*flagTags, ",") {
+		tag = strings.TrimSpace(tag)
+		switch tag {
+		case "":
+			continue
+		case "chaosbug_removals", "chaosbug_ack":
+			bug := map[string]string{"chaosbug_removals": fault.PollerFailedListingAsEmpty, "chaosbug_ack": fault.RelayDeleteBeforeAck}[tag]
+			return "", "", fmt.Errorf("-chaos.watcher-tags=%s: the deliberate bugs are fault points now; use -chaos.faults=%s", tag, bug)
+		case fault.Tag:
+			return "", "", fmt.Errorf("-chaos.watcher-tags=%s: name the faults to arm with -chaos.faults (%s), which adds the tag", tag, strings.Join(fault.Bugs(), ", "))
+		}
+		list = append(list, tag)
+	}
+	plan, err := fault.Parse(*flagFaults)
+	if err != nil {
+		return "", "", fmt.Errorf("-chaos.faults: %w", err)
+	}
+	for _, name := range plan.Names() {
+		if !slices.Contains(fault.Bugs(), name) {
+			return "", "", fmt.Errorf("-chaos.faults: %s is a crash point; the chaos suite arms deliberate bugs (%s)", name, strings.Join(fault.Bugs(), ", "))
+		}
+	}
+	if names := plan.Names(); len(names) > 0 {
+		list = append(list, fault.Tag)
+		faults = strings.Join(names, ",")
+	}
+	return strings.Join(list, ","), faults, nil
+}
 
 const (
 	speed       = 3600 // business seconds per wall second
@@ -68,6 +105,9 @@ type harness struct {
 	bin    map[string]string
 	clk    clock.Accelerated
 	secret string
+	// watcherTags are the watcher's build tags; faults the deliberate bugs
+	// armed in it (PCWATCH_FAULTS), "" for none (-chaos.faults).
+	watcherTags, faults string
 
 	natsPort int
 	natsURL  string
@@ -135,8 +175,17 @@ func TestChaos(t *testing.T) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano()%1_000_000) + 1
 	}
-	t.Logf("chaos profile %s, seed %d (rerun: go test ./test/chaos -run TestChaos -chaos.profile=%s -chaos.seed=%d -v)", prof.name, seed, prof.name, seed)
+	tags, faults, err := watcherBuild()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rerun := fmt.Sprintf("-chaos.profile=%s -chaos.seed=%d", prof.name, seed)
+	if faults != "" {
+		rerun += " -chaos.faults=" + faults
+	}
+	t.Logf("chaos profile %s, seed %d (rerun: go test ./test/chaos -run TestChaos %s -v)", prof.name, seed, rerun)
 	h := newHarness(t, prof, seed)
+	h.watcherTags, h.faults = tags, faults
 	h.build()
 	h.startAll()
 	h.warmup()
@@ -253,7 +302,7 @@ func (h *harness) build() {
 	steps := [][]string{
 		{"build", "-o", bin + string(filepath.Separator), "./cmd/notifier", "./cmd/pcsim"},
 		{"build", "-o", filepath.Join(bin, "nats-server"), "github.com/nats-io/nats-server/v2"},
-		{"build", "-tags", *flagTags, "-o", filepath.Join(bin, "watcher"), "./cmd/watcher"},
+		{"build", "-tags", h.watcherTags, "-o", filepath.Join(bin, "watcher"), "./cmd/watcher"},
 	}
 	for _, args := range steps {
 		if _, err := runCmd(ctx, root, env, goTool(t), args...); err != nil {
@@ -263,7 +312,7 @@ func (h *harness) build() {
 	for _, n := range []string{"watcher", "notifier", "pcsim", "nats-server"} {
 		h.bin[n] = filepath.Join(bin, n)
 	}
-	h.logf("built watcher (tags %q), notifier, pcsim and nats-server in %s", *flagTags, time.Since(start).Round(time.Millisecond))
+	h.logf("built watcher (tags %q, faults armed %q), notifier, pcsim and nats-server in %s", h.watcherTags, h.faults, time.Since(start).Round(time.Millisecond))
 }
 
 var (
@@ -348,7 +397,11 @@ func (h *harness) startAll() {
 	h.logf("simulator: %d customers, %d subscriptions at %s (mutation seq %d)", len(h.initial.Customers), subs, h.initial.At.Format(time.RFC3339), h.initial.Seq)
 
 	// The watcher.
-	h.watcher = &component{h: h, name: "watcher", bin: h.bin["watcher"], env: []string{"PCWATCH_PC_TOKEN=" + token},
+	wenv := []string{"PCWATCH_PC_TOKEN=" + token}
+	if h.faults != "" {
+		wenv = append(wenv, fault.EnvVar+"="+h.faults)
+	}
+	h.watcher = &component{h: h, name: "watcher", bin: h.bin["watcher"], env: wenv,
 		args: func() []string {
 			return []string{"run", "--pc-url", h.adm.url, "--data-dir", filepath.Join(h.dir, "watcher"), "--nats-url", h.natsURL,
 				"--interval", "1s", "--deadline-interval", "1s", "--rate", "100000", "--concurrency", "8", "--retry-budget", "3s",
@@ -1023,7 +1076,7 @@ func (h *harness) check(res *result) {
 
 	// Summary.
 	var b strings.Builder
-	fmt.Fprintf(&b, "chaos summary: profile %s, seed %d, watcher tags %q, duration %s\n", h.prof.name, h.seed, *flagTags, res.duration.Round(time.Second))
+	fmt.Fprintf(&b, "chaos summary: profile %s, seed %d, watcher tags %q, faults armed %q, duration %s\n", h.prof.name, h.seed, h.watcherTags, h.faults, res.duration.Round(time.Second))
 	fmt.Fprintf(&b, "  events checked: %d in the stream (%s)\n", len(res.stream), oracle.TypeSummary(m.Types))
 	cu, su, sv := m.Counts()
 	fmt.Fprintf(&b, "  final state: %d customers, %d subscriptions, %d managed services (model and simulator compared); %d lifetimes spanning a complete cycle, each in the stream\n", cu, su, sv, sightings)

@@ -2,7 +2,7 @@
 // that no event is lost, doubled or invented when the programs crash and
 // their dependencies fail.
 //
-//	go test ./test/chaos -run TestChaos [-chaos.profile=short|long] [-chaos.seed=N] [-chaos.keep] [-chaos.watcher-tags=TAGS] [-v]
+//	go test ./test/chaos -run TestChaos [-chaos.profile=short|long] [-chaos.seed=N] [-chaos.keep] [-chaos.faults=BUG,...] [-chaos.watcher-tags=TAGS] [-v]
 //
 // The short profile (the default) runs in CI as part of go test ./... in
 // about three minutes on two cores, the hostile-input phase included;
@@ -159,9 +159,17 @@
 //
 // # Deliberate bugs
 //
-// -chaos.watcher-tags builds the watcher with build tags. Two tags compile
-// deliberate bugs that the suite must catch: chaosbug_removals (a failed
-// subscription listing is taken for an empty complete one:
-// internal/poller/bug_removals.go) and chaosbug_ack (the relay deletes
-// outbox rows before their PubAck: internal/relay/bug_ack.go).
+// -chaos.faults arms deliberate bugs that the suite must catch — a run
+// with one must fail with invariant violations. They are fault points of
+// package internal/fault: the harness builds the watcher with the build
+// tag pcwatch_faults (without -chaos.faults it builds the production
+// watcher, untagged) and arms them in its environment (PCWATCH_FAULTS):
+//   - poller.failed-listing-as-empty: a failed subscription listing is
+//     taken for an empty complete one (internal/poller/faults.go);
+//   - relay.delete-before-ack: the relay deletes outbox rows before their
+//     PubAck (internal/relay/faults.go).
+//
+// They were once the build tags chaosbug_removals and chaosbug_ack;
+// -chaos.watcher-tags (extra build tags of the watcher) refuses those
+// names and says which fault to arm instead.
 package chaos
