@@ -33,6 +33,7 @@ type metrics struct {
 	lastCycle    prometheus.Gauge
 	ledgerSize   prometheus.Gauge
 	damaged      prometheus.Gauge
+	restarts     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -72,8 +73,10 @@ func newMetrics() *metrics {
 			Help: "Deadline thresholds recorded as fired."}),
 		damaged: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pcwatch_state_records_damaged",
 			Help: "State file records the last deadline evaluation skipped because they no longer decode (restore a backup or rebuild: README, Operations)."}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_actor_restarts_total",
+			Help: "Restarts of a failed part of the watcher (deadline-evaluator, relay, stream-keeper, ops-server), by actor."}, []string{"actor"}),
 	}
-	m.reg.MustRegister(m.cycleSeconds, m.cycles, m.customers, m.requests, m.reqSeconds, m.throttled, m.retries,
+	m.reg.MustRegister(m.restarts, m.cycleSeconds, m.cycles, m.customers, m.requests, m.reqSeconds, m.throttled, m.retries,
 		m.eventsByType, m.outboxDepth, m.published, m.publishFail, m.truncated, m.dropped, m.lastSuccess, m.lastCycle, m.ledgerSize, m.damaged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -130,3 +133,6 @@ func (m *metrics) LedgerSize(n int) { m.ledgerSize.Set(float64(n)) }
 // RecordsDamaged is the number of state records the last deadline
 // evaluation had to skip because they no longer decode.
 func (m *metrics) RecordsDamaged(n int) { m.damaged.Set(float64(n)) }
+
+// ActorRestarted counts a restart of a failed actor (actor.Options.Restarted).
+func (m *metrics) ActorRestarted(name string) { m.restarts.WithLabelValues(name).Inc() }

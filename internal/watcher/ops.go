@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pcwatch/pcwatch/internal/actor"
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
@@ -27,7 +28,8 @@ import (
 type health struct {
 	store    *state.Store
 	nc       *nats.Conn
-	relay    func() relay.Health // nil: not checked
+	relay    func() relay.Health   // nil: not checked
+	actors   func() []actor.Status // nil: not checked
 	interval time.Duration
 	started  time.Time
 	// listFailures: consecutive failed customer lists that make the
@@ -71,7 +73,24 @@ const maxOutboxUnhealthy = 10000
 // refuses the credentials (which waiting does not fix).
 const relayFailuresUnready = 8
 
-// ready reports readiness and why not: the state file is open, events can
+// actorsDown describes the actors that should run and do not: restarting
+// after a failure, or failed (the process is stopping). The notifier's
+// /readyz says the same.
+func actorsDown(st []actor.Status) []string {
+	var why []string
+	for _, s := range st {
+		switch s.State {
+		case actor.Restarting:
+			why = append(why, fmt.Sprintf("%s is down, restarting after a failure (%d restarts so far): %v", s.Name, s.Restarts, s.LastErr))
+		case actor.Failed:
+			why = append(why, fmt.Sprintf("%s failed; the process is stopping: %v", s.Name, s.LastErr))
+		}
+	}
+	return why
+}
+
+// ready reports readiness and why not: every actor runs (none is
+// restarting or failed), the state file is open, events can
 // flow (NATS connected, or the outbox is still small), a cycle finished
 // recently (within three intervals plus a grace period for the first one),
 // the last cycle could run, and the customer list has not failed in
@@ -91,6 +110,9 @@ func (h *health) ready() (bool, []string) {
 			why = append(why, fmt.Sprintf("events are not being published (%d attempts in a row failed since %s; %d waiting in the outbox): %v",
 				rh.ConsecutiveFailures, rh.FailingSince.UTC().Format(time.RFC3339), depth, rh.LastError))
 		}
+	}
+	if h.actors != nil {
+		why = append(why, actorsDown(h.actors())...)
 	}
 	h.mu.Lock()
 	last, streak, cerr, rep := h.lastCycle, h.listStreak, h.cycleErr, h.lastRep

@@ -16,13 +16,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/oauth2"
 
+	"github.com/pcwatch/pcwatch/internal/actor"
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/diff"
@@ -58,6 +58,8 @@ type Options struct {
 	Cycled func(*poller.Report)
 	// Clock overrides Config.Clock (tests).
 	Clock clock.Clock
+
+	hooks *testHooks
 }
 
 // Runtime describes a started watcher.
@@ -71,6 +73,8 @@ type Runtime struct {
 	// NATSCredentials are the embedded server's identities (seed files);
 	// nil with --nats-url. The notifier connects with NotifierSeed.
 	NATSCredentials *natsembed.Credentials
+
+	nats *natsembed.Server // the embedded server, nil with --nats-url
 }
 
 // StartupError is a problem found before the first cycle (Partner Center
@@ -85,21 +89,59 @@ func (e *StartupError) Unwrap() error { return e.Err }
 // customer list) could not be polled; the watcher exits with status 1.
 var ErrPartial = errors.New("some customers could not be polled")
 
-// stack runs cleanups in reverse order of registration: shutdown mirrors
-// start-up.
-type stack []func()
+// Actors of the watcher's group (package actor), as named in logs, the
+// pcwatch_actor_restarts_total metric and /readyz. What a failure of each
+// does, and why:
+//
+//   - poll loop: the group's main function; it fails only if the state file
+//     cannot be used at all (a cycle that cannot run is logged, counted and
+//     shown by /readyz, and the next cycle tries again), and then the
+//     watcher stops with status 1: polling is what it is for.
+//   - deadline evaluator, relay: restarted with backoff. Both keep
+//     everything they need in the state file (the ledger, the outbox), so
+//     a new Run picks up where the failed one stopped; meanwhile polling
+//     goes on and events wait in the outbox.
+//   - stream keeper (only while the stream could not be created at start):
+//     restarted with backoff; its work is done once the stream exists.
+//   - operations server: restarted with backoff on the address it bound;
+//     losing /metrics must not stop polling.
+//   - embedded NATS: fatal. Its JetStream store, and the notifier's
+//     connection to it, cannot be rebuilt behind the clients' backs in
+//     this process; the outbox keeps every event, so exiting (status 1)
+//     and being restarted by the service manager loses nothing.
+const (
+	actorPollLoop  = "poll-loop"
+	actorEvaluator = "deadline-evaluator"
+	actorRelay     = "relay"
+	actorKeeper    = "stream-keeper"
+	actorOps       = "ops-server"
+	actorNATS      = "embedded-nats"
+)
 
-func (s *stack) push(f func()) { *s = append(*s, f) }
-func (s *stack) run() {
-	for i := len(*s) - 1; i >= 0; i-- {
-		(*s)[i]()
+// testHooks let the package's tests perturb Run; production code never
+// sets them.
+type testHooks struct {
+	// wrap, when set, wraps the Run function of every actor (by name):
+	// a test makes one fail.
+	wrap func(name string, run func(context.Context) error) func(context.Context) error
+	// group, when set, adjusts the actor group's options (backoff).
+	group func(*actor.Options)
+}
+
+func (o *Options) actor(a actor.Actor) actor.Actor {
+	if o.hooks != nil && o.hooks.wrap != nil {
+		a.Run = o.hooks.wrap(a.Name, a.Run)
 	}
+	return a
 }
 
 // Run runs the watcher until ctx ends (or, with Once, for one cycle). On
 // cancellation it stops starting new work, abandons customers in flight
 // without committing anything of them, flushes the outbox for a few seconds
-// if NATS is reachable, and closes everything in reverse order.
+// if NATS is reachable, and closes everything in reverse order of start-up,
+// each step bounded in time. An actor that fails is restarted or stops the
+// watcher (see the actor names above): then Run returns an *actor.Error
+// naming it.
 func Run(ctx context.Context, o Options) (err error) {
 	c := o.Config
 	if o.Getenv == nil {
@@ -141,9 +183,21 @@ func Run(ctx context.Context, o Options) (err error) {
 			return &ConfigError{Msg: "--clock: " + err.Error()}
 		}
 	}
-	var cleanup stack
-	defer cleanup.run()
 	m := newMetrics()
+	gopts := actor.Options{Logger: log.With("component", "actors"), Restarted: m.ActorRestarted, StopTimeout: 10 * time.Second}
+	if o.hooks != nil && o.hooks.group != nil {
+		o.hooks.group(&gopts)
+	}
+	g := actor.New(gopts)
+	// Until the group runs, a start-up failure closes what was opened.
+	started := false
+	defer func() {
+		if !started {
+			if aerr := g.Abort(); aerr != nil {
+				log.Error("start-up failed and shutting down was incomplete", "err", aerr)
+			}
+		}
+	}()
 
 	// Partner Center.
 	ts := o.TokenSource
@@ -201,11 +255,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return &StartupError{err}
 	}
-	cleanup.push(func() {
-		if err := store.Close(); err != nil {
-			log.Error("closing the state file", "err", err)
-		}
-	})
+	g.OnStop("state file", 0, func(context.Context) error { return store.Close() })
 	rt := &Runtime{StatePath: statePath, Store: store}
 
 	// NATS.
@@ -219,8 +269,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		if err != nil {
 			return &StartupError{err}
 		}
-		cleanup.push(srv.Shutdown)
-		natsURL, rt.Embedded, rt.NATSCredentials = srv.ClientURL(), true, srv.Credentials()
+		g.Add(o.actor(actor.Actor{Name: actorNATS, OnFailure: actor.Fatal, Run: func(ctx context.Context) error {
+			return embeddedNATS(ctx, srv)
+		}, Interrupt: func(context.Context) error { srv.Shutdown(); return nil }}))
+		natsURL, rt.Embedded, rt.NATSCredentials, rt.nats = srv.ClientURL(), true, srv.Credentials(), srv
 		nopts = natsconn.Options{URL: natsURL, Name: "pcwatch-watcher", Logger: log.With("component", "nats-client"),
 			NKeySeedFile: rt.NATSCredentials.WatcherSeed}
 	}
@@ -228,7 +280,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return &StartupError{err}
 	}
-	cleanup.push(nc.Close)
+	g.OnStop("NATS connection", 0, func(context.Context) error { nc.Close(); return nil })
 	rt.NATSURL, rt.Conn = natsURL, nc
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -266,31 +318,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 
-	// Background actors: the stream keeper (while NATS is unreachable at
-	// start), the relay, the deadline evaluator, the operations server.
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	cleanup.push(func() {
-		// Give the relay a last chance to drain, then stop the actors.
-		if nc.IsConnected() {
-			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if n, err := rel.Flush(fctx); err != nil {
-				log.Warn("shutdown: outbox not fully drained; the rest goes out at next start", "published", n, "err", err)
-			}
-			cancel()
-		}
-		stopBG()
-		wg.Wait()
-	})
-	if serr != nil {
-		log.Warn("NATS not reachable yet; polling continues and events wait in the outbox", "nats", natsconn.Describe(nc), "err", serr)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			keepStream(bg, js, streamOpts, log, rel.Kick)
-		}()
-	}
-	h := &health{store: store, nc: nc, relay: rel.Health, interval: c.Interval, started: time.Now(), listFailures: c.FailureThreshold}
+	h := &health{store: store, nc: nc, relay: rel.Health, actors: g.Status, interval: c.Interval, started: time.Now(), listFailures: c.FailureThreshold}
 	if c.Listen != "" {
 		ln, err := net.Listen("tcp", c.Listen)
 		if err != nil {
@@ -306,12 +334,32 @@ func Run(ctx context.Context, o Options) (err error) {
 			log.Warn(w)
 		}
 		srv := &http.Server{Handler: opsHandler(m, h, store, dcfg, clk, red, guard), ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(ln)
-		cleanup.push(func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			srv.Shutdown(sctx)
-		})
+		g.Add(o.actor(serveActor(actorOps, srv, ln, 3*time.Second)))
+	}
+	// Stopped after the evaluator and the stream keeper, before the relay:
+	// the last events committed get a last chance to go out.
+	if !c.Once {
+		g.Add(o.actor(actor.Actor{Name: actorRelay, OnFailure: actor.Restart, Run: rel.Run, StopTimeout: 15 * time.Second}))
+	}
+	g.OnStop("outbox flush", 7*time.Second, func(context.Context) error {
+		if !nc.IsConnected() {
+			return nil
+		}
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if n, err := rel.Flush(fctx); err != nil {
+			return fmt.Errorf("outbox not fully drained (%d published); the rest goes out at next start: %w", n, err)
+		}
+		return nil
+	})
+	if serr != nil {
+		log.Warn("NATS not reachable yet; polling continues and events wait in the outbox", "nats", natsconn.Describe(nc), "err", serr)
+		g.Add(o.actor(actor.Actor{Name: actorKeeper, OnFailure: actor.Restart, Finite: true, Run: func(ctx context.Context) error {
+			return keepStream(ctx, js, streamOpts, log, rel.Kick)
+		}}))
+	}
+	if !c.Once {
+		g.Add(o.actor(actor.Actor{Name: actorEvaluator, OnFailure: actor.Restart, Run: eval.Run}))
 	}
 	log.Info("watcher started", "partner_center", client.BaseURL(), "source", source, "state", statePath,
 		"nats", natsconn.Describe(nc), "embedded_nats", rt.Embedded, "listen", rt.Listen, "interval", c.Interval, "once", c.Once)
@@ -323,39 +371,94 @@ func Run(ctx context.Context, o Options) (err error) {
 		o.Started(rt)
 	}
 
+	started = true
 	if c.Once {
-		return runOnce(ctx, pl, eval, rel, o, log)
+		return g.Run(ctx, func(ctx context.Context) error { return runOnce(ctx, pl, eval, rel, o) })
 	}
+	loop := &pollLoop{cycle: pl.Cycle, interval: c.Interval, rnd: rand.Float64, health: h, cycled: o.Cycled, log: log}
+	return g.Run(ctx, loop.run)
+}
 
-	wg.Add(2)
-	go func() { defer wg.Done(); rel.Run(bg) }()
-	go func() { defer wg.Done(); eval.Run(bg) }()
+// embeddedNATS waits until ctx ends or the embedded server stops by
+// itself, which is a failure.
+func embeddedNATS(ctx context.Context, srv *natsembed.Server) error {
+	down := make(chan struct{})
+	go func() { srv.NATS().WaitForShutdown(); close(down) }()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-down:
+		return fmt.Errorf("the embedded NATS server at %s shut down", srv.ClientURL())
+	}
+}
+
+// serveActor serves srv on ln; a restart after a failure listens again on
+// the address ln had bound. Shutdown gives requests in flight up to grace.
+func serveActor(name string, srv *http.Server, ln net.Listener, grace time.Duration) actor.Actor {
+	addr := ln.Addr().String()
+	return actor.Actor{Name: name, OnFailure: actor.Restart, StopTimeout: grace + 2*time.Second,
+		Run: func(context.Context) error {
+			if ln == nil {
+				var err error
+				if ln, err = net.Listen("tcp", addr); err != nil {
+					return fmt.Errorf("listening again on %s: %w", addr, err)
+				}
+			}
+			err := srv.Serve(ln)
+			ln = nil // closed by Serve
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return err
+		},
+		Interrupt: func(ctx context.Context) error {
+			sctx, cancel := context.WithTimeout(ctx, grace)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		}}
+}
+
+// pollLoop is the watcher's main function: a cycle, then the interval
+// (with 10% jitter, so that watchers started together drift apart), until
+// ctx ends. A cycle that cannot run is logged and shown by /readyz; the
+// next one tries again.
+type pollLoop struct {
+	cycle    func(context.Context) (*poller.Report, error)
+	interval time.Duration
+	rnd      func() float64 // in [0, 1): the jitter's draw
+	health   *health
+	cycled   func(*poller.Report) // Options.Cycled
+	log      *slog.Logger
+}
+
+func (l *pollLoop) run(ctx context.Context) error {
 	for {
-		rep, err := pl.Cycle(ctx)
+		rep, err := l.cycle(ctx)
 		if ctx.Err() != nil {
-			log.Info("shutting down: customers in flight were abandoned without committing")
+			l.log.Info("shutting down: customers in flight were abandoned without committing")
 			return nil
 		}
 		if err != nil {
-			log.Error("poll cycle failed", "err", err)
-			h.cycleFailed(err)
+			l.log.Error("poll cycle failed", "err", err)
+			l.health.cycleFailed(err)
 		} else {
-			h.cycled(rep)
-			if o.Cycled != nil {
-				o.Cycled(rep)
+			l.health.cycled(rep)
+			if l.cycled != nil {
+				l.cycled(rep)
 			}
 		}
-		wait := jitter(c.Interval)
+		t := time.NewTimer(jitter(l.interval, l.rnd()))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
-		case <-time.After(wait):
+		case <-t.C:
 		}
 	}
 }
 
 // runOnce: one cycle, one deadline evaluation, outbox drained.
-func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, rel *relay.Relay, o Options, log *slog.Logger) error {
+func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, rel *relay.Relay, o Options) error {
 	rep, err := pl.Cycle(ctx)
 	if err != nil {
 		return err
@@ -421,14 +524,17 @@ func provisionNotifier(ctx context.Context, js jetstream.JetStream, log *slog.Lo
 	}
 }
 
-// keepStream retries creating the stream until it exists.
-func keepStream(ctx context.Context, js jetstream.JetStream, so stream.Options, log *slog.Logger, ready func()) {
+// keepStream retries creating the stream until it exists (nil) or ctx
+// ends (nil).
+func keepStream(ctx context.Context, js jetstream.JetStream, so stream.Options, log *slog.Logger, ready func()) error {
 	wait := time.Second
 	for {
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			return
-		case <-time.After(wait):
+			t.Stop()
+			return nil
+		case <-t.C:
 		}
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := stream.Ensure(sctx, js, so)
@@ -436,7 +542,7 @@ func keepStream(ctx context.Context, js jetstream.JetStream, so stream.Options, 
 		if err == nil {
 			log.Info("JetStream stream ready", "stream", stream.Name)
 			ready()
-			return
+			return nil
 		}
 		log.Debug("JetStream stream not ready", "err", err)
 		wait = min(30*time.Second, wait*2)
@@ -452,8 +558,9 @@ func noneIsNegative(n int) int {
 	return n
 }
 
-func jitter(d time.Duration) time.Duration {
-	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
+// jitter is d plus or minus 10%: r, in [0, 1), maps to [0.9d, 1.1d).
+func jitter(d time.Duration, r float64) time.Duration {
+	return d + time.Duration((r*0.2-0.1)*float64(d))
 }
 
 // NewLogger builds the slog logger for --log-format and --log-level.

@@ -31,9 +31,30 @@ type running struct {
 	done   chan error
 	cancel context.CancelFunc
 	sim    *pcsim.Sim
+	// result is Run's result once a test read it from done; failed says
+	// the test expects Run to have failed.
+	result *error
+	failed bool
+}
+
+// wait returns Run's result (once).
+func (r *running) wait() error {
+	if r.result == nil {
+		err := <-r.done
+		r.result = &err
+	}
+	return *r.result
 }
 
 func startWatcher(t *testing.T, mod func(*Config)) *running {
+	t.Helper()
+	return startWatcherWith(t, mod, nil)
+}
+
+// startWatcherWith starts a watcher against a simulator; opts, when set,
+// adjusts the Options (test hooks, a logger). The cleanup cancels it and
+// expects a nil result unless the test read r.done itself.
+func startWatcherWith(t *testing.T, mod func(*Config), opts func(*Options)) *running {
 	t.Helper()
 	clk := clock.NewFake(time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC))
 	sim := pcsim.New(pcsim.Options{Seed: 3, Customers: 10, Clock: clk, Token: "tok"})
@@ -49,20 +70,22 @@ func startWatcher(t *testing.T, mod func(*Config)) *running {
 	r := &running{rt: make(chan *Runtime, 1), cycles: make(chan *poller.Report, 100), done: make(chan error, 1), sim: sim}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	go func() {
-		r.done <- Run(ctx, Options{Config: c, Clock: clk, Logger: NewLogger(testLog(), "text", "error"),
-			TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "tok"}),
-			Started:     func(rt *Runtime) { r.rt <- rt },
-			Cycled: func(rep *poller.Report) {
-				select {
-				case r.cycles <- rep:
-				default:
-				}
-			}})
-	}()
+	o := Options{Config: c, Clock: clk, Logger: NewLogger(testLog(), "text", "error"),
+		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "tok"}),
+		Started:     func(rt *Runtime) { r.rt <- rt },
+		Cycled: func(rep *poller.Report) {
+			select {
+			case r.cycles <- rep:
+			default:
+			}
+		}}
+	if opts != nil {
+		opts(&o)
+	}
+	go func() { r.done <- Run(ctx, o) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-r.done; err != nil {
+		if err := r.wait(); err != nil && !r.failed {
 			t.Errorf("Run returned %v after cancel", err)
 		}
 	})
@@ -75,6 +98,7 @@ func (r *running) waitCycle(t *testing.T) *poller.Report {
 	case rep := <-r.cycles:
 		return rep
 	case err := <-r.done:
+		r.result = &err
 		t.Fatalf("watcher stopped: %v", err)
 	}
 	return nil
