@@ -29,6 +29,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
+	"github.com/pcwatch/pcwatch/internal/demo"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
 	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
@@ -117,7 +118,7 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, stde
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("watcher demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o watcher.DemoOptions
+	var o demo.Options
 	fs.IntVar(&o.Customers, "customers", 40, "simulated customers")
 	fs.Float64Var(&o.Speed, "speed", 3600, "simulated seconds per wall second")
 	fs.DurationVar(&o.Interval, "interval", 3*time.Second, "poll interval")
@@ -129,7 +130,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.Out = stdout
-	return exitCode(watcher.Demo(ctx, o), stderr)
+	return exitCode(demo.Run(ctx, o), stderr)
 }
 
 // inspectFlags are shared by the read-only commands.

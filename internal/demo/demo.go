@@ -1,4 +1,8 @@
-package watcher
+// Package demo is `watcher demo`, the zero-config tour: the Partner Center
+// simulator on an accelerated calendar, the watcher (package watcher, run
+// as the service runs it) with an embedded NATS server, and one readable
+// line per event. Run embeds it in any program.
+package demo
 
 import (
 	"context"
@@ -22,10 +26,11 @@ import (
 	"github.com/pcwatch/pcwatch/internal/poller"
 	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/stream"
+	"github.com/pcwatch/pcwatch/internal/watcher"
 )
 
-// DemoOptions configure the product tour.
-type DemoOptions struct {
+// Options configure the tour. The zero value is the documented demo.
+type Options struct {
 	Customers   int           // simulated customers; default 40
 	Speed       float64       // simulated seconds per wall second; default 3600 (an hour a second)
 	Interval    time.Duration // poll interval; default 3s
@@ -36,13 +41,16 @@ type DemoOptions struct {
 	Out         io.Writer     // the live event lines; default os.Stdout
 	Logger      *slog.Logger  // default warnings to stderr
 	// Started is called when the watcher runs (tests).
-	Started func(*Runtime)
+	Started func(*watcher.Runtime)
 }
 
-// Demo runs the zero-config tour in one process: the Partner Center
+// Run runs the tour in one process until ctx ends: the Partner Center
 // simulator with an accelerated calendar, an embedded NATS server, the
-// watcher polling every few seconds, and one readable line per event.
-func Demo(ctx context.Context, o DemoOptions) error {
+// watcher polling every few seconds, and one readable line per event on
+// o.Out. It returns nil when ctx ends, and the simulator's or the
+// watcher's error when either cannot run (a *watcher.StartupError when
+// the watcher cannot start).
+func Run(ctx context.Context, o Options) error {
 	if o.Customers <= 0 {
 		o.Customers = 40
 	}
@@ -59,7 +67,7 @@ func Demo(ctx context.Context, o DemoOptions) error {
 		o.Out = os.Stdout
 	}
 	if o.Logger == nil {
-		o.Logger = NewLogger(os.Stderr, "text", "warn")
+		o.Logger = watcher.NewLogger(os.Stderr, "text", "warn")
 	}
 	if o.DataDir == "" {
 		dir, err := os.MkdirTemp("", "pcwatch-demo-")
@@ -96,7 +104,7 @@ func Demo(ctx context.Context, o DemoOptions) error {
 		return nil
 	}
 
-	c := Default()
+	c := watcher.Default()
 	c.PCURL, c.DataDir, c.NATSPort, c.Listen = simURL, o.DataDir, o.NATSPort, o.Listen
 	c.Interval, c.DeadlineInterval = o.Interval, time.Second
 	c.Rate, c.Concurrency = 6000, 8
@@ -110,9 +118,9 @@ func Demo(ctx context.Context, o DemoOptions) error {
 	c.Source = "pcwatch-demo"
 
 	pr := &printer{out: o.Out}
-	err := Run(ctx, Options{
+	err := watcher.Run(ctx, watcher.Options{
 		Config: c, Logger: o.Logger, TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "demo"}),
-		Started: func(rt *Runtime) {
+		Started: func(rt *watcher.Runtime) {
 			fmt.Fprintf(o.Out, "pcwatch demo: %d simulated customers, calendar running %gx (an hour every %s), polling every %s\n",
 				o.Customers, o.Speed, time.Duration(float64(time.Hour)/o.Speed).Round(time.Millisecond), o.Interval)
 			fmt.Fprintf(o.Out, "  Partner Center simulator  %s   (admin API: %s/admin/state)\n", simURL, simURL)
