@@ -33,6 +33,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -66,8 +68,9 @@ type Actor struct {
 	// Name names the actor in logs, metrics, errors and /readyz.
 	Name string
 	// Run does the actor's work until ctx is cancelled, then returns.
-	// Returning earlier, with or without an error, or panicking, is a
-	// failure and is handled by OnFailure.
+	// Returning earlier, with or without an error, or panicking, before
+	// the group's shutdown began, is a failure and is handled by
+	// OnFailure; once shutdown began, returning is stopping.
 	Run func(ctx context.Context) error
 	// Interrupt, when set, asks Run to return at shutdown (an
 	// http.Server's Shutdown, say), within ctx; Run's ctx is cancelled
@@ -107,6 +110,22 @@ type Status struct {
 // Down reports whether the actor should be running but is not: it is
 // restarting after a failure, or failed.
 func (s Status) Down() bool { return s.State == Restarting || s.State == Failed }
+
+// Down describes, one line each, the actors of st that should run and do
+// not: restarting after a failure, or failed (the process is stopping).
+// Both binaries' /readyz give these lines as reasons.
+func Down(st []Status) []string {
+	var why []string
+	for _, s := range st {
+		switch s.State {
+		case Restarting:
+			why = append(why, fmt.Sprintf("%s is down, restarting after a failure (%d restarts so far): %v", s.Name, s.Restarts, s.LastErr))
+		case Failed:
+			why = append(why, fmt.Sprintf("%s failed; the process is stopping: %v", s.Name, s.LastErr))
+		}
+	}
+	return why
+}
 
 // Error is the failure of a Fatal actor (or of the main function) that
 // stopped the group.
@@ -194,6 +213,10 @@ type Group struct {
 	fatal   chan *Error // the first Fatal failure
 	running bool
 	once    sync.Once
+	// closing is closed when shutdown begins: from then on an actor
+	// that returns has stopped, not failed (an earlier step may have
+	// stopped what it depends on).
+	closing chan struct{}
 }
 
 // New returns an empty group.
@@ -211,7 +234,7 @@ func New(o Options) *Group {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Group{o: o, log: log, fatal: make(chan *Error, 1)}
+	return &Group{o: o, log: log, fatal: make(chan *Error, 1), closing: make(chan struct{})}
 }
 
 // Add registers an actor; Run starts it. Actors are stopped in the reverse
@@ -329,6 +352,7 @@ func (g *Group) Abort() error { return g.shutdown() }
 func (g *Group) shutdown() error {
 	var err error
 	g.once.Do(func() {
+		close(g.closing)
 		for i := len(g.members) - 1; i >= 0; i-- {
 			err = errors.Join(err, g.stop(g.members[i]))
 		}
@@ -390,6 +414,8 @@ func (g *Group) supervise(ctx context.Context, m *member) {
 		select {
 		case <-m.stopping:
 			return true
+		case <-g.closing:
+			return true
 		default:
 			return ctx.Err() != nil
 		}
@@ -445,9 +471,40 @@ func (g *Group) supervise(ctx context.Context, m *member) {
 			t.Stop()
 			m.set(func(s *Status) { s.State, s.Since = Stopped, time.Now() })
 			return
+		case <-g.closing:
+			t.Stop()
+			m.set(func(s *Status) { s.State, s.Since = Stopped, time.Now() })
+			return
 		case <-t.C:
 		}
 	}
+}
+
+// Serve is an actor serving srv on ln (an operations endpoint). It is
+// restarted when Serve fails, listening again on the address ln had bound;
+// at shutdown srv.Shutdown gives requests in flight up to grace.
+func Serve(name string, srv *http.Server, ln net.Listener, grace time.Duration) Actor {
+	addr := ln.Addr().String()
+	return Actor{Name: name, OnFailure: Restart, StopTimeout: grace + 2*time.Second,
+		Run: func(context.Context) error {
+			if ln == nil {
+				var err error
+				if ln, err = net.Listen("tcp", addr); err != nil {
+					return fmt.Errorf("listening again on %s: %w", addr, err)
+				}
+			}
+			err := srv.Serve(ln)
+			ln = nil // Serve closed it
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return err
+		},
+		Interrupt: func(ctx context.Context) error {
+			sctx, cancel := context.WithTimeout(ctx, grace)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		}}
 }
 
 // protect calls f, turning a panic into a *PanicError.

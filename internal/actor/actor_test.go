@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -300,5 +303,88 @@ func TestAbort(t *testing.T) {
 	}
 	if err := g.Abort(); err != nil || len(j.get()) != 2 {
 		t.Errorf("a second Abort ran the steps again: %q", j.get())
+	}
+}
+
+// An actor that returns because an earlier shutdown step stopped what it
+// uses has stopped, not failed: it is not restarted.
+func TestReturningDuringShutdownIsNotAFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		restarts := 0
+		g := New(Options{Restarted: func(string) { restarts++ }})
+		source := make(chan struct{})
+		g.Add(Actor{Name: "consumer", OnFailure: Restart, Run: func(ctx context.Context) error {
+			select {
+			case <-source:
+				return errors.New("source gone")
+			case <-ctx.Done():
+				return nil
+			}
+		}})
+		g.OnStop("stop consuming", 0, func(context.Context) error { close(source); synctest.Wait(); return nil })
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := g.Run(ctx, func(ctx context.Context) error { <-ctx.Done(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if s := statusOf(g, "consumer"); restarts != 0 || s.State != Stopped {
+			t.Errorf("%d restarts, %+v", restarts, s)
+		}
+	})
+}
+
+// failOnce is a listener whose first Accept fails for good.
+type failOnce struct {
+	net.Listener
+	failed bool
+}
+
+func (f *failOnce) Accept() (net.Conn, error) {
+	if !f.failed {
+		f.failed = true
+		return nil, errors.New("accept: too many open files (injected)")
+	}
+	return f.Listener.Accept()
+}
+
+// Serve: a server whose listener fails is restarted on the same address
+// and answers again; shutdown stops it.
+func TestServeRestartsOnTheSameAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	serving := make(chan net.Listener, 2)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }),
+		BaseContext: func(l net.Listener) context.Context { serving <- l; return context.Background() }}
+	restarted := make(chan string, 1)
+	g := New(Options{InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond, Restarted: func(a string) { restarted <- a }})
+	g.Add(Serve("ops-server", srv, &failOnce{Listener: ln}, time.Second))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, func(ctx context.Context) error { <-ctx.Done(); return nil }) }()
+	<-serving // the first Serve, whose Accept fails
+	if a := <-restarted; a != "ops-server" {
+		t.Fatalf("restarted %q", a)
+	}
+	if l := <-serving; l.Addr().String() != addr {
+		t.Fatalf("restarted on %s, want %s", l.Addr(), addr)
+	}
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("after the restart: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "ok" {
+		t.Errorf("answer %q", b)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	if _, err := net.Dial("tcp", addr); err == nil {
+		t.Error("still listening after shutdown")
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/clock"
@@ -100,38 +99,7 @@ type channelRunner struct {
 }
 
 // errStreamMissing says PCWATCH_EVENTS does not exist (yet).
-var errStreamMissing = errors.New("JetStream stream " + stream.Name + " does not exist yet")
-
-// run keeps the consumer running until ctx ends; sends in flight then get
-// until workCtx ends to finish.
-func (r *channelRunner) run(ctx, workCtx context.Context) {
-	bo := backoff.NewExponentialBackOff(backoff.WithInitialInterval(500*time.Millisecond),
-		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
-	for {
-		started := time.Now()
-		err := r.consume(ctx, workCtx)
-		if ctx.Err() != nil {
-			return
-		}
-		if time.Since(started) > time.Minute {
-			bo.Reset()
-		}
-		wait := bo.NextBackOff()
-		switch {
-		case errors.Is(err, errStreamMissing):
-			r.log.Warn("waiting for the event stream: "+stream.Name+" does not exist yet; is the watcher running and connected to this NATS server?", "retry_in", wait.Round(time.Millisecond))
-		default:
-			r.log.Warn("channel consumer stopped; restarting", "err", err, "retry_in", wait.Round(time.Millisecond))
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-}
+var errStreamMissing = errors.New("JetStream stream " + stream.Name + " does not exist yet: is the watcher running and connected to this NATS server?")
 
 // consumerConfig is the wanted configuration of the channel's consumer.
 func (r *channelRunner) consumerConfig() jetstream.ConsumerConfig {
@@ -197,7 +165,9 @@ func filterOf(c jetstream.ConsumerConfig) []string {
 	return c.FilterSubjects
 }
 
-// consume runs the consumer until ctx ends or it fails. Messages are
+// consume runs the consumer until ctx ends (nil) or it fails; the
+// channel's actor (Run) is restarted with backoff when it does. Sends in
+// flight get until workCtx ends to finish. Messages are
 // spread over delivery.concurrency senders by entity, so the events of one
 // subscription are sent one at a time, in order.
 func (r *channelRunner) consume(ctx, workCtx context.Context) error {

@@ -28,6 +28,7 @@ type metrics struct {
 	attempts      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	dlq           prometheus.Gauge
+	restarts      *prometheus.CounterVec
 }
 
 func newMetrics(channels []string) *metrics {
@@ -58,8 +59,12 @@ func newMetrics(channels []string) *metrics {
 			Name: "pcwatch_notifier_dlq_messages",
 			Help: "Messages in the dead-letter stream PCWATCH_DLQ.",
 		}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pcwatch_notifier_actor_restarts_total",
+			Help: "Restarts of a failed part of the notifier (channel:<name>, health-server, dlq-gauge), by actor.",
+		}, []string{"actor"}),
 	}
-	m.reg.MustRegister(m.received, m.notifications, m.failures, m.attempts, m.duration, m.dlq,
+	m.reg.MustRegister(m.received, m.notifications, m.failures, m.attempts, m.duration, m.dlq, m.restarts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, ch := range channels {
 		m.received.WithLabelValues(ch)
@@ -70,3 +75,6 @@ func newMetrics(channels []string) *metrics {
 	}
 	return m
 }
+
+// actorRestarted counts a restart of a failed actor (actor.Options.Restarted).
+func (m *metrics) actorRestarted(name string) { m.restarts.WithLabelValues(name).Inc() }

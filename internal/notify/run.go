@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pcwatch/pcwatch/internal/actor"
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
@@ -117,16 +118,25 @@ func Run(ctx context.Context, o Options) error {
 		log.Warn("configuration: " + w)
 	}
 
-	// Shutdown mirrors start-up: cleanups run last-in, first-out.
-	var cleanups []func()
+	// The notifier's actors (package actor, the watcher's too): the health
+	// server, one consumer per channel and the DLQ gauge, all restarted with
+	// backoff when they fail (counted in
+	// pcwatch_notifier_actor_restarts_total): a channel whose consumer fails
+	// must not stop the others, and what a consumer needs (its durable
+	// consumer, the delivery records) lives in NATS, so a new one resumes
+	// where the failed one stopped. The main function sets up the DLQ
+	// stream and the deliveries bucket; a refusal of the credentials there
+	// stops the notifier (status 1): waiting would not fix it.
+	m := newMetrics(cfg.names)
+	g := actor.New(actor.Options{Logger: log, Restarted: m.actorRestarted, InitialBackoff: 500 * time.Millisecond,
+		MaxBackoff: 30 * time.Second, StopTimeout: o.ShutdownGrace + 5*time.Second})
+	started := false
 	defer func() {
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
+		if !started {
+			_ = g.Abort()
 		}
 	}()
-
-	m := newMetrics(cfg.names)
-	h := &health{}
+	h := &health{actors: g.Status}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("health and metrics endpoint: %w (choose another address with --listen or listen:)", err)
@@ -140,12 +150,15 @@ func Run(ctx context.Context, o Options) error {
 		log.Warn(w)
 	}
 	srv := &http.Server{Handler: h.handler(m, guard), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	cleanups = append(cleanups, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
+	// Stopped last but for the NATS connection: /readyz answers while the
+	// consumers stop.
+	g.OnStop("NATS connection", 0, func(context.Context) error {
+		if h.conn() != nil {
+			h.conn().Close()
+		}
+		return nil
 	})
+	g.Add(actor.Serve("health-server", srv, ln, 5*time.Second))
 	log.Info("health and metrics listening", "addr", ln.Addr().String())
 	if o.hooks != nil && o.hooks.listening != nil {
 		o.hooks.listening(ln.Addr().String())
@@ -158,36 +171,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, nc.Close)
 	h.set(nc, nil)
 	log.Info("connecting to NATS", "nats", o.NATS.String())
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("JetStream: %w", err)
 	}
-
-	natsDesc := o.NATS.String()
-	kv, err := setupWithRetry(ctx, log, func(ctx context.Context) (jetstream.KeyValue, error) {
-		if nc.IsClosed() {
-			return nil, NATSRefused(o.NATS, nc.LastError())
-		}
-		if !nc.IsConnected() {
-			return nil, fmt.Errorf("%s is not reachable (set --nats-url or PCWATCH_NATS_URL)", natsDesc)
-		}
-		if _, err := EnsureDLQ(ctx, js); err != nil {
-			return nil, err
-		}
-		return openDeliveries(ctx, js, cfg.Delivery.DedupeTTL.D(), log)
-	})
-	if err != nil {
-		return err
-	}
-	if kv == nil {
-		return nil // ctx ended while waiting for NATS
-	}
-	store := newDeliveryStore(kv, instance, o.Clock, func(ch string) time.Duration {
-		return cfg.Delivery.AckWait.D() + cfg.Channels[ch].Timeout.D()
-	})
 
 	refreshDLQ := make(chan struct{}, 1)
 	kick := func() {
@@ -196,8 +185,14 @@ func Run(ctx context.Context, o Options) error {
 		default:
 		}
 	}
+	// Shutdown: first the consumers stop fetching, all at once; sends in
+	// flight get ShutdownGrace to finish, then they are cancelled (their
+	// messages are redelivered later).
+	fetchCtx, stopFetching := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFetching()
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	cleanups = append(cleanups, cancelWork)
+	g.OnStop("cancel sends in flight", 0, func(context.Context) error { cancelWork(); return nil })
+	setUp := make(chan struct{}) // closed once the runners' store is set
 	readyc := make(chan string, len(cfg.names))
 	var runners []*channelRunner
 	var active []string
@@ -213,48 +208,81 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		r := &channelRunner{
-			name: name, ch: ch, cfg: cfg, snd: snd, js: js, store: store, m: m, clk: o.Clock, hooks: o.hooks,
+			name: name, ch: ch, cfg: cfg, snd: snd, js: js, m: m, clk: o.Clock, hooks: o.hooks,
 			log: log.With("channel", name), rnd: rand.Float64, onDLQ: kick,
 			ready: func() { readyc <- name },
 		}
 		runners = append(runners, r)
+		g.Add(actor.Actor{Name: "channel:" + name, OnFailure: actor.Restart, Run: func(actx context.Context) error {
+			select {
+			case <-setUp:
+			case <-actx.Done():
+				return nil
+			}
+			cctx, cancel := context.WithCancel(actx)
+			defer cancel()
+			defer context.AfterFunc(fetchCtx, cancel)()
+			return r.consume(cctx, workCtx)
+		}})
 	}
-	h.set(nc, runners)
+	g.Add(actor.Actor{Name: "dlq-gauge", OnFailure: actor.Restart, Run: func(ctx context.Context) error {
+		refreshDLQGauge(ctx, js, m, refreshDLQ)
+		return nil
+	}})
+	g.OnStop("stop consuming", 0, func(context.Context) error {
+		log.Info("shutting down: letting sends in flight finish", "grace", o.ShutdownGrace)
+		stopFetching()
+		time.AfterFunc(o.ShutdownGrace, func() {
+			if workCtx.Err() == nil {
+				log.Warn("shutdown grace over: cancelling sends still in flight; their events will be redelivered")
+				cancelWork()
+			}
+		})
+		return nil
+	})
 
-	var wg sync.WaitGroup
-	for _, r := range runners {
-		wg.Go(func() { r.run(ctx, workCtx) })
-	}
-	wg.Go(func() { refreshDLQGauge(ctx, js, m, refreshDLQ) })
-	wg.Go(func() {
+	natsDesc := o.NATS.String()
+	started = true
+	err = g.Run(ctx, func(ctx context.Context) error {
+		kv, err := setupWithRetry(ctx, log, func(ctx context.Context) (jetstream.KeyValue, error) {
+			if nc.IsClosed() {
+				return nil, NATSRefused(o.NATS, nc.LastError())
+			}
+			if !nc.IsConnected() {
+				return nil, fmt.Errorf("%s is not reachable (set --nats-url or PCWATCH_NATS_URL)", natsDesc)
+			}
+			if _, err := EnsureDLQ(ctx, js); err != nil {
+				return nil, err
+			}
+			return openDeliveries(ctx, js, cfg.Delivery.DedupeTTL.D(), log)
+		})
+		if err != nil || kv == nil {
+			return err // nil: ctx ended while waiting for NATS
+		}
+		store := newDeliveryStore(kv, instance, o.Clock, func(ch string) time.Duration {
+			return cfg.Delivery.AckWait.D() + cfg.Channels[ch].Timeout.D()
+		})
+		for _, r := range runners {
+			r.store = store
+		}
+		close(setUp)
+		h.set(nc, runners)
 		for range runners {
 			select {
 			case <-readyc:
 			case <-ctx.Done():
-				return
+				return nil
 			}
 		}
 		log.Info("notifier ready", "channels", strings.Join(active, ","), "instance", instance)
 		if o.Ready != nil {
 			o.Ready(ReadyInfo{Addr: ln.Addr().String(), Channels: active, Instance: instance})
 		}
+		<-ctx.Done()
+		return nil
 	})
-
-	<-ctx.Done()
-	log.Info("shutting down: letting sends in flight finish", "grace", o.ShutdownGrace)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	t := time.NewTimer(o.ShutdownGrace)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		log.Warn("shutdown grace over: cancelling sends still in flight; their events will be redelivered")
-		cancelWork()
-		<-done
-	}
 	log.Info("notifier stopped")
-	return nil
+	return err
 }
 
 // deliveriesUpdateWait bounds an attempt to change the deliveries bucket's
@@ -374,9 +402,16 @@ func refreshDLQGauge(ctx context.Context, js jetstream.JetStream, m *metrics, ki
 
 // health serves /healthz, /readyz and /metrics.
 type health struct {
+	actors  func() []actor.Status
 	nc      *nats.Conn
 	mu      sync.Mutex
 	runners []*channelRunner
+}
+
+func (h *health) conn() *nats.Conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.nc
 }
 
 func (h *health) set(nc *nats.Conn, runners []*channelRunner) {
@@ -409,6 +444,7 @@ func (h *health) handler(m *metrics, guard *opsguard.Guard) http.Handler {
 				problems = append(problems, "channel "+rn.name+": consumer not running")
 			}
 		}
+		problems = append(problems, actor.Down(h.actors())...)
 		if len(problems) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			if !guard.MayShowDetails(r) {

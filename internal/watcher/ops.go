@@ -73,22 +73,6 @@ const maxOutboxUnhealthy = 10000
 // refuses the credentials (which waiting does not fix).
 const relayFailuresUnready = 8
 
-// actorsDown describes the actors that should run and do not: restarting
-// after a failure, or failed (the process is stopping). The notifier's
-// /readyz says the same.
-func actorsDown(st []actor.Status) []string {
-	var why []string
-	for _, s := range st {
-		switch s.State {
-		case actor.Restarting:
-			why = append(why, fmt.Sprintf("%s is down, restarting after a failure (%d restarts so far): %v", s.Name, s.Restarts, s.LastErr))
-		case actor.Failed:
-			why = append(why, fmt.Sprintf("%s failed; the process is stopping: %v", s.Name, s.LastErr))
-		}
-	}
-	return why
-}
-
 // ready reports readiness and why not: every actor runs (none is
 // restarting or failed), the state file is open, events can
 // flow (NATS connected, or the outbox is still small), a cycle finished
@@ -112,7 +96,7 @@ func (h *health) ready() (bool, []string) {
 		}
 	}
 	if h.actors != nil {
-		why = append(why, actorsDown(h.actors())...)
+		why = append(why, actor.Down(h.actors())...)
 	}
 	h.mu.Lock()
 	last, streak, cerr, rep := h.lastCycle, h.listStreak, h.cycleErr, h.lastRep

@@ -334,7 +334,7 @@ func Run(ctx context.Context, o Options) (err error) {
 			log.Warn(w)
 		}
 		srv := &http.Server{Handler: opsHandler(m, h, store, dcfg, clk, red, guard), ReadHeaderTimeout: 10 * time.Second}
-		g.Add(o.actor(serveActor(actorOps, srv, ln, 3*time.Second)))
+		g.Add(o.actor(actor.Serve(actorOps, srv, ln, 3*time.Second)))
 	}
 	// Stopped after the evaluator and the stream keeper, before the relay:
 	// the last events committed get a last chance to go out.
@@ -390,32 +390,6 @@ func embeddedNATS(ctx context.Context, srv *natsembed.Server) error {
 	case <-down:
 		return fmt.Errorf("the embedded NATS server at %s shut down", srv.ClientURL())
 	}
-}
-
-// serveActor serves srv on ln; a restart after a failure listens again on
-// the address ln had bound. Shutdown gives requests in flight up to grace.
-func serveActor(name string, srv *http.Server, ln net.Listener, grace time.Duration) actor.Actor {
-	addr := ln.Addr().String()
-	return actor.Actor{Name: name, OnFailure: actor.Restart, StopTimeout: grace + 2*time.Second,
-		Run: func(context.Context) error {
-			if ln == nil {
-				var err error
-				if ln, err = net.Listen("tcp", addr); err != nil {
-					return fmt.Errorf("listening again on %s: %w", addr, err)
-				}
-			}
-			err := srv.Serve(ln)
-			ln = nil // closed by Serve
-			if errors.Is(err, http.ErrServerClosed) {
-				return nil
-			}
-			return err
-		},
-		Interrupt: func(ctx context.Context) error {
-			sctx, cancel := context.WithTimeout(ctx, grace)
-			defer cancel()
-			return srv.Shutdown(sctx)
-		}}
 }
 
 // pollLoop is the watcher's main function: a cycle, then the interval
