@@ -390,7 +390,11 @@ func (s *Store) checkRecords(tx *bolt.Tx) error {
 	d := &DamagedError{Path: s.path}
 	bad := func(kind string, k []byte, err error) { d.Add(&RecordError{Kind: kind, Key: string(k), Err: err}) }
 	for _, k := range resource.All() {
-		_ = snapshots(tx, k).ForEach(func(key, v []byte) error {
+		b := snapshots(tx, k)
+		if b == nil {
+			continue // added since the file was written (read-only open)
+		}
+		_ = b.ForEach(func(key, v []byte) error {
 			if _, err := decodeRecord(string(key), v); err != nil {
 				bad(k.Name(), key, err)
 			}

@@ -14,6 +14,9 @@
 //     read transaction and nothing is committed for it.
 //   - A file that is not a pcwatch file, or is from an unknown schema
 //     version, is refused; nothing in it is written.
+//   - Kinds can be added (resource.All) without a schema change: a file
+//     records the kinds it was written with, and Open gives a file written
+//     before a kind existed that kind's empty bucket (see Open).
 package state
 
 import (
@@ -25,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -53,20 +57,49 @@ var (
 	bFailures = []byte("failures")
 	bBaseline = []byte("baseline")
 	bTombs    = []byte("tombs")
-	// allBuckets are every bucket of a state file: the bookkeeping ones
-	// and one of snapshots per kind (resource.Kind.Bucket).
-	allBuckets = func() [][]byte {
-		b := [][]byte{bMeta, bPending, bLedger, bOutbox, bLastOK, bFailures, bBaseline, bTombs}
-		for _, k := range resource.All() {
-			b = append(b, []byte(k.Bucket()))
-		}
-		return b
-	}()
+	// bookkeeping are the buckets of every state file besides the
+	// snapshots, which have one bucket per kind (resource.Kind.Bucket).
+	bookkeeping = [][]byte{bMeta, bPending, bLedger, bOutbox, bLastOK, bFailures, bBaseline, bTombs}
 )
 
-// snapshots returns the bucket of kind's snapshots.
+// metaKinds is the metadata key that lists, as a JSON array, the snapshot
+// buckets of the kinds a file holds: those it was created with and those
+// Open added since. Every bucket it names must be there.
+var metaKinds = []byte("kinds")
+
+// firstKinds are the snapshot buckets of every file written before
+// metaKinds existed (schema 1, up to the release after 7a541b3): a file
+// without the key has exactly these. It is history and never changes.
+var firstKinds = []string{"customers", "subscriptions", "managedservices", "products"}
+
+// snapshots returns the bucket of kind's snapshots. It is nil only in a
+// read-only store whose file was written before the kind existed: read
+// paths treat that as an empty bucket.
 func snapshots(tx *bolt.Tx, kind *resource.Kind) *bolt.Bucket {
 	return tx.Bucket([]byte(kind.Bucket()))
+}
+
+// writable returns the bucket of kind's snapshots for writing. Open
+// created the buckets of every kind of resource.All, so it fails only for a
+// kind that was not known when the store was opened.
+func writable(tx *bolt.Tx, kind *resource.Kind) (*bolt.Bucket, error) {
+	if b := snapshots(tx, kind); b != nil {
+		return b, nil
+	}
+	return nil, fmt.Errorf("the state file has no bucket of %s: the kind was not known when it was opened", kind)
+}
+
+// kindsOf reads the snapshot buckets a file records (metaKinds).
+func kindsOf(meta *bolt.Bucket) ([]string, error) {
+	v := meta.Get(metaKinds)
+	if v == nil {
+		return slices.Clone(firstKinds), nil
+	}
+	var names []string
+	if err := json.Unmarshal(v, &names); err != nil || len(names) == 0 || slices.Contains(names, "") {
+		return nil, fmt.Errorf("the metadata's list of kinds (%q) does not decode", events.Clip(string(v)))
+	}
+	return names, nil
 }
 
 // Options configure Open.
@@ -102,6 +135,15 @@ type Store struct {
 // BenchmarkOpen100k), so everything, records included, is checked eagerly —
 // except the compressed payloads of records written before version 4
 // (which carry zstd's checksum and are checked when read).
+//
+// A file records the kinds it holds. A kind of resource.All that it does
+// not record was added to pcwatch after the file was written: Open creates
+// its empty bucket (and records it) before returning, or, read-only,
+// treats it as empty without writing. A file that lacks the bucket of a
+// kind it records — or, written before kinds were recorded, of one of the
+// four kinds of that time — lost it: it is refused as damaged. A kind the
+// file records but this build does not know (a file of a later release)
+// is left alone.
 func Open(path string, o Options) (*Store, error) {
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = time.Second
@@ -235,40 +277,62 @@ func (j *joined) Error() string   { return j.msg }
 func (j *joined) Unwrap() []error { return j.errs }
 
 // init checks the file is ours and of a known schema and that its records
-// decode, creating the layout in a new, empty file. A file with foreign
+// decode, creating the layout in a new, empty file and the buckets of
+// kinds added since an existing file was written. A file with foreign
 // buckets is refused untouched.
 func (s *Store) init(readOnly bool) error {
-	check := func(tx *bolt.Tx) (fresh bool, err error) {
+	// check returns whether the file is fresh (empty) and the kinds it
+	// lacks because they were added after it was written.
+	check := func(tx *bolt.Tx) (fresh bool, added []*resource.Kind, err error) {
 		meta := tx.Bucket(bMeta)
 		if meta == nil {
 			empty := true
 			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
 			if !empty {
-				return false, &OpenError{Path: s.path, Kind: ErrNotPcwatch, Hint: "the bbolt file has buckets but no pcwatch metadata; point --data-dir elsewhere"}
+				return false, nil, &OpenError{Path: s.path, Kind: ErrNotPcwatch, Hint: "the bbolt file has buckets but no pcwatch metadata; point --data-dir elsewhere"}
 			}
-			return true, nil
+			return true, nil, nil
 		}
 		if string(meta.Get([]byte("magic"))) != magic {
-			return false, &OpenError{Path: s.path, Kind: ErrNotPcwatch, Hint: "the metadata does not identify a pcwatch state file"}
+			return false, nil, &OpenError{Path: s.path, Kind: ErrNotPcwatch, Hint: "the metadata does not identify a pcwatch state file"}
 		}
 		v, _ := binary.Uvarint(meta.Get([]byte("schema")))
 		if v != SchemaVersion {
-			return false, &OpenError{Path: s.path, Kind: ErrSchema,
+			return false, nil, &OpenError{Path: s.path, Kind: ErrSchema,
 				Hint: fmt.Sprintf("file has schema %d, this pcwatch reads %d; use the pcwatch release that wrote it, or start with a fresh --data-dir", v, SchemaVersion)}
 		}
-		for _, b := range allBuckets {
+		missing := func(b string) error {
+			return &OpenError{Path: s.path, Kind: ErrCorrupt, Err: fmt.Errorf("bucket %q is missing", b), Hint: corruptHint(s.path)}
+		}
+		for _, b := range bookkeeping {
 			if tx.Bucket(b) == nil {
-				return false, &OpenError{Path: s.path, Kind: ErrCorrupt, Err: fmt.Errorf("bucket %q is missing", b), Hint: corruptHint(s.path)}
+				return false, nil, missing(string(b))
 			}
 		}
-		return false, nil
+		recorded, err := kindsOf(meta)
+		if err != nil {
+			return false, nil, &OpenError{Path: s.path, Kind: ErrCorrupt, Err: err, Hint: corruptHint(s.path)}
+		}
+		for _, b := range recorded {
+			if tx.Bucket([]byte(b)) == nil {
+				return false, nil, missing(b)
+			}
+		}
+		for _, k := range resource.All() {
+			if tx.Bucket([]byte(k.Bucket())) == nil {
+				added = append(added, k)
+			}
+		}
+		return false, added, nil
 	}
 	// Everything is checked before anything is written: a refused file is
-	// left as it was, and opening a sound one writes nothing.
+	// left as it was, and opening a sound one of the kinds this build
+	// knows writes nothing.
 	var fresh bool
+	var added []*resource.Kind
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		if fresh, err = check(tx); err != nil || fresh {
+		if fresh, added, err = check(tx); err != nil || fresh {
 			return err
 		}
 		if err := s.checkRecords(tx); err != nil {
@@ -277,23 +341,46 @@ func (s *Store) init(readOnly bool) error {
 		s.outboxN.Store(int64(tx.Bucket(bOutbox).Stats().KeyN))
 		return nil
 	})
-	if err != nil || !fresh {
+	if err != nil || (!fresh && len(added) == 0) {
 		return err
 	}
 	if readOnly {
-		return &OpenError{Path: s.path, Kind: ErrNotPcwatch, Hint: "the file is empty"}
+		if fresh {
+			return &OpenError{Path: s.path, Kind: ErrNotPcwatch, Hint: "the file is empty"}
+		}
+		return nil // the added kinds read as empty
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
-		fresh, err := check(tx)
-		if err != nil || !fresh {
+		fresh, added, err := check(tx)
+		if err != nil {
 			return err
 		}
-		for _, b := range allBuckets {
-			if _, err := tx.CreateBucket(b); err != nil {
+		if fresh {
+			for _, b := range bookkeeping {
+				if _, err := tx.CreateBucket(b); err != nil {
+					return err
+				}
+			}
+			added = resource.All()
+		}
+		for _, k := range added {
+			if _, err := tx.CreateBucket([]byte(k.Bucket())); err != nil {
 				return err
 			}
 		}
 		meta := tx.Bucket(bMeta)
+		var recorded []string // a fresh file records no kind yet
+		if !fresh {
+			if recorded, err = kindsOf(meta); err != nil {
+				return err
+			}
+		}
+		if err := recordKinds(meta, recorded); err != nil {
+			return err
+		}
+		if !fresh {
+			return nil
+		}
 		if err := meta.Put([]byte("magic"), []byte(magic)); err != nil {
 			return err
 		}
@@ -302,6 +389,23 @@ func (s *Store) init(readOnly bool) error {
 		}
 		return meta.Put([]byte("created"), []byte(time.Now().UTC().Format(time.RFC3339)))
 	})
+}
+
+// recordKinds writes metaKinds: the kinds the file recorded (a later
+// release's among them) and every kind of this build, whose buckets exist
+// by now.
+func recordKinds(meta *bolt.Bucket, recorded []string) error {
+	names := slices.Clone(recorded)
+	for _, k := range resource.All() {
+		if !slices.Contains(names, k.Bucket()) {
+			names = append(names, k.Bucket())
+		}
+	}
+	v, err := json.Marshal(names)
+	if err != nil {
+		return err
+	}
+	return meta.Put(metaKinds, v)
 }
 
 // Path returns the file's path.
@@ -401,7 +505,11 @@ func read(kind *resource.Kind, key string, v []byte) (Record, error) {
 // Get returns one record; ok is false when there is none. A damaged record
 // gives a *DamagedError (ok true: it exists).
 func (r *ReadTx) Get(kind *resource.Kind, key string) (rec Record, ok bool, err error) {
-	v := snapshots(r.tx, kind).Get([]byte(key))
+	b := snapshots(r.tx, kind)
+	if b == nil {
+		return Record{}, false, nil
+	}
+	v := b.Get([]byte(key))
 	if v == nil {
 		return Record{}, false, nil
 	}
@@ -452,6 +560,9 @@ func (r *ReadTx) Customer(customerID string, kinds ...*resource.Kind) (*Snapshot
 		pends := map[string]Pending{}
 		snap.Records[k], snap.Pending[k] = recs, pends
 		b := snapshots(r.tx, k)
+		if b == nil {
+			continue // a kind added since the file was written: none yet
+		}
 		if own {
 			if v := b.Get([]byte(customerID)); v != nil {
 				rec, err := read(k, customerID, v)
@@ -504,7 +615,11 @@ func (r *ReadTx) Customer(customerID string, kinds ...*resource.Kind) (*Snapshot
 // skipped and named in the *DamagedError returned after all the others.
 func (r *ReadTx) ForEach(kind *resource.Kind, fn func(key string, rec Record) error) error {
 	dmg := r.damaged()
-	err := snapshots(r.tx, kind).ForEach(func(k, v []byte) error {
+	b := snapshots(r.tx, kind)
+	if b == nil {
+		return nil
+	}
+	err := b.ForEach(func(k, v []byte) error {
 		key := string(k)
 		rec, err := read(kind, key, v)
 		if err != nil {
@@ -678,10 +793,15 @@ func apply(tx *bolt.Tx, c *Change) error {
 	pend := tx.Bucket(bPending)
 	tombs := tx.Bucket(bTombs)
 	for _, k := range resource.All() {
-		snapshots(tx, k).FillPercent = snapshotFill
+		if b := snapshots(tx, k); b != nil {
+			b.FillPercent = snapshotFill
+		}
 	}
 	for _, p := range c.Puts {
-		b := snapshots(tx, p.Kind)
+		b, err := writable(tx, p.Kind)
+		if err != nil {
+			return err
+		}
 		if b.Get([]byte(p.Key)) == nil {
 			if err := tombs.Delete(pendingKey(p.Kind, p.Key)); err != nil {
 				return err
@@ -701,7 +821,10 @@ func apply(tx *bolt.Tx, c *Change) error {
 		return tombs.Put(pendingKey(kind, string(k)), binary.AppendUvarint(nil, rec.Rev+1))
 	}
 	for _, d := range c.Deletes {
-		b := snapshots(tx, d.Kind)
+		b, err := writable(tx, d.Kind)
+		if err != nil {
+			return err
+		}
 		if v := b.Get([]byte(d.Key)); v != nil {
 			if err := bury(d.Kind, []byte(d.Key), v); err != nil {
 				return err
@@ -715,7 +838,10 @@ func apply(tx *bolt.Tx, c *Change) error {
 		}
 	}
 	for _, d := range c.DeletePrefixes {
-		b := snapshots(tx, d.Kind)
+		b, err := writable(tx, d.Kind)
+		if err != nil {
+			return err
+		}
 		prefix := []byte(d.Key + "/")
 		cur := b.Cursor()
 		for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Seek(prefix) {
@@ -898,7 +1024,9 @@ func (s *Store) Counts() (Counts, error) {
 	c := Counts{Records: map[*resource.Kind]int{}}
 	err := s.View(func(r *ReadTx) error {
 		for _, k := range resource.All() {
-			c.Records[k] = snapshots(r.tx, k).Stats().KeyN
+			if b := snapshots(r.tx, k); b != nil {
+				c.Records[k] = b.Stats().KeyN
+			}
 		}
 		c.Pending = r.tx.Bucket(bPending).Stats().KeyN
 		c.Ledger = r.tx.Bucket(bLedger).Stats().KeyN
