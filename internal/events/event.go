@@ -1,6 +1,7 @@
-// Package events defines pcwatch's public API — the catalog of CloudEvents
-// it publishes — and the loss-free path that carries them from the
-// watcher's bbolt outbox onto NATS JetStream.
+// Package events defines pcwatch's public API: the catalog of CloudEvents
+// it publishes, their envelope, ids and data. It knows nothing of
+// transport: internal/relay carries events from the watcher's bbolt outbox
+// onto NATS JetStream (internal/stream), internal/notify takes them off it.
 //
 // Envelope: CloudEvents 1.0, structured JSON mode, carried as the NATS
 // message body with Content-Type application/cloudevents+json and
