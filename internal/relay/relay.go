@@ -124,7 +124,8 @@ type Options struct {
 // serialised.
 type Relay struct {
 	o    Options
-	js   jetstream.JetStream
+	nc   conn // o.Conn
+	js   jetStream
 	log  *slog.Logger
 	kick chan struct{}
 
@@ -145,6 +146,46 @@ func New(o Options) (*Relay, error) {
 	if o.Conn == nil || o.Outbox == nil {
 		return nil, errors.New("relay needs a NATS connection and an outbox")
 	}
+	o = o.withDefaults()
+	js, err := jetstream.New(o.Conn,
+		jetstream.WithPublishAsyncMaxPending(o.MaxInFlight),
+		jetstream.WithPublishAsyncTimeout(o.AckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("relay: JetStream context: %w", err)
+	}
+	return newRelay(o, o.Conn, js), nil
+}
+
+// conn is what the relay asks of its NATS connection (*nats.Conn): the
+// server's message size limit, and why it is down when a publish fails.
+type conn interface {
+	MaxPayload() int64
+	IsConnected() bool
+	LastError() error
+	Status() nats.Status
+}
+
+// jetStream is what the relay asks of JetStream (jetstream.JetStream
+// implements it): the stream, for its limits and the start-up
+// reconciliation, and asynchronous publishes.
+type jetStream interface {
+	Stream(ctx context.Context, name string) (jetstream.Stream, error)
+	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+}
+
+// newRelay is New on a given connection and JetStream (the tests' fakes,
+// which a synctest bubble can hold: a real connection's goroutines cannot
+// be in one). o must have its defaults.
+func newRelay(o Options, nc conn, js jetStream) *Relay {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Relay{o: o, nc: nc, js: js, log: log, kick: make(chan struct{}, 1), needInfo: true, fitted: map[uint64]fitting{}}
+}
+
+// withDefaults fills in the defaults the Options fields document.
+func (o Options) withDefaults() Options {
 	if o.Stream == "" {
 		o.Stream = stream.Name
 	}
@@ -163,17 +204,7 @@ func New(o Options) (*Relay, error) {
 	if o.Idle <= 0 {
 		o.Idle = time.Second
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	js, err := jetstream.New(o.Conn,
-		jetstream.WithPublishAsyncMaxPending(o.MaxInFlight),
-		jetstream.WithPublishAsyncTimeout(o.AckTimeout))
-	if err != nil {
-		return nil, fmt.Errorf("relay: JetStream context: %w", err)
-	}
-	return &Relay{o: o, js: js, log: log, kick: make(chan struct{}, 1), needInfo: true, fitted: map[uint64]fitting{}}, nil
+	return o
 }
 
 // Health returns the relay's recent record. It is safe to call at any time.
@@ -312,7 +343,7 @@ func headerLen(id, streamName string) int {
 // limit is the largest message (headers and body) the server and the
 // stream accept now; 0 while unknown (not connected yet).
 func (r *Relay) limit() int64 {
-	l := r.o.Conn.MaxPayload()
+	l := r.nc.MaxPayload()
 	if r.streamMax > 0 && (l <= 0 || r.streamMax < l) {
 		l = r.streamMax
 	}
@@ -559,7 +590,7 @@ func (r *Relay) publish(ctx context.Context, recs []state.OutboxRecord) ([]wire,
 // of why, the connection's last error (e.g. an authorization violation)
 // does. Both stay in the chain for errors.Is.
 func (r *Relay) connErr(err error) error {
-	nc := r.o.Conn
+	nc := r.nc
 	if nc.IsConnected() {
 		return err
 	}
