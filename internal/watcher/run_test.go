@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/oauth2"
 
@@ -110,16 +112,30 @@ func waitEvent(t *testing.T, rt *Runtime, typ events.Type) *events.Data {
 	js, _ := jetstream.New(rt.Conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// The connection may still be reconnecting, or the stream not be made
+	// yet (NATS was down at start): a failed attempt waits for the
+	// connection to come up or for JetStream to announce the stream, not
+	// for a guessed while. Both are watched before the first attempt, so
+	// neither can pass unseen.
+	up := rt.Conn.StatusChanged(nats.CONNECTED)
+	defer rt.Conn.RemoveStatusListener(up)
+	created := make(chan *nats.Msg, 8)
+	sub, err := rt.Conn.ChanSubscribe(server.JSAdvisoryStreamCreatedPre+"."+stream.Name, created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
 	var cons jetstream.Consumer
 	for {
-		var err error
 		if cons, err = js.OrderedConsumer(ctx, stream.Name, jetstream.OrderedConsumerConfig{}); err == nil {
 			break
 		}
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			t.Fatalf("no consumer on %s: %v", stream.Name, err)
+		case <-up:
+		case <-created:
 		}
-		time.Sleep(50 * time.Millisecond) // NATS may still be reconnecting
 	}
 	for {
 		m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
