@@ -6,33 +6,38 @@
 //	watcher deadlines          upcoming deadlines from the state file, soonest first
 //	watcher state              what the state file knows
 //
-// Exit status: 0 success; 1 runtime failure (with --once: some customers
-// could not be polled); 2 bad configuration or a start-up problem
-// (Partner Center unreachable, credentials refused, state file locked).
+// deadlines and state take the configuration of run (--config, PCWATCH_*
+// and run's flags; package inspect): the thresholds, --renewal-all-terms
+// and --clock decide what they show, as they decide what a running watcher
+// answers on /api/deadlines. They read the state file, or ask the running
+// watcher at --listen when it holds the file.
+//
+// Exit status (package cli, the notifier's too): 0 success; 1 runtime
+// failure (with --once: some customers could not be polled; deadlines and
+// state: the state file cannot be read and no running watcher answers);
+// 2 bad flags, bad configuration or a start-up problem (Partner Center
+// unreachable, credentials refused, state file locked). Errors are one
+// line on stderr. A second SIGINT/SIGTERM exits with 130 at once.
+//
+// This file only parses arguments, turns signals into a context and maps
+// errors to the exit status: the work is package watcher's (run), demo's
+// and inspect's.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
-	"github.com/pcwatch/pcwatch/internal/clock"
-	"github.com/pcwatch/pcwatch/internal/deadline"
+	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/demo"
-	"github.com/pcwatch/pcwatch/internal/opsguard"
-	"github.com/pcwatch/pcwatch/internal/resource"
-	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/inspect"
 	"github.com/pcwatch/pcwatch/internal/watcher"
 )
 
@@ -62,62 +67,56 @@ commands:
   state       what the state file knows (customers, last polls, outbox)
 `
 
+const inspectUsage = `usage: watcher %s [--format table|json] [--config FILE] [flags of watcher run]
+
+  --format    table or json (json: what the running watcher's /api/%s answers)
+
+The configuration is watcher run's: its --config file, PCWATCH_* variables and
+flags (watcher run -h). --data-dir says which state file to read; while a watcher
+holds it, the one at --listen is asked, with PCWATCH_OPS_TOKEN or
+PCWATCH_OPS_TOKEN_FILE when set. Deadlines follow the configured thresholds,
+--renewal-all-terms and --clock, as the running watcher's do.
+`
+
+// run is main without the process: it returns the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return 2
+		return cli.StatusUsage
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "run":
-		return cmdRun(ctx, rest, getenv, stderr)
+		return cli.Exit(stderr, "watcher", cmdRun(ctx, rest, getenv, stderr))
 	case "demo":
-		return cmdDemo(ctx, rest, stdout, stderr)
-	case "deadlines":
-		return cmdDeadlines(rest, getenv, stdout, stderr)
-	case "state":
-		return cmdState(rest, getenv, stdout, stderr)
+		return cli.Exit(stderr, "watcher", cmdDemo(ctx, rest, stdout, stderr))
+	case "deadlines", "state":
+		return cli.Exit(stderr, "watcher "+cmd, cmdInspect(ctx, cmd, rest, getenv, stdout, stderr))
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
-		return 0
+		return cli.StatusOK
 	}
-	fmt.Fprintf(stderr, "watcher: unknown command %q\n%s", cmd, usage)
-	return 2
+	code := cli.Exit(stderr, "watcher", cli.Usagef("unknown command %q", cmd))
+	fmt.Fprint(stderr, usage)
+	return code
 }
 
-func exitCode(err error, stderr io.Writer) int {
-	var ce *watcher.ConfigError
-	var se *watcher.StartupError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ce), errors.As(err, &se):
-		fmt.Fprintf(stderr, "watcher: %v\n", err)
-		return 2
-	case errors.Is(err, watcher.ErrPartial):
-		fmt.Fprintf(stderr, "watcher: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(stderr, "watcher: %v\n", err)
-	return 1
-}
-
-func cmdRun(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+func cmdRun(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := watcher.Load("run", args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(stderr, "usage: watcher run [flags]\n\nflags (each also a PCWATCH_* variable and a config-file key; flags win over env, env over file):\n  --config\tYAML config file (env PCWATCH_CONFIG)\n%s", watcher.Usage())
-		return 0
+		return nil
 	}
 	if err != nil {
-		return exitCode(err, stderr)
+		return err
 	}
-	return exitCode(watcher.Run(ctx, watcher.Options{Config: cfg, Getenv: getenv, Stderr: stderr,
-		Logger: watcher.NewLogger(stderr, cfg.LogFormat, cfg.LogLevel)}), stderr)
+	return watcher.Run(ctx, watcher.Options{Config: cfg, Getenv: getenv, Stderr: stderr,
+		Logger: watcher.NewLogger(stderr, cfg.LogFormat, cfg.LogLevel)})
 }
 
-func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("watcher demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	var o demo.Options
 	fs.IntVar(&o.Customers, "customers", 40, "simulated customers")
 	fs.Float64Var(&o.Speed, "speed", 3600, "simulated seconds per wall second")
@@ -125,190 +124,51 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.DataDir, "data-dir", "", "keep state here (default: a temporary directory removed at exit)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			fmt.Fprintln(stderr, "usage: watcher demo [flags]")
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return nil
 		}
-		return 2
+		return cli.Usagef("demo: %v (watcher demo -h for the flags)", err)
+	}
+	if fs.NArg() > 0 {
+		return cli.Usagef("demo: unexpected argument %q (settings are flags)", fs.Arg(0))
 	}
 	o.Out = stdout
-	return exitCode(demo.Run(ctx, o), stderr)
+	return demo.Run(ctx, o)
 }
 
-// inspectFlags are shared by the read-only commands.
-func inspectFlags(name string, args []string, getenv func(string) string, stderr io.Writer) (dataDir, listen, format string, ok bool) {
-	fs := flag.NewFlagSet("watcher "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	def := getenv("PCWATCH_DATA_DIR")
-	if def == "" {
-		def = "./data"
+// cmdInspect is `watcher deadlines` and `watcher state`: run's
+// configuration plus --format, then the view (package inspect).
+func cmdInspect(ctx context.Context, name string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var format string
+	cfg, err := watcher.LoadWith(name, args, getenv, func(fs *flag.FlagSet) {
+		fs.StringVar(&format, "format", string(inspect.Table), "table or json")
+	})
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stderr, inspectUsage, name, name)
+		return nil
 	}
-	defListen := getenv("PCWATCH_LISTEN")
-	if defListen == "" {
-		defListen = "127.0.0.1:9464"
-	}
-	fs.StringVar(&dataDir, "data-dir", def, "data directory of the watcher (env PCWATCH_DATA_DIR)")
-	fs.StringVar(&listen, "listen", defListen, "operations address of a running watcher, asked when the state file is locked (env PCWATCH_LISTEN)")
-	fs.StringVar(&format, "format", "table", "table or json")
-	if err := fs.Parse(args); err != nil {
-		return "", "", "", false
-	}
-	if format != "table" && format != "json" {
-		fmt.Fprintf(stderr, "watcher %s: --format %q: want table or json\n", name, format)
-		return "", "", "", false
-	}
-	return dataDir, listen, format, true
-}
-
-// withState opens the state file read-only, or, when a running watcher
-// holds it, fetches the same view from that watcher's operations server,
-// with the operations token (PCWATCH_OPS_TOKEN or PCWATCH_OPS_TOKEN_FILE)
-// when one is set.
-func withState(name, dataDir, listen, apiPath string, local func(*state.Store) (any, error), into any, getenv func(string) string, stderr io.Writer) bool {
-	st, err := state.Open(filepath.Join(dataDir, state.FileName), state.Options{ReadOnly: true, LockTimeout: 500 * time.Millisecond})
-	if err == nil {
-		defer st.Close()
-		v, err := local(st)
-		var damaged *state.DamagedError
-		if errors.As(err, &damaged) {
-			fmt.Fprintf(stderr, "watcher %s: warning: %v\n", name, err) // what could be read follows
-		} else if err != nil {
-			fmt.Fprintf(stderr, "watcher %s: %v\n", name, err)
-			return false
-		}
-		b, _ := json.Marshal(v)
-		return json.Unmarshal(b, into) == nil
-	}
-	if !errors.Is(err, state.ErrLocked) {
-		fmt.Fprintf(stderr, "watcher %s: %v\n", name, err)
-		return false
-	}
-	token, terr := opsguard.TokenFromEnv(getenv)
-	if terr != nil {
-		fmt.Fprintf(stderr, "watcher %s: %v; %v\n", name, err, terr)
-		return false
-	}
-	req, herr := http.NewRequest("GET", "http://"+listen+apiPath, nil)
-	if herr != nil {
-		fmt.Fprintf(stderr, "watcher %s: %v; and --listen %q is not an address: %v\n", name, err, listen, herr)
-		return false
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	hc := &http.Client{Timeout: 10 * time.Second}
-	resp, herr := hc.Do(req)
-	if herr != nil {
-		fmt.Fprintf(stderr, "watcher %s: %v; and the running watcher's operations server at %s did not answer (%v)\n", name, err, listen, herr)
-		return false
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusUnauthorized {
-		fmt.Fprintf(stderr, "watcher %s: %s%s answered %s: set %s or %s to the running watcher's operations token\n", name, listen, apiPath, resp.Status, opsguard.TokenEnv, opsguard.TokenFileEnv)
-		return false
-	}
-	if resp.StatusCode != 200 {
-		fmt.Fprintf(stderr, "watcher %s: %s%s answered %s\n", name, listen, apiPath, resp.Status)
-		return false
-	}
-	if w := resp.Header.Get("Warning"); w != "" {
-		fmt.Fprintf(stderr, "watcher %s: warning from the running watcher: %s\n", name, w)
-	}
-	return json.NewDecoder(resp.Body).Decode(into) == nil
-}
-
-func cmdDeadlines(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	dataDir, listen, format, ok := inspectFlags("deadlines", args, getenv, stderr)
-	if !ok {
-		return 2
-	}
-	clk, err := clock.Parse(getenv("PCWATCH_CLOCK"))
 	if err != nil {
-		fmt.Fprintf(stderr, "watcher deadlines: PCWATCH_CLOCK: %v\n", err)
-		return 2
+		return err
 	}
-	var ds []watcher.UpcomingDeadline
-	if !withState("deadlines", dataDir, listen, "/api/deadlines", func(st *state.Store) (any, error) {
-		return watcher.Upcoming(st, deadline.DefaultConfig(), clk.Now())
-	}, &ds, getenv, stderr) {
-		return 1
+	f, err := inspect.ParseFormat(format)
+	if err != nil {
+		return err
 	}
-	if format == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(ds)
-		return 0
-	}
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLOSES AT (UTC)\tIN\tKIND\tCUSTOMER\tSUBSCRIPTION\tOFFER\tNOTE")
-	for _, d := range ds {
-		note := ""
-		if d.Quantity > 0 {
-			note = fmt.Sprintf("%d seats", d.Quantity)
+	src := inspect.Source{Config: cfg, Getenv: getenv, Warn: func(msg string) {
+		fmt.Fprintf(stderr, "watcher %s: warning: %s\n", name, cli.OneLine(msg))
+	}}
+	if name == "deadlines" {
+		ds, err := src.Deadlines(ctx)
+		if err != nil {
+			return err
 		}
-		if d.AutoRenew != nil {
-			note = map[bool]string{true: "will renew", false: "will expire"}[*d.AutoRenew]
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ClosesAt.UTC().Format("2006-01-02 15:04"), d.In, d.Rule,
-			firstNonEmpty(d.CustomerName, d.CustomerID), d.SubscriptionID, d.Offer, note)
+		return inspect.WriteDeadlines(stdout, ds, f)
 	}
-	tw.Flush()
-	if len(ds) == 0 {
-		fmt.Fprintln(stdout, "(no upcoming deadlines)")
+	s, err := src.State(ctx)
+	if err != nil {
+		return err
 	}
-	return 0
-}
-
-func cmdState(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	dataDir, listen, format, ok := inspectFlags("state", args, getenv, stderr)
-	if !ok {
-		return 2
-	}
-	var s watcher.StateSummary
-	if !withState("state", dataDir, listen, "/api/state", func(st *state.Store) (any, error) { return watcher.Inspect(st) }, &s, getenv, stderr) {
-		return 1
-	}
-	if format == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(s)
-		return 0
-	}
-	var counts []string
-	for _, k := range resource.All() {
-		counts = append(counts, fmt.Sprintf("%s: %d", k.Plural(), s.Records[k]))
-	}
-	fmt.Fprintf(stdout, "cycles run: %d\n%s\npending removals: %d   deadline ledger: %d   outbox depth: %d\n",
-		s.Cycle, strings.Join(counts, "   "), s.Pending, s.LedgerEntries, s.Outbox)
-	fmt.Fprintf(stdout, "events too large for NATS: %d published shrunk (data.truncated), %d replaced by ops.event-dropped\n\n",
-		s.EventsTruncated, s.EventsDropped)
-	if s.DamagedCount > 0 {
-		fmt.Fprintf(stdout, "DAMAGED RECORDS: %d (skipped; stop the watcher and restore a backup, or move the state file aside to rebuild from a fresh baseline):\n", s.DamagedCount)
-		for _, r := range s.DamagedRecords {
-			fmt.Fprintf(stdout, "  %s\n", r)
-		}
-		fmt.Fprintln(stdout)
-	}
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CUSTOMER\tNAME\tSUBSCRIPTIONS\tLAST SUCCESSFUL POLL\tFAILING")
-	for _, c := range s.PerCustomer {
-		last := "never"
-		if c.LastSuccess != nil {
-			last = c.LastSuccess.UTC().Format("2006-01-02 15:04:05")
-		}
-		failing := ""
-		if c.ConsecutiveFails > 0 {
-			failing = fmt.Sprintf("%d in a row: %s", c.ConsecutiveFails, strings.TrimSpace(c.LastError))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", c.ID, c.Name, c.Subscriptions, last, failing)
-	}
-	tw.Flush()
-	return 0
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
+	return inspect.WriteState(stdout, s, f)
 }

@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
@@ -336,17 +337,40 @@ type ConfigError struct{ Msg string }
 
 func (e *ConfigError) Error() string { return e.Msg }
 
+// ExitStatus is 2 (cli.StatusUsage): the watcher could not start.
+func (e *ConfigError) ExitStatus() int { return cli.StatusUsage }
+
+// ExitStatus is 2 (cli.StatusUsage): the watcher could not start. (The
+// type is declared in run.go, with the start-up it is about.)
+func (e *StartupError) ExitStatus() int { return cli.StatusUsage }
+
 func cfgErr(format string, a ...any) error { return &ConfigError{Msg: fmt.Sprintf(format, a...)} }
 
 // Load builds the configuration from args (after the subcommand), the
 // environment (getenv) and the config file named by --config or
 // PCWATCH_CONFIG. Errors are *ConfigError and name the flag, variable or
-// file line at fault.
+// file line at fault; -h is flag.ErrHelp. Load reads no credential (Run
+// reads them from the environment), so it serves the commands that only
+// read the state file too.
 func Load(name string, args []string, getenv func(string) string) (Config, error) {
+	return LoadWith(name, args, getenv, nil)
+}
+
+// LoadWith is Load for a command with flags of its own besides the
+// watcher's: flags, when not nil, registers them on the flag set before
+// args are parsed (`watcher deadlines --format json`); their names must
+// not be the watcher's (the flag package panics on a second definition).
+// The configuration is the one `watcher run` runs with, given the same
+// arguments, environment and file: the read-only commands compute what
+// the running watcher computes.
+func LoadWith(name string, args []string, getenv func(string) string, flags func(*flag.FlagSet)) (Config, error) {
 	c := Default()
 	fs := flag.NewFlagSet("watcher "+name, flag.ContinueOnError)
 	fs.SetOutput(new(strings.Builder))
 	configPath := fs.String("config", getenv("PCWATCH_CONFIG"), "YAML config file (env PCWATCH_CONFIG)")
+	if flags != nil {
+		flags(fs)
+	}
 	natsFlags := natsconn.AddFlags(fs)
 	flagVals := map[string]*string{}
 	for _, o := range options {
