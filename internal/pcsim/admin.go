@@ -231,6 +231,32 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		adminJSON(w, http.StatusOK, s.CurrentHostile())
+	case path == "/admin/audit" && method == http.MethodGet:
+		adminJSON(w, http.StatusOK, s.AuditStatus())
+	case path == "/admin/audit" && method == http.MethodPost:
+		var c AuditConfig
+		if !decodeAdmin(w, r, &c) {
+			return
+		}
+		if err := s.SetAudit(c); err != nil {
+			adminFail(w, http.StatusBadRequest, err)
+			return
+		}
+		adminJSON(w, http.StatusOK, s.AuditStatus())
+	case path == "/admin/audit/records" && method == http.MethodGet:
+		var since uint64
+		if v := r.URL.Query().Get("since"); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				adminFail(w, http.StatusBadRequest, fmt.Errorf("since must be an audit record sequence number: %w", err))
+				return
+			}
+			since = n
+		}
+		adminJSON(w, http.StatusOK, s.AuditLog(since))
+	case path == "/admin/audit/records" && method == http.MethodDelete:
+		s.ClearAudit()
+		w.WriteHeader(http.StatusNoContent)
 	case path == "/admin/offorigin" && method == http.MethodGet:
 		adminJSON(w, http.StatusOK, s.CurrentOffOriginStats())
 	case path == "/admin/offorigin" && method == http.MethodDelete:
@@ -282,7 +308,7 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			Mutations []Mutation `json:"mutations"`
 		}{s.Now(), muts})
 	default:
-		for _, p := range []string{"/admin/state", "/admin/mutations", "/admin/mutate", "/admin/random", "/admin/faults", "/admin/inject", "/admin/stats", "/admin/advance", "/admin/freeze", "/admin/hostile", "/admin/offorigin"} {
+		for _, p := range []string{"/admin/state", "/admin/mutations", "/admin/mutate", "/admin/random", "/admin/faults", "/admin/inject", "/admin/stats", "/admin/advance", "/admin/freeze", "/admin/hostile", "/admin/offorigin", "/admin/audit", "/admin/audit/records"} {
 			if path == p {
 				adminFail(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed on %s", method, r.URL.Path))
 				return

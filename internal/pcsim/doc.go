@@ -136,6 +136,9 @@
 //	/v1/customers/{id}/products?targetView=V   Azure, MicrosoftAzure, OnlineServices, Software,
 //	                                           SoftwareSubscriptions, AzureReservations[VM|SQL], SaaS;
 //	                                           AzureReservationsCosmosDb answers 403 (code 400036)
+//	/v1/auditrecords?startDate=&endDate=&size=N&filter=F[&seekOperation=Next]
+//	                                           the activity log (see below); Next needs the
+//	                                           MS-ContinuationToken header of links.next
 //
 // Fixed path segments match case-insensitively, customer and subscription
 // ids too. Responses carry Content-Type application/json; charset=utf-8, the
@@ -147,6 +150,64 @@
 // status (400, 401, 404, 405, 500, 502, 503) where the documentation gives
 // no code. 429 bodies have the documented {"statusCode":429,"message":...}
 // shape.
+//
+// # Activity log
+//
+// Partner changes append an audit record, served by GET /v1/auditrecords
+// as "Get a record of Partner Center activity" documents it. Records
+// follow the documented shape and property order (id
+// partnerId_customerId_[resource_]operation_ticks, partnerId,
+// participants, customerId, customerName, userPrincipalName,
+// applicationId, resourceType, resourceOldValue, resourceNewValue,
+// operationType, originalCorrelationId, operationDate with seven digits,
+// operationStatus "succeeded", customizedData, attributes); resource
+// values are JSON documents inside strings with PascalCase property names,
+// as in the documented examples. Which mutation writes which record:
+//
+//	customer.added                  add_customer (customer; PrimaryDomainName, Relationship)
+//	customer.removed                remove_partner_customer_relationship (partner_customer_relationship;
+//	                                resourceOldValue: the customer; its subscriptions' removals have none)
+//	subscription.created            create_order (order; resourceNewValue: the order; OrderId,
+//	                                BillingCycle, OfferId-0, SubscriptionId-0, SubscriptionName-0,
+//	                                Quantity-0, PartnerOnRecord-0 as documented)
+//	subscription.quantity, .autorenew, .friendlyname, .scheduled, .status (explicit or random)
+//	                                update_subscription (subscription; old and new values: the
+//	                                subscription before and after; SubscriptionId, OfferId,
+//	                                SubscriptionName, keys the documentation does not list)
+//	subscription.trialconverted     convert_trial_subscription, by Microsoft (applicationId
+//	                                FulfillmentService, no user)
+//
+// Everything else has no record: Microsoft's lifecycle changes (renewals,
+// expiry, disabling, refund windows, billing periods), its flags
+// (attentionNeeded, undocumented properties), subscriptions that disappear
+// from the listing, managed services, refused operations and the hostile
+// mode's changes. Explicit changes act as AuditExplicitUser through the
+// partner's API application; random ones draw from a pool of users and an
+// App-only application (no userPrincipalName).
+//
+// Queries: startDate and endDate are days (yyyy-mm-dd; the SDKs'
+// date-times are accepted, their day counts), both included, compared with
+// the UTC day of operationDate. An omitted startDate is 30 days back, an
+// omitted endDate the earlier of startDate + 30 days and today. A
+// startDate before today - 90 days, an endDate before startDate, a window
+// wider than 30 days, a bad size or filter answer 400. filter is
+// {"Field","Value","Operator"}: CompanyName, CustomerId or ResourceType
+// (the SDK's "Subscription" or the records' "subscription"), with equals,
+// substring or starts_with, case-insensitive. Pages are newest first, size
+// 1..500 (default 500), with totalCount (the page's items), a
+// continuationToken and links.next (/auditrecords?...&seekOperation=Next,
+// without /v1 as documented, and the token as its MS-ContinuationToken
+// header) while more records match. The token carries the query and a
+// cursor (HMAC-protected: forged -> 400); a record written while a client
+// pages appears in its next query, not in later pages of this one.
+//
+// AuditConfig (Options.Audit, SetAudit, /admin/audit) sets the lag (business
+// time before a record is visible, fixed per record when written), a loss
+// rate, records without id, the cap on retained records (the oldest
+// dropped first; DefaultAuditMaxRecords), or turns the log off. Records
+// older than 90 days are dropped. AuditLog (/admin/audit/records) lists
+// every retained record with its visibility instant and the Mutation.Seq
+// of its change.
 //
 // # Faults
 //
@@ -184,7 +245,13 @@
 //     exist (new ids on every page) or one page repeated;
 //   - DuplicateCustomer: one customer listed twice, on different pages,
 //     identical or not;
-//   - SlowRule: a body trickled in small chunks, or one that never ends.
+//   - SlowRule: a body trickled in small chunks, or one that never ends;
+//   - AuditNoise: audit records pages that also carry a record for a
+//     customer that does not exist and one of an undocumented operation
+//     type (not in the activity log; they change nothing).
+//
+// Malformed, redirect, error and slow rules apply to the activity log
+// with Scope.Endpoint EndpointAuditRecords.
 //
 // The off-origin server (OffOriginHandler; Run listens for it on a second
 // port of the same host, SetOffOriginURL tells the simulator where) stands
@@ -219,6 +286,10 @@
 //	                                  400 for an unknown endpoint, shape, mode or status
 //	GET    /admin/offorigin           OffOriginStats (where the off-origin server listens, what it got)
 //	DELETE /admin/offorigin           zero its counters
+//	GET    /admin/audit               AuditStatus (configuration and counters)
+//	POST   /admin/audit               AuditConfig ({} restores the default) -> AuditStatus; 400 if invalid
+//	GET    /admin/audit/records?since=N  AuditLogEntry list (records with Seq > N, visible or not)
+//	DELETE /admin/audit/records       drop every retained record
 //	POST   /admin/inject              Rule
 //	DELETE /admin/inject              empty the inject queue
 //	GET    /admin/stats               Stats

@@ -56,8 +56,8 @@ type Rule struct {
 // Stats counts /v1 requests (admin requests are not counted).
 type Stats struct {
 	// Requests counts by endpoint (customers, customer, subscriptions,
-	// subscription, managedservices, products, unknown) and outcome: the
-	// status code, or "reset" / "truncated" / "canceled".
+	// subscription, managedservices, products, auditrecords, unknown) and
+	// outcome: the status code, or "reset" / "truncated" / "canceled".
 	Requests  map[string]map[string]int64 `json:"requests"`
 	Total     int64                       `json:"total"`
 	Throttled int64                       `json:"throttled"` // 429s from the rate limiter

@@ -37,13 +37,16 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // route is a parsed /v1 path.
 type route struct {
-	endpoint string // customers, customer, subscriptions, subscription, managedservices, products, unknown
+	endpoint string // customers, customer, subscriptions, subscription, managedservices, products, auditrecords, unknown
 	customer string
 	sub      string
 }
 
 func parseRoute(path string) route {
 	segs := strings.Split(strings.Trim(path, "/"), "/")
+	if len(segs) == 2 && strings.EqualFold(segs[0], "v1") && strings.EqualFold(segs[1], EndpointAuditRecords) {
+		return route{endpoint: EndpointAuditRecords}
+	}
 	if len(segs) < 2 || !strings.EqualFold(segs[0], "v1") || !strings.EqualFold(segs[1], "customers") {
 		return route{endpoint: "unknown"}
 	}
@@ -238,6 +241,8 @@ func (s *Sim) respond(rt route, r *http.Request, hp *hostilePlan) (int, []byte) 
 	switch rt.endpoint {
 	case "customers":
 		return s.listCustomers(b, r, hp)
+	case EndpointAuditRecords:
+		return s.listAudit(b, r, now, hp)
 	case "unknown":
 		return http.StatusNotFound, errorBody(http.StatusNotFound, "No HTTP resource was found that matches the request URI '"+r.URL.Path+"'.")
 	}

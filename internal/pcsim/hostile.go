@@ -24,7 +24,7 @@ const (
 )
 
 var endpoints = []string{EndpointCustomers, EndpointCustomer, EndpointSubscriptions, EndpointSubscription,
-	EndpointManagedServices, EndpointProducts}
+	EndpointManagedServices, EndpointProducts, EndpointAuditRecords}
 
 // Shapes of a malformed 200 body (MalformedRule.Shapes): valid JSON that is
 // not what the endpoint promises.
@@ -217,12 +217,15 @@ type Hostile struct {
 	EndlessPaging     *EndlessPaging     `json:"endlessPaging,omitempty"`
 	DuplicateCustomer *DuplicateCustomer `json:"duplicateCustomer,omitempty"`
 	Slow              []SlowRule         `json:"slow,omitempty"`
+	// AuditNoise adds records for unknown customers or of undocumented
+	// operation types to every audit records page.
+	AuditNoise *AuditNoise `json:"auditNoise,omitempty"`
 }
 
 // IsZero reports hostile mode off.
 func (h Hostile) IsZero() bool {
 	return len(h.Malformed) == 0 && len(h.Redirects) == 0 && len(h.Errors) == 0 && len(h.Oversized) == 0 &&
-		h.EndlessPaging == nil && h.DuplicateCustomer == nil && len(h.Slow) == 0
+		h.EndlessPaging == nil && h.DuplicateCustomer == nil && len(h.Slow) == 0 && h.AuditNoise == nil
 }
 
 func hostileErr(format string, a ...any) error {
@@ -389,6 +392,8 @@ type hostilePlan struct {
 	dup       *DuplicateCustomer
 	oversized []oversizedChange
 	slow      *SlowRule
+	// auditNoise: records to add to an audit records page.
+	auditNoise *AuditNoise
 }
 
 // oversizedChange is one due change of an OversizedRule.
@@ -470,6 +475,10 @@ func (s *Sim) planHostile(rt route, r *http.Request, page int) hostilePlan {
 			c := *d
 			p.dup = &c
 		}
+	}
+	if n := hs.cfg.AuditNoise; n != nil && rt.endpoint == EndpointAuditRecords {
+		c := *n
+		p.auditNoise = &c
 	}
 	if rt.endpoint == EndpointSubscriptions || rt.endpoint == EndpointSubscription {
 		now := s.wall.Now()
@@ -737,7 +746,7 @@ func (s *Sim) OffOriginHandler() http.Handler {
 		var body []byte
 		status := http.StatusOK
 		switch rt := parseRoute(r.URL.Path); rt.endpoint {
-		case EndpointCustomers, EndpointSubscriptions, EndpointManagedServices, EndpointProducts:
+		case EndpointCustomers, EndpointSubscriptions, EndpointManagedServices, EndpointProducts, EndpointAuditRecords:
 			b := newJSONBuf()
 			b.collection(0, func(int) {}, wireCollectionLinks{Self: getLink(strings.TrimPrefix(r.URL.Path, "/v1"))})
 			body = b.Bytes()

@@ -52,6 +52,10 @@ type Options struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Logger receives the simulator's logs; nil discards them.
 	Logger *slog.Logger
+	// Audit configures the activity log (GET /v1/auditrecords); the zero
+	// value records every partner change, visible at once. An invalid
+	// configuration (see SetAudit) is replaced by the zero value.
+	Audit AuditConfig
 }
 
 // Lifecycle holds the retention periods of ended subscriptions.
@@ -164,6 +168,9 @@ type Sim struct {
 	offOrigin string
 	overSeq   uint64
 
+	// audit is the activity log (mu).
+	audit auditState
+
 	off        offOriginCounters
 	streamStop chan struct{} // closed by stopStreams
 	stopOnce   sync.Once
@@ -203,6 +210,7 @@ func New(opts Options) *Sim {
 	s.faultRng = seeded(opts.Seed, 0x6661756c74)
 	key := sha256.Sum256(binary.BigEndian.AppendUint64([]byte("pcsim continuation token\x00"), uint64(opts.Seed)))
 	s.tokenKey = key[:]
+	s.audit = newAuditState(opts.Seed, opts.Audit)
 	s.byID = make(map[string]*customer, opts.Customers)
 	s.cause = CauseExplicit
 	s.streamStop = make(chan struct{})
@@ -315,13 +323,19 @@ func (s *Sim) Log(sinceSeq uint64) []Mutation {
 	return append([]Mutation(nil), s.log[sinceSeq:]...)
 }
 
-// appendLog records m, filling Seq, Wall and Cause. Lock held.
-func (s *Sim) appendLog(m Mutation) {
+// appendLog records m, filling Seq, Wall and Cause, and writes its audit
+// record. Lock held.
+func (s *Sim) appendLog(m Mutation) { s.appendLogAudit(m, nil, nil) }
+
+// appendLogAudit is appendLog for a subscription change rendered before
+// and after it (the audit record's old and new values).
+func (s *Sim) appendLogAudit(m Mutation, before, after *wireSub) {
 	m.Seq = uint64(len(s.log)) + 1
 	m.Wall = s.wall.Now().UTC()
 	m.At = m.At.UTC()
 	m.Cause = s.cause
 	s.log = append(s.log, m)
+	s.auditMutation(&s.log[len(s.log)-1], before, after)
 }
 
 // mutateSub applies change to sub and logs it as one mutation. field names
@@ -335,9 +349,9 @@ func (s *Sim) mutateSub(sub *subscription, at time.Time, op, field string, chang
 	}
 	after := sub.wire(true)
 	s.schedule(sub)
-	s.appendLog(Mutation{At: at, Op: op, CustomerID: sub.cust.id, ResourceKind: ResourceSubscription,
+	s.appendLogAudit(Mutation{At: at, Op: op, CustomerID: sub.cust.id, ResourceKind: ResourceSubscription,
 		ResourceID: sub.id, Field: field, Old: fieldValue(before, field), New: fieldValue(after, field),
-		Changed: diffWire(before, after)})
+		Changed: diffWire(before, after)}, before, after)
 }
 
 // fieldValue extracts a rendered property's value for the log.
