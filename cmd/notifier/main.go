@@ -22,29 +22,29 @@
 // with PCWATCH_OPS_TOKEN or PCWATCH_OPS_TOKEN_FILE set, /metrics needs
 // "Authorization: Bearer <token>".
 //
-// Exit status: 0 success, 1 a runtime failure, 2 bad flags or a bad
-// configuration (one line on stderr naming the problem).
+// Exit status (package cli, the watcher's too): 0 success; 1 a runtime
+// failure (NATS unreachable or refusing the credentials, a channel failing
+// the test, dlq replay with failures); 2 bad flags or a bad configuration.
+// Errors are one line on stderr naming the problem.
+//
+// This file only parses arguments, turns signals into a context and maps
+// errors to the exit status: the work is package notify's.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
-	"text/tabwriter"
-	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/notify"
@@ -81,46 +81,18 @@ Health endpoint token: PCWATCH_OPS_TOKEN or PCWATCH_OPS_TOKEN_FILE (then /metric
 Exit status: 0 ok, 1 runtime failure, 2 bad flags or configuration.
 `
 
-// exitError carries an exit status and a one-line message.
-type exitError struct {
-	code int
-	msg  string
-}
-
-func (e *exitError) Error() string { return e.msg }
-
-func usageErr(format string, args ...any) error {
-	return &exitError{code: 2, msg: fmt.Sprintf(format, args...)}
-}
-
 // run is main without the process: it returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	err := dispatch(ctx, args, stdout, stderr, getenv)
-	if err == nil {
-		return 0
-	}
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stderr, usage)
-		return 0
 	}
-	code := 1
-	var ee *exitError
-	var ce *notify.ConfigError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.code
-	case errors.As(err, &ce):
-		code = 2
-	}
-	fmt.Fprintf(stderr, "notifier: %s\n", oneLine(err.Error()))
-	return code
+	return cli.Exit(stderr, "notifier", err)
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
-		return usageErr("no command: want run, check, dlq list, dlq replay or test (notifier -h for help)")
+		return cli.Usagef("no command: want run, check, dlq list, dlq replay or test (notifier -h for help)")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -134,7 +106,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return cmdTest(ctx, rest, stdout, getenv)
 	case "dlq":
 		if len(rest) == 0 {
-			return usageErr("dlq: want a subcommand: list or replay")
+			return cli.Usagef("dlq: want a subcommand: list or replay")
 		}
 		switch rest[0] {
 		case "list":
@@ -142,9 +114,9 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		case "replay":
 			return cmdDLQReplay(ctx, rest[1:], stdout, stderr, getenv)
 		}
-		return usageErr("dlq: unknown subcommand %q (want list or replay)", rest[0])
+		return cli.Usagef("dlq: unknown subcommand %q (want list or replay)", rest[0])
 	}
-	return usageErr("unknown command %q (want run, check, dlq list, dlq replay or test)", cmd)
+	return cli.Usagef("unknown command %q (want run, check, dlq list, dlq replay or test)", cmd)
 }
 
 func newFlags(name string) *flag.FlagSet {
@@ -159,10 +131,10 @@ func parse(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageErr("%s: %v", fs.Name(), err)
+		return cli.Usagef("%s: %w", fs.Name(), err)
 	}
 	if fs.NArg() > 0 {
-		return usageErr("%s: unexpected argument %q (settings are flags)", fs.Name(), fs.Arg(0))
+		return cli.Usagef("%s: unexpected argument %q (settings are flags)", fs.Name(), fs.Arg(0))
 	}
 	return nil
 }
@@ -177,7 +149,7 @@ func natsFlags(fs *flag.FlagSet, getenv func(string) string) func() (natsconn.Op
 	return func() (natsconn.Options, error) {
 		o, err := f.Options(getenv, natsconn.Options{URL: notify.DefaultNATSURL, Name: "pcwatch-notifier"})
 		if err != nil {
-			return o, usageErr("%v", err)
+			return o, cli.Usage(err)
 		}
 		if o.URL == "" {
 			o.URL = notify.DefaultNATSURL
@@ -188,24 +160,9 @@ func natsFlags(fs *flag.FlagSet, getenv func(string) string) func() (natsconn.Op
 
 func loadConfig(path string) (*notify.Config, error) {
 	if path == "" {
-		return nil, usageErr("--config is required (see deploy/notifier.example.yaml)")
+		return nil, cli.Usagef("--config is required (see deploy/notifier.example.yaml)")
 	}
 	return notify.LoadConfig(path)
-}
-
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, usageErr("--log-level %q: want debug, info, warn or error", level)
-	}
-	ho := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, ho)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, ho)), nil
-	}
-	return nil, usageErr("--log-format %q: want text or json", format)
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
@@ -220,7 +177,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, *format, *level)
+	log, err := notify.NewLogger(stderr, *format, *level)
 	if err != nil {
 		return err
 	}
@@ -230,12 +187,12 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	}
 	for i, h := range allowed {
 		if _, err := opsguard.CheckHost(h); err != nil {
-			return usageErr("run: --allowed-hosts[%d]: %v", i, err)
+			return cli.Usagef("run: --allowed-hosts[%d]: %v", i, err)
 		}
 	}
 	token, err := opsguard.TokenFromEnv(getenv)
 	if err != nil {
-		return usageErr("run: %v", err)
+		return cli.Usagef("run: %w", err)
 	}
 	no, err := natsOpts()
 	if err != nil {
@@ -262,34 +219,6 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// connect dials NATS and waits until the connection is up: the one-shot
-// commands need the server now.
-func connect(ctx context.Context, o natsconn.Options) (*nats.Conn, error) {
-	nc, err := natsconn.Connect(o)
-	if ae := (*natsconn.AuthError)(nil); errors.As(err, &ae) {
-		return nil, notify.NATSRefused(o, ae.Err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for !nc.IsConnected() {
-		if nc.IsClosed() {
-			return nil, notify.NATSRefused(o, nc.LastError())
-		}
-		select {
-		case <-ctx.Done():
-			nc.Close()
-			return nil, fmt.Errorf("cannot reach %s: is the watcher (or NATS) running? Set --nats-url or PCWATCH_NATS_URL", o)
-		case <-t.C:
-		}
-	}
-	return nc, nil
-}
-
 func cmdDLQList(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
 	fs := newFlags("dlq list")
 	channel := fs.String("channel", "", "only this channel")
@@ -299,76 +228,17 @@ func cmdDLQList(ctx context.Context, args []string, stdout io.Writer, getenv fun
 		return err
 	}
 	if *format != "table" && *format != "json" {
-		return usageErr("dlq list: --format %q: want table or json", *format)
+		return cli.Usagef("dlq list: --format %q: want table or json", *format)
 	}
 	no, err := natsOpts()
 	if err != nil {
 		return err
 	}
-	nc, err := connect(ctx, no)
+	entries, err := notify.DeadLetters(ctx, no, *channel)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	entries, err := notify.ListDLQ(ctx, js, *channel)
-	if err != nil {
-		return err
-	}
-	return printDLQ(stdout, entries, *format)
-}
-
-func printDLQ(w io.Writer, entries []notify.DLQEntry, format string) error {
-	if format == "json" {
-		if entries == nil {
-			entries = []notify.DLQEntry{}
-		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(entries)
-	}
-	if len(entries) == 0 {
-		fmt.Fprintln(w, "no dead-lettered events")
-		return nil
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tCHANNEL\tTYPE\tEVENT ID\tCUSTOMER\tREASON")
-	for _, e := range entries {
-		customer := e.CustomerID
-		if e.CustomerName != "" && e.CustomerName != e.CustomerID {
-			customer = e.CustomerName + " (" + e.CustomerID + ")"
-		}
-		reason := e.Reason
-		if e.Status != 0 {
-			reason += fmt.Sprintf(" %d", e.Status)
-		}
-		reason += fmt.Sprintf(", %d attempts", e.Attempts)
-		if e.Error != "" {
-			reason += ": " + truncate(e.Error, 120)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format("2006-01-02 15:04:05"), e.Channel, dash(e.Type), dash(e.EventID), dash(customer), reason)
-	}
-	return tw.Flush()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func truncate(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n-1]) + "…"
+	return notify.WriteDLQ(stdout, entries, *format == "json")
 }
 
 // stringList is a repeatable flag.
@@ -402,41 +272,15 @@ func cmdDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
-	nc, err := connect(ctx, no)
+	log, err := notify.NewLogger(stderr, "text", "warn")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	log, _ := newLogger(stderr, "text", "warn")
-	results, err := notify.ReplayDLQ(ctx, notify.ReplayOptions{Config: cfg, Conn: nc, Channel: *channel, IDs: ids, Logger: log})
+	results, err := notify.Replay(ctx, no, notify.ReplayOptions{Config: cfg, Channel: *channel, IDs: ids, Logger: log})
 	if err != nil {
 		return err
 	}
-	return printReplay(stdout, results)
-}
-
-func printReplay(w io.Writer, results []notify.ReplayResult) error {
-	if len(results) == 0 {
-		fmt.Fprintln(w, "nothing to replay")
-		return nil
-	}
-	failed := 0
-	for _, r := range results {
-		e := r.Entry
-		switch {
-		case r.Err != nil:
-			failed++
-			fmt.Fprintf(w, "FAILED     %s %s %s: %s\n", e.Channel, dash(e.EventID), dash(e.Type), oneLine(r.Err.Error()))
-		case r.Delivered:
-			fmt.Fprintf(w, "delivered  %s %s %s\n", e.Channel, e.EventID, e.Type)
-		default:
-			fmt.Fprintf(w, "skipped    %s %s %s: %s\n", e.Channel, e.EventID, e.Type, r.Skipped)
-		}
-	}
-	if failed > 0 {
-		return &exitError{code: 1, msg: fmt.Sprintf("dlq replay: %d of %d failed; they stay in the dead-letter queue", failed, len(results))}
-	}
-	return nil
+	return notify.WriteReplay(stdout, results)
 }
 
 func cmdTest(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
@@ -449,40 +293,25 @@ func cmdTest(ctx context.Context, args []string, stdout io.Writer, getenv func(s
 		return err
 	}
 	if *channel == "" {
-		return usageErr("test: --channel is required")
+		return cli.Usagef("test: --channel is required")
 	}
-	t := events.Type(*typ)
-	if !strings.HasPrefix(*typ, events.TypePrefix) {
-		t = events.Type(events.TypePrefix + *typ)
-	}
-	if _, ok := events.Lookup(t); !ok {
-		return usageErr("test: --type %q is not an event type (e.g. subscription.quantity-changed; see docs/events.md)", *typ)
+	t, err := notify.ParseEventType(*typ)
+	if err != nil {
+		return err
 	}
 	cfg, err := loadConfig(*config)
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(cfg.ChannelNames(), *channel) {
-		return usageErr("test: --channel %q is not in %s (channels: %s)", *channel, *config, strings.Join(cfg.ChannelNames(), ", "))
-	}
-	to := notify.TestOptions{Config: cfg, Channel: *channel, Type: t}
-	if cfg.Channels[*channel].Kind == notify.KindNATS {
+	ev, err := notify.Test(ctx, cfg, *channel, t, func() (*nats.Conn, error) {
 		no, err := natsOpts()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		nc, err := connect(ctx, no)
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		to.Conn = nc
-	}
-	ev, err := notify.SendTest(ctx, to)
+		return notify.Dial(ctx, no)
+	})
 	if err != nil {
-		// The channel's peer may have echoed a secret (an SMTP server
-		// repeating AUTH): the message printed is redacted.
-		return cfg.Redactor().WrapError(fmt.Errorf("test: %w", err))
+		return err
 	}
 	fmt.Fprintf(stdout, "sent sample %s event %s through %s\n", strings.TrimPrefix(string(ev.Type), events.TypePrefix), ev.ID, *channel)
 	return nil
