@@ -7,9 +7,9 @@
 //	watcher state              what the state file knows
 //
 // deadlines and state take the configuration of run (--config, PCWATCH_*
-// and run's flags; package inspect): the thresholds, --renewal-all-terms
-// and --clock decide what they show, as they decide what a running watcher
-// answers on /api/deadlines. They read the state file, or ask the running
+// and run's flags; package inspect): deadlines computes with the running
+// watcher's deadline settings (--renewal-all-terms decides which renewals
+// are listed) and --clock, so it answers what /api/deadlines answers. They read the state file, or ask the running
 // watcher at --listen when it holds the file.
 //
 // Exit status (package cli, the notifier's too): 0 success; 1 runtime
@@ -74,8 +74,9 @@ const inspectUsage = `usage: watcher %s [--format table|json] [--config FILE] [f
 The configuration is watcher run's: its --config file, PCWATCH_* variables and
 flags (watcher run -h). --data-dir says which state file to read; while a watcher
 holds it, the one at --listen is asked, with PCWATCH_OPS_TOKEN or
-PCWATCH_OPS_TOKEN_FILE when set. Deadlines follow the configured thresholds,
---renewal-all-terms and --clock, as the running watcher's do.
+PCWATCH_OPS_TOKEN_FILE when set. Deadlines are computed with the configured
+deadline settings (--renewal-all-terms, the thresholds) and --clock, as the
+running watcher computes them.
 `
 
 // run is main without the process: it returns the exit status.

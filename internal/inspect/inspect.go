@@ -3,9 +3,9 @@
 // read-only; while a watcher holds it, it asks that watcher's operations
 // server (/api/state, /api/deadlines) for the same views. Both ways
 // compute with the configuration of `watcher run` (watcher.LoadWith: the
-// --config file, PCWATCH_* variables and flags), so custom deadline
-// thresholds, --renewal-all-terms and --clock give the same answer offline
-// and online.
+// --config file, PCWATCH_* variables and flags), so the deadline settings
+// (--renewal-all-terms decides which renewals are listed) and --clock give
+// the same answer offline and online.
 package inspect
 
 import (
