@@ -365,3 +365,17 @@ func FormatDuration(d time.Duration) string {
 	}
 	return b.String()
 }
+
+// Actor is who made a change, as Partner Center's activity log (or a
+// webhook callback) recorded it. Partner Center names a user for changes
+// made in Partner Center or by an app acting for a user, an application
+// for app-only changes, and neither for changes Microsoft made (renewals,
+// trial conversions by the fulfilment service).
+type Actor struct {
+	UserPrincipalName string    `json:"userPrincipalName,omitempty"`
+	ApplicationID     string    `json:"applicationId,omitempty"`
+	OperationType     string    `json:"operationType,omitempty"` // e.g. update_subscription
+	OperationDate     time.Time `json:"operationDate,omitzero"`
+	// Source is where pcwatch learnt it: "activity-log" or "webhook".
+	Source string `json:"source,omitempty"`
+}

@@ -328,7 +328,7 @@ func (s *Store) init(readOnly bool) error {
 	// Everything is checked before anything is written: a refused file is
 	// left as it was, and opening a sound one of the kinds this build
 	// knows writes nothing.
-	var fresh bool
+	var fresh, lacksLater bool
 	var added []*resource.Kind
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -339,16 +339,19 @@ func (s *Store) init(readOnly bool) error {
 			return err
 		}
 		s.outboxN.Store(int64(tx.Bucket(bOutbox).Stats().KeyN))
+		for _, b := range later {
+			lacksLater = lacksLater || tx.Bucket(b) == nil
+		}
 		return nil
 	})
-	if err != nil || (!fresh && len(added) == 0) {
+	if err != nil || (!fresh && len(added) == 0 && !lacksLater) {
 		return err
 	}
 	if readOnly {
 		if fresh {
 			return &OpenError{Path: s.path, Kind: ErrNotPcwatch, Hint: "the file is empty"}
 		}
-		return nil // the added kinds read as empty
+		return nil // the added kinds and bookkeeping read as empty
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		fresh, added, err := check(tx)
@@ -368,7 +371,15 @@ func (s *Store) init(readOnly bool) error {
 				return err
 			}
 		}
+		for _, b := range later {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
 		meta := tx.Bucket(bMeta)
+		if !fresh && len(added) == 0 {
+			return nil // only bookkeeping buckets were added
+		}
 		var recorded []string // a fresh file records no kind yet
 		if !fresh {
 			if recorded, err = kindsOf(meta); err != nil {
@@ -738,15 +749,23 @@ type Change struct {
 	Baselines       []Ref
 	BaselineDeletes []Ref
 	// ForgetCustomers drops removed customers' bookkeeping: last success,
-	// failure streak and baseline marks.
+	// failure streak, baseline marks and pending hint.
 	ForgetCustomers []string
+	// Hints are merged into the customers' pending hints (Hint.Merge);
+	// HintsDone removes those a refresh covered.
+	Hints     []Hint
+	HintsDone []HintDone
+	// Cursors set named cursor values (nil deletes): where a change feed
+	// such as the activity log was read up to.
+	Cursors map[string][]byte
 }
 
 // Empty reports whether the change writes nothing.
 func (c *Change) Empty() bool {
 	return len(c.Puts) == 0 && len(c.Deletes) == 0 && len(c.DeletePrefixes) == 0 && len(c.PendingPuts) == 0 &&
 		len(c.PendingDeletes) == 0 && len(c.Events) == 0 && len(c.Ledger) == 0 && len(c.LedgerDeletes) == 0 && len(c.Failures) == 0 &&
-		len(c.Baselines) == 0 && len(c.BaselineDeletes) == 0 && len(c.ForgetCustomers) == 0
+		len(c.Baselines) == 0 && len(c.BaselineDeletes) == 0 && len(c.ForgetCustomers) == 0 &&
+		len(c.Hints) == 0 && len(c.HintsDone) == 0 && len(c.Cursors) == 0
 }
 
 // Commit applies c atomically: when it returns nil, all of c is durable
@@ -931,7 +950,7 @@ func apply(tx *bolt.Tx, c *Change) error {
 			return err
 		}
 	}
-	return nil
+	return applyHints(tx, c)
 }
 
 func deletePrefix(b *bolt.Bucket, prefix []byte) error {
