@@ -3,8 +3,10 @@ package deadline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -313,3 +315,41 @@ func TestEvaluatorMovedDeadline(t *testing.T) {
 type ledgerGauge struct{ n int }
 
 func (g *ledgerGauge) LedgerSize(n int) { g.n = n }
+
+// StoredFacts is the one reader of facts kept with a stored subscription:
+// none gives nil (not zero facts: the differ must tell a first sighting
+// from a subscription whose facts are all zero), and facts that do not
+// decode are a damaged record, named.
+func TestStoredFacts(t *testing.T) {
+	good := Facts{NCE: true, Status: "active", Quantity: 3, PartnerID: "p1"}
+	for _, tc := range []struct {
+		name    string
+		meta    []byte
+		want    *Facts
+		damaged bool
+	}{
+		{name: "none", meta: nil},
+		{name: "empty", meta: []byte{}},
+		{name: "zero", meta: Facts{}.Encode(), want: &Facts{}},
+		{name: "facts", meta: good.Encode(), want: &good},
+		{name: "undecodable", meta: []byte(`{"nce":tru`), damaged: true},
+		{name: "wrong type", meta: []byte(`{"quantity":"3"}`), damaged: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := StoredFacts("c1/s1", state.Record{Meta: tc.meta})
+			if tc.damaged {
+				var re *state.RecordError
+				if !errors.As(err, &re) || !errors.Is(err, state.ErrCorrupt) || re.Key != "c1/s1" || re.Kind != resource.Subscriptions.Name() || f != nil {
+					t.Fatalf("StoredFacts = %+v, %v; want a RecordError naming subscription c1/s1", f, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (f == nil) != (tc.want == nil) || f != nil && !reflect.DeepEqual(*f, *tc.want) {
+				t.Errorf("StoredFacts = %+v, want %+v", f, tc.want)
+			}
+		})
+	}
+}

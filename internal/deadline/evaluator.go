@@ -158,17 +158,13 @@ func (e *Evaluator) EvaluateOnce(ctx context.Context) (int, error) {
 // evaluate adds what fires now for one stored subscription to ch. A record
 // that does not decode gives a *state.RecordError.
 func (e *Evaluator) evaluate(r *state.ReadTx, key string, rec state.Record, now time.Time, names map[string]string, ch *state.Change) error {
-	meta, err := rec.MetaJSON()
-	if err != nil {
-		return err
-	}
-	f, err := DecodeFacts(meta)
-	if err != nil {
-		return &state.RecordError{Kind: resource.Subscriptions.Name(), Key: key, Err: fmt.Errorf("its deadline facts do not decode: %w", err)}
+	f, err := StoredFacts(key, rec)
+	if err != nil || f == nil {
+		return err // no facts, no deadlines
 	}
 	custID, subID := state.SplitKey(key)
 	entity := resource.Subscriptions.EntityKey(custID, subID)
-	firings := Evaluate(entity, f, now, e.Config, r.LedgerHas)
+	firings := Evaluate(entity, *f, now, e.Config, r.LedgerHas)
 	if len(firings) == 0 {
 		return nil
 	}
@@ -183,7 +179,7 @@ func (e *Evaluator) evaluate(r *state.ReadTx, key string, rec state.Record, now 
 	}
 	after := resource.Subscriptions.ViewOf(subID, raw)
 	for _, fi := range firings {
-		env, err := e.event(fi, custID, subID, name, after, f, now)
+		env, err := e.event(fi, custID, subID, name, after, *f, now)
 		if err != nil {
 			return err
 		}
@@ -242,13 +238,12 @@ func mayFireClosed(r *state.ReadTx, key string, at time.Time) bool {
 	if err != nil {
 		return true
 	}
-	meta, err := rec.MetaJSON()
+	f, err := StoredFacts(key, rec)
 	if err != nil {
 		return true
 	}
-	f, err := DecodeFacts(meta)
-	if err != nil {
-		return true
+	if f == nil {
+		return false
 	}
 	return (!f.CancelSeenOpen.IsZero() && f.CancelSeenOpen.Unix() == at.Unix()) || (!f.CancelBy.IsZero() && f.CancelBy.Unix() == at.Unix())
 }

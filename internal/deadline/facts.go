@@ -5,9 +5,12 @@ package deadline
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/resource"
+	"github.com/pcwatch/pcwatch/internal/state"
 )
 
 // Facts are the deadline-relevant facts of one subscription, kept next to
@@ -149,6 +152,29 @@ func DecodeFacts(b []byte) (Facts, error) {
 	}
 	err := json.Unmarshal(b, &f)
 	return f, err
+}
+
+// StoredFacts reads the facts kept with the stored subscription key (its
+// state.Record.Meta). It returns nil facts, and no error, for a record
+// that holds none. A record whose metadata does not decompress, or whose
+// facts do not decode, gives a *state.RecordError naming it (errors.Is
+// state.ErrCorrupt).
+//
+// It is the one reader of stored facts: the differ (previous facts, the
+// partner filter, refund reads), the evaluator and /api/deadlines.
+func StoredFacts(key string, rec state.Record) (*Facts, error) {
+	meta, err := rec.MetaJSON()
+	if err != nil {
+		return nil, err
+	}
+	if len(meta) == 0 {
+		return nil, nil
+	}
+	f, err := DecodeFacts(meta)
+	if err != nil {
+		return nil, &state.RecordError{Kind: resource.Subscriptions.Name(), Key: key, Err: fmt.Errorf("its deadline facts do not decode: %w", err)}
+	}
+	return &f, nil
 }
 
 // live reports whether a status still has deadlines worth announcing.

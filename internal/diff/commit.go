@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pcwatch/pcwatch/internal/deadline"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
@@ -97,11 +98,15 @@ func CommitRefunds(s *state.Store, customerID string, fetched map[string]*pc.Ref
 			if !ok {
 				continue
 			}
-			f, _ := storedFacts(rec)
+			key := customerID + "/" + id
+			var f deadline.Facts // unreadable facts start afresh
+			if sf, _ := deadline.StoredFacts(key, rec); sf != nil {
+				f = *sf
+			}
 			f.SetRefund(rq, now)
 			rec = rec.Clone()
 			rec.Meta, rec.Watch, rec.Updated = f.Encode(), f.RefundWatchUntil(), now
-			ch.Puts = append(ch.Puts, state.Put{Kind: resource.Subscriptions, Key: customerID + "/" + id, Record: rec})
+			ch.Puts = append(ch.Puts, state.Put{Kind: resource.Subscriptions, Key: key, Record: rec})
 		}
 		return nil
 	})

@@ -179,9 +179,9 @@ func (b *builder) scope(k *resource.Kind, snap *state.Snapshot, l *Listing) map[
 			}
 		}
 	case k.ByReseller() && len(l.MPNIDs) > 0:
-		out = func(_ string, rec state.Record) bool {
-			f, ok := storedFacts(rec)
-			return ok && !slices.Contains(l.MPNIDs, f.PartnerID)
+		out = func(id string, rec state.Record) bool {
+			f, _ := deadline.StoredFacts(k.Key(l.CustomerID, id), rec)
+			return f != nil && !slices.Contains(l.MPNIDs, f.PartnerID)
 		}
 	default:
 		return known
@@ -252,7 +252,7 @@ func (b *builder) diffKind(k *resource.Kind, known map[string]state.Record, pend
 			// still inside a refund window (its header says so) has its
 			// facts read to see whether its batches are due a reading.
 			if sub := subscriptionOf(e); sub != nil && sub.RefundableQuantity == nil && old.Watch.After(o.Now) {
-				if f, ok := storedFacts(old); ok && f.NeedsRefundFetch(o.Now, o.RefundRefresh) {
+				if f, _ := deadline.StoredFacts(key, old); f != nil && f.NeedsRefundFetch(o.Now, o.RefundRefresh) {
 					b.res.RefundCandidates = append(b.res.RefundCandidates, e.ID)
 				}
 			}
@@ -261,11 +261,9 @@ func (b *builder) diffKind(k *resource.Kind, known map[string]state.Record, pend
 
 		var facts *deadline.Facts
 		if sub := subscriptionOf(e); sub != nil {
-			var prev *deadline.Facts
+			var prev *deadline.Facts // none at first sighting, or unreadable
 			if existed {
-				if pf, ok := storedFacts(old); ok {
-					prev = &pf
-				}
+				prev, _ = deadline.StoredFacts(key, old)
 			}
 			f := deadline.FactsOf(sub, prev, o.Now)
 			facts = &f
@@ -479,14 +477,4 @@ func (b *builder) emitChanged(k *resource.Kind, custID string, e *resource.Entit
 func subscriptionOf(e *resource.Entity) *pc.Subscription {
 	s, _ := e.Model.(*pc.Subscription)
 	return s
-}
-
-// storedFacts reads a stored subscription's deadline facts.
-func storedFacts(rec state.Record) (deadline.Facts, bool) {
-	meta, err := rec.MetaJSON()
-	if err != nil || len(meta) == 0 {
-		return deadline.Facts{}, false
-	}
-	f, err := deadline.DecodeFacts(meta)
-	return f, err == nil
 }

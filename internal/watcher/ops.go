@@ -376,15 +376,11 @@ func Upcoming(store *state.Store, cfg deadline.Config, now time.Time) ([]Upcomin
 			return err
 		}
 		return skipDamaged(r.ForEach(resource.Subscriptions, func(k string, rec state.Record) error {
-			meta, err := rec.MetaJSON()
-			if err != nil {
-				return skipDamaged(err)
+			f, err := deadline.StoredFacts(k, rec)
+			if err != nil || f == nil {
+				return skipDamaged(err) // a record without facts has no deadlines
 			}
-			f, err := deadline.DecodeFacts(meta)
-			if err != nil {
-				return nil
-			}
-			ds := deadline.Deadlines(f, cfg)
+			ds := deadline.Deadlines(*f, cfg)
 			if len(ds) == 0 {
 				return nil
 			}
