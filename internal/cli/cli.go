@@ -79,9 +79,23 @@ func ExitCode(err error) int {
 }
 
 // OneLine is s with every run of white space (line breaks included) made
-// one space: an error printed by a command is one line on stderr, whatever
-// a server or a file put into it.
+// one space, and none at either end: an error printed by a command is one
+// line on stderr, whatever a server or a file put into it. The notifier's
+// messages use it too, for titles, subjects and header values, where a
+// line break must not start a new line either.
 func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// ErrorLine is err's message on one line, each line break made "; ": the
+// parts of a joined error (errors.Join puts one per line) stay told apart,
+// and other white space is kept as it is. It is "" for nil. The watcher
+// uses it where it shows a failure on one line: the --once summary, the
+// Warning header of /api/*, a customer's stored last error.
+func ErrorLine(err error) string {
+	if err == nil {
+		return ""
+	}
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
 
 // Exit writes err to stderr as one line, "prog: message", and returns its
 // exit status (ExitCode). Nothing is written for nil and flag.ErrHelp (the

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/events"
 )
@@ -100,7 +101,7 @@ func publishDLQ(ctx context.Context, js jetstream.JetStream, e DLQEntry, body []
 	msg.Data = body
 	h := msg.Header
 	h.Set(HeaderDLQReason, e.Reason)
-	h.Set(HeaderDLQError, truncate(1000, oneLine(e.Error)))
+	h.Set(HeaderDLQError, truncate(1000, cli.OneLine(e.Error)))
 	if e.Status != 0 {
 		h.Set(HeaderDLQStatus, strconv.Itoa(e.Status))
 	}

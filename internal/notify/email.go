@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/clock"
 )
 
@@ -158,7 +159,7 @@ func (s *emailSender) compose(n *notification) ([]byte, error) {
 	if err != nil {
 		return nil, &SendError{Channel: s.ch.name, Reason: ReasonRender, Permanent: true, Err: err}
 	}
-	subject = truncate(200, oneLine(subject))
+	subject = truncate(200, cli.OneLine(subject))
 	var b bytes.Buffer
 	hdr := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
 	hdr("Date", s.clk.Now().Format(time.RFC1123Z))

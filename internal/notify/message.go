@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/events"
 )
 
@@ -220,7 +221,7 @@ func renderMessage(ev *events.Event, d *events.Data, ov []compiledOverride, chan
 	if err != nil {
 		return nil, &RenderError{Type: ev.Type, Err: err}
 	}
-	td.Title = truncate(maxTitle, oneLine(s))
+	td.Title = truncate(maxTitle, cli.OneLine(s))
 	if td.Title == "" {
 		td.Title = fmt.Sprintf("%s: %s", td.CustomerName, st)
 	}
@@ -500,7 +501,7 @@ func valueText(v any) string {
 		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 			return when(t)
 		}
-		return truncate(maxValueLen, oneLine(s))
+		return truncate(maxValueLen, cli.OneLine(s))
 	case 'n':
 		return "(none)"
 	case '{', '[':
@@ -509,7 +510,7 @@ func valueText(v any) string {
 			return truncate(maxValueLen, b.String())
 		}
 	}
-	return truncate(maxValueLen, oneLine(string(raw)))
+	return truncate(maxValueLen, cli.OneLine(string(raw)))
 }
 
 func onOff(v any) string {
@@ -579,8 +580,6 @@ func humanDuration(v any) string {
 	}
 	return events.FormatDuration(d)
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // truncate shortens s to n characters, ending with an ellipsis.
 func truncate(n int, s string) string {

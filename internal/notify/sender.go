@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/events"
 )
@@ -213,7 +214,7 @@ func (p poster) statusError(resp *http.Response, excerpt []byte) error {
 		e.RetryAfter, e.HasRetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), p.clk.Now())
 	}
 	msg := fmt.Sprintf("POST %s: HTTP %d", p.target(), code)
-	if s := strings.TrimSpace(oneLine(scrub(string(excerpt), p.url.value()))); s != "" {
+	if s := strings.TrimSpace(cli.OneLine(scrub(string(excerpt), p.url.value()))); s != "" {
 		msg += ": " + truncate(200, s)
 	}
 	if e.HasRetryAfter {

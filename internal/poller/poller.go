@@ -18,11 +18,11 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/diff"
 	"github.com/pcwatch/pcwatch/internal/events"
@@ -494,7 +494,7 @@ func (p *Poller) recordFailure(t target, f *Failure, dopts diff.Options) (*diff.
 	}
 	cur.Count++
 	cur.LastAt = dopts.Now
-	cur.LastError = oneLine(f.Err.Error())
+	cur.LastError = lastError(f.Err)
 	if p.o.Redact != nil {
 		cur.LastError = p.o.Redact(cur.LastError)
 	}
@@ -533,10 +533,15 @@ func (p *Poller) emitCycle(rep *Report, dopts diff.Options, count func(*diff.Res
 	return nil
 }
 
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", "; ")
-	if len(s) > 500 {
-		s = s[:500] + "..."
+// maxLastError bounds a customer's stored last error (state.Failure).
+const maxLastError = 500
+
+// lastError is err as a customer's failure record keeps it: on one line
+// (cli.ErrorLine), cut after maxLastError bytes and marked "...".
+func lastError(err error) string {
+	s := cli.ErrorLine(err)
+	if len(s) > maxLastError {
+		s = s[:maxLastError] + "..."
 	}
 	return s
 }

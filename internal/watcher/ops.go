@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pcwatch/pcwatch/internal/actor"
+	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/opsguard"
@@ -151,7 +152,7 @@ func opsHandler(m *metrics, h *health, store *state.Store, dcfg deadline.Config,
 		var damaged *state.DamagedError
 		if errors.As(err, &damaged) {
 			// The deadlines that could be read, and a warning.
-			w.Header().Set("Warning", fmt.Sprintf("299 pcwatch %q", red.String(oneLine(err))))
+			w.Header().Set("Warning", fmt.Sprintf("299 pcwatch %q", red.String(cli.ErrorLine(err))))
 			err = nil
 		}
 		writeJSON(w, ds, err)

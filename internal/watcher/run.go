@@ -23,6 +23,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/pcwatch/pcwatch/internal/actor"
+	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/diff"
@@ -459,23 +460,16 @@ func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, r
 		return nil
 	}
 	if !rep.CustomerListOK {
-		fmt.Fprintf(o.Stderr, "customer list: %s\n", oneLine(rep.CustomerList))
+		fmt.Fprintf(o.Stderr, "customer list: %s\n", cli.ErrorLine(rep.CustomerList))
 	}
 	for _, f := range rep.Failures {
 		var kinds []string
 		for _, k := range f.Kinds {
 			kinds = append(kinds, k.Name())
 		}
-		fmt.Fprintf(o.Stderr, "customer %s (%s) %s: %s\n", f.CustomerID, f.Name, strings.Join(kinds, ","), oneLine(f.Err))
+		fmt.Fprintf(o.Stderr, "customer %s (%s) %s: %s\n", f.CustomerID, f.Name, strings.Join(kinds, ","), cli.ErrorLine(f.Err))
 	}
 	return ErrPartial
-}
-
-func oneLine(err error) string {
-	if err == nil {
-		return ""
-	}
-	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
 // provisionNotifier creates the notifier's dead-letter stream and
