@@ -117,19 +117,46 @@ func (c *committedLog) get() []int {
 	return slices.Clone(c.ns)
 }
 
-// ncePending is an NCE subscription whose cancellation window closes 73
-// hours after t0: nothing is due at t0, its 72h threshold an hour later.
-func ncePending() (Facts, time.Time) {
-	cancelBy := t0.Add(73 * time.Hour)
-	return Facts{NCE: true, Status: "active", Quantity: 10, AutoRenew: true, CancelBy: cancelBy, CancelSeenOpen: cancelBy, Term: "P1Y"}, cancelBy
+// pendingCancelBy is when the cancellation window of runFixture's
+// subscription closes: nothing is due at t0, its 72h threshold an hour
+// later.
+var pendingCancelBy = t0.Add(73 * time.Hour)
+
+// pendingFacts are the facts of runFixture's subscription c1/s1.
+var pendingFacts = Facts{NCE: true, Status: "active", Quantity: 10, AutoRenew: true, CancelBy: pendingCancelBy, CancelSeenOpen: pendingCancelBy, Term: "P1Y"}
+
+// runFixture is an Evaluator ticking every runInterval on a real state
+// file that holds subscription c1/s1 (pendingFacts), its business clock
+// (biz) started at bizStart, its evaluations (tc), commits and logs
+// recorded. It is made inside the bubble; the store closes with the test.
+type runFixture struct {
+	st        *state.Store
+	ev        *Evaluator
+	biz       *clock.Fake
+	tc        *tickClock
+	logs      *logSink
+	committed *committedLog
 }
 
-// runEvaluator starts ev.Run and returns its result channel and the
-// function that cancels it.
-func runEvaluator(ev *Evaluator) (<-chan error, context.CancelFunc) {
+const runInterval = time.Minute
+
+func newRunFixture(t *testing.T, bizStart time.Time) *runFixture {
+	t.Helper()
+	x := &runFixture{biz: clock.NewFake(bizStart), logs: &logSink{}, committed: &committedLog{}}
+	x.st, x.ev = evalStore(t, filepath.Join(t.TempDir(), state.FileName), x.biz, pendingFacts)
+	t.Cleanup(func() { x.st.Close() })
+	x.tc = &tickClock{Fake: x.biz}
+	x.ev.Clock, x.ev.Interval, x.ev.Committed, x.ev.Logger = x.tc, runInterval, x.committed.add, slog.New(x.logs)
+	return x
+}
+
+// run starts the Evaluator's Run, evaluations counted from now, and
+// returns its result channel and the function that cancels it.
+func (x *runFixture) run() (<-chan error, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
+	x.tc.start = time.Now()
 	done := make(chan error, 1)
-	go func() { done <- ev.Run(ctx) }()
+	go func() { done <- x.ev.Run(ctx) }()
 	return done, cancel
 }
 
@@ -146,17 +173,11 @@ func wantEvaluations(t *testing.T, tc *tickClock, want ...time.Duration) {
 func TestEvaluatorRunTicks(t *testing.T) {
 	primeStateCodec(t)
 	synctest.Test(t, func(t *testing.T) {
-		const iv = time.Minute
-		f, cancelBy := ncePending()
-		biz := clock.NewFake(t0)
-		st, ev := evalStore(t, filepath.Join(t.TempDir(), state.FileName), biz, f)
-		defer st.Close()
-		tc := &tickClock{Fake: biz, start: time.Now()}
-		var committed committedLog
-		ev.Clock, ev.Interval, ev.Committed = tc, iv, committed.add
-		logs := &logSink{}
-		ev.Logger = slog.New(logs)
-		done, cancel := runEvaluator(ev)
+		const iv = runInterval
+		cancelBy := pendingCancelBy
+		x := newRunFixture(t, t0)
+		st, biz, tc, logs, committed := x.st, x.biz, x.tc, x.logs, x.committed
+		done, cancel := x.run()
 		defer cancel()
 
 		synctest.Wait()
@@ -217,11 +238,9 @@ func TestEvaluatorRunTicks(t *testing.T) {
 func TestEvaluatorRunSurvivesFailures(t *testing.T) {
 	primeStateCodec(t)
 	synctest.Test(t, func(t *testing.T) {
-		const iv = time.Minute
-		f, cancelBy := ncePending()
-		biz := clock.NewFake(cancelBy.Add(-72 * time.Hour)) // c1/s1 is due
-		st, ev := evalStore(t, filepath.Join(t.TempDir(), state.FileName), biz, f)
-		defer st.Close()
+		const iv = runInterval
+		x := newRunFixture(t, pendingCancelBy.Add(-72*time.Hour)) // c1/s1 is due
+		st, tc, logs, committed := x.st, x.tc, x.logs, x.committed
 		raw := []byte(`{"id":"s2","offerName":"Microsoft 365 E5","quantity":3,"status":"active"}`)
 		put := func(meta []byte) {
 			t.Helper()
@@ -232,11 +251,7 @@ func TestEvaluatorRunSurvivesFailures(t *testing.T) {
 			}
 		}
 		put([]byte(`{"nce":tru`)) // facts that do not decode
-		tc := &tickClock{Fake: biz, start: time.Now()}
-		var committed committedLog
-		logs := &logSink{}
-		ev.Clock, ev.Interval, ev.Committed, ev.Logger = tc, iv, committed.add, slog.New(logs)
-		done, cancel := runEvaluator(ev)
+		done, cancel := x.run()
 		defer cancel()
 
 		time.Sleep(iv + iv/2)
@@ -250,7 +265,7 @@ func TestEvaluatorRunSurvivesFailures(t *testing.T) {
 		}
 
 		// The poller rewrites the record (here: the test, between ticks).
-		put(f.Encode())
+		put(pendingFacts.Encode())
 		time.Sleep(iv)
 		synctest.Wait()
 		wantEvaluations(t, tc, 0, iv, 2*iv)
@@ -291,25 +306,21 @@ func TestEvaluatorRunSurvivesFailures(t *testing.T) {
 func TestEvaluatorRunShutdownDuringEvaluation(t *testing.T) {
 	primeStateCodec(t)
 	synctest.Test(t, func(t *testing.T) {
-		const iv = time.Minute
-		f, cancelBy := ncePending()
-		biz := clock.NewFake(t0)
-		st, ev := evalStore(t, filepath.Join(t.TempDir(), state.FileName), biz, f)
-		defer st.Close()
+		const iv = runInterval
+		x := newRunFixture(t, t0)
+		st, ev, biz, tc, logs, committed := x.st, x.ev, x.biz, x.tc, x.logs, x.committed
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		tc := &tickClock{Fake: biz, start: time.Now(), onRead: func(n int) {
+		tc.onRead = func(n int) {
 			if n == 2 {
 				cancel() // the second evaluation has begun
 			}
-		}}
-		logs := &logSink{}
-		var committed committedLog
-		ev.Clock, ev.Interval, ev.Committed, ev.Logger = tc, iv, committed.add, slog.New(logs)
+		}
 		// Nothing is due at the first evaluation; by the second, the 72h
 		// threshold is.
-		time.AfterFunc(iv/2, func() { biz.Set(cancelBy.Add(-72 * time.Hour)) })
+		time.AfterFunc(iv/2, func() { biz.Set(pendingCancelBy.Add(-72 * time.Hour)) })
 		start := time.Now()
+		tc.start = start
 
 		if err := ev.Run(ctx); err != nil {
 			t.Errorf("Run = %v, want nil after a cancellation", err)
