@@ -9,7 +9,7 @@ import (
 // ErrorLine keeps it and joins lines with "; ".
 func TestOneLineForms(t *testing.T) {
 	for _, tc := range []struct {
-		in             string
+		in                 string
 		oneLine, errorLine string
 	}{
 		{"", "", ""},
