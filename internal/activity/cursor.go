@@ -51,7 +51,7 @@ const keyLen = 16
 
 // MaxSeenLimit bounds the entries a stored cursor may hold (whatever
 // Options.MaxSeen): a larger one is damaged.
-const MaxSeenLimit = 1 << 20
+const MaxSeenLimit = 1 << 18
 
 // Times outside [minTime, maxTime] in a cursor are damage (they also keep
 // Unix nanoseconds inside int64).
