@@ -130,6 +130,10 @@ func dataFields(in events.Info) []fieldDoc {
 		add("old", "object", true, "The instructions that were scheduled.")
 	}
 
+	if in.Resource == events.ResourceSubscription && !in.Deadline && !isRemoval(in.Type) {
+		add("actor", "[Actor](#actor)", false, "Who made the change, when the activity log named someone and the change was found by the refresh that record triggered (not by the sweep).")
+	}
+
 	if in.Deadline {
 		rule, ok := deadline.RuleOf(in.Type)
 		if !ok {
@@ -228,6 +232,13 @@ var objectDocs = map[string]map[string]string{
 		"size":   "Bytes of the original value: the UTF-8 bytes of a string, the JSON text of any other value.",
 		"sha256": "The hex SHA-256 of those bytes, to compare with what Partner Center returns.",
 	},
+	"Actor": {
+		"userPrincipalName": "The user who made it (in Partner Center, or an app acting for the user).",
+		"applicationId":     "The application that made it, for app-only changes.",
+		"operationType":     "The activity log's operation type, e.g. `update_subscription`, `create_order`.",
+		"operationDate":     "When Partner Center recorded it.",
+		"source":            "Where pcwatch learnt it: `activity-log` or `webhook`.",
+	},
 	"DroppedEvent": {
 		"id":      "The dropped event's id (its `Nats-Msg-Id`); a republish of it would have had the same.",
 		"type":    "Its type.",
@@ -249,6 +260,7 @@ var objectTypes = []struct {
 	{"PollFailure", reflect.TypeFor[events.PollFailure](), "`data.failure` of [ops.customer-poll-failed](#iopcwatchopscustomer-poll-failed)."},
 	{"Hold", reflect.TypeFor[events.Hold](), "`data.hold` of [ops.mass-removal-held](#iopcwatchopsmass-removal-held)."},
 	{"Truncation", reflect.TypeFor[events.Truncation](), fmt.Sprintf("One entry of `data.truncated`: a value cut from an event too large for NATS. A string keeps its first %d bytes followed by `…`; any other value (an object, an array, a number) becomes `{\"size\": <n>, \"sha256\": \"<hex>\"}`. See [Oversized events](#oversized-events).", events.ShrinkKeep)},
+	{"Actor", reflect.TypeFor[events.Actor](), "`data.actor`: who made a change, as Partner Center's activity log recorded it. A change Microsoft made (a renewal, a trial conversion) names neither a user nor an application; absent members are unknown."},
 	{"DroppedEvent", reflect.TypeFor[events.DroppedEvent](), "`data.dropped` of [ops.event-dropped](#iopcwatchopsevent-dropped). Strings longer than 256 bytes are cut and end in `…`."},
 }
 

@@ -192,6 +192,22 @@ func (w *world) cycle() *poller.Report {
 	return rep
 }
 
+// hinted stores a hint that customerID's subscription subID was changed
+// by who, and runs the refresh it triggers, as the watcher's activity-log
+// tail and hint loop do.
+func (w *world) hinted(customerID, subID string, who *events.Actor) {
+	w.t.Helper()
+	h := state.Hint{CustomerID: customerID, Subscriptions: []string{subID}, FirstAt: w.biz.Now(), LastAt: w.biz.Now(),
+		Origin: who.Source, Actors: map[string]*events.Actor{subID: who}}
+	w.must(w.store.Commit(&state.Change{Hints: []state.Hint{h}}), "storing a hint")
+	w.must(w.store.View(func(r *state.ReadTx) error { h, _, _ = r.Hint(customerID); return nil }), "reading the hint")
+	r, err := w.poller.Refresh(w.ctx, h)
+	w.must(err, "refresh of %s", customerID)
+	if r.Result != "ok" {
+		w.t.Fatalf("refresh of %s: %+v", customerID, r)
+	}
+}
+
 func (w *world) buy(customerID string, spec pcsim.PurchaseSpec) string {
 	w.t.Helper()
 	id, err := w.sim.Purchase(customerID, spec)
@@ -332,7 +348,9 @@ func runScenario(t *testing.T) *outcome {
 	// ---- t0+2h ----
 	w.advanceTo(t0.Add(2 * time.Hour))
 	w.must(w.sim.ClearScheduledNextTerm(a.ID, sClear), "clear scheduled next term")
-	ex(events.SubscriptionScheduledChangeCleared, "`ClearScheduledNextTerm`.", sub(sClear))
+	ex(events.SubscriptionScheduledChangeCleared, "`ClearScheduledNextTerm`, found before the cycle by a refresh of the customer that an activity-log record triggered; the record named who did it (`actor`).", sub(sClear))
+	w.hinted(a.ID, sClear, &events.Actor{UserPrincipalName: "admin@contoso-partner.example", OperationType: "update_subscription",
+		OperationDate: w.biz.Now().Add(-time.Minute), Source: "activity-log"})
 	w.must(w.sim.RemoveCustomer(d), "remove customer")
 	ex(events.CustomerRemoved, "`RemoveCustomer`; the event fired at the second customer listing without it.",
 		func(x *events.Data) bool { return x.CustomerID == d })

@@ -40,6 +40,16 @@ type Options struct {
 	// RefundRefresh: refund batches read by id are read again after this
 	// while a window is open (deadline.Facts.NeedsRefundFetch). Default 6h.
 	RefundRefresh time.Duration
+	// KeepPending makes the listing judge only what it holds: entities
+	// missing from it are neither marked pending nor removed nor held.
+	// A hinted refresh (poller.Refresh) sets it: absences are the
+	// sweep's to judge, so a listing read while Partner Center settles
+	// after a change never counts towards a removal.
+	KeepPending bool
+	// Actor, when set, names who made the changes of the entity id of
+	// kind k (from the activity log); the events about it carry it as
+	// data.actor. Nil for an entity it knows nothing of.
+	Actor func(k *resource.Kind, customerID, id string) *events.Actor
 }
 
 func (o Options) withDefaults() Options {
@@ -324,7 +334,7 @@ func (b *builder) diffKind(k *resource.Kind, known map[string]state.Record, pend
 			missing = append(missing, id)
 		}
 	}
-	if len(missing) == 0 {
+	if len(missing) == 0 || o.KeepPending {
 		return nil
 	}
 	slices.Sort(missing)
@@ -426,6 +436,9 @@ func (b *builder) remove(k *resource.Kind, id string, old state.Record) error {
 func (b *builder) data(k *resource.Kind, custID, id string, rev uint64, after, before *events.View) *events.Data {
 	d := &events.Data{After: after, Before: before, Revision: rev}
 	k.Identify(d, custID, id)
+	if b.o.Actor != nil {
+		d.Actor = b.o.Actor(k, custID, id)
+	}
 	if k == resource.Customers {
 		if after != nil {
 			d.CustomerName = after.CompanyName

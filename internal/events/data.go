@@ -51,6 +51,11 @@ type Data struct {
 	Hold    *Hold         `json:"hold,omitempty"`
 	Dropped *DroppedEvent `json:"dropped,omitempty"`
 
+	// Actor is who made the change, when pcwatch read the entity again
+	// because the activity log (or a webhook) said it changed and the
+	// record named someone.
+	Actor *Actor `json:"actor,omitempty"`
+
 	// Truncated is set only on an event that was larger than NATS accepts
 	// and was shrunk by the relay (see ShrinkEvent): one entry per value
 	// that was cut or replaced, in document order.

@@ -89,10 +89,13 @@ type Options struct {
 	Redact func(string) string
 }
 
-// Poller runs cycles. Cycle must not be called concurrently.
+// Poller runs cycles and hinted refreshes. Cycle must not be called
+// concurrently with itself; Refresh may run beside it (work on one
+// customer is serialised).
 type Poller struct {
-	o   Options
-	log *slog.Logger
+	o     Options
+	log   *slog.Logger
+	locks customerLocks
 }
 
 // New returns a poller.
@@ -203,14 +206,9 @@ func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
 		rep.Events += res.Events()
 		for t, c := range res.Counts {
 			rep.ByType[t] += c
-			if o.Metrics != nil {
-				o.Metrics.EventsEmitted(t, c)
-			}
 		}
 		mu.Unlock()
-		if o.Committed != nil {
-			o.Committed()
-		}
+		p.counted(res, "sweep")
 	}
 
 	targets, err := p.customers(ctx, dopts, rep, count)
@@ -229,7 +227,9 @@ func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
 		go func() {
 			defer wg.Done()
 			for t := range work {
+				unlock := p.locks.lock(t.id)
 				res, fetches, f, err := p.pollCustomer(ctx, t, dopts, &budget)
+				unlock()
 				if err != nil && ctx.Err() == nil {
 					// A store failure: nothing of this customer committed.
 					f = &Failure{CustomerID: t.id, Name: t.name, Err: err}
