@@ -177,9 +177,10 @@ type Tail struct {
 	m      Metrics
 	commit func(*state.Change) error // o.Store.Commit; tests replace it
 
-	mu  sync.Mutex
-	cur *cursor // the committed cursor; nil until loaded
-	raw []byte  // its stored bytes; nil while not stored (none yet, or damaged)
+	mu     sync.Mutex
+	cur    *cursor   // the committed cursor; nil until loaded
+	raw    []byte    // its stored bytes; nil while not stored (none yet, or damaged)
+	warned time.Time // the query's oldest day last warned about (once a day, not every poll)
 }
 
 // ErrStore is wrapped by the errors of the state file (reading the
@@ -321,8 +322,13 @@ func (t *Tail) Poll(ctx context.Context) (PollReport, error) {
 	start := windowStart(cur, t.o.LookBack)
 	today := midnight(now)
 	if oldest := today.AddDate(0, 0, -pc.AuditMaxWindowDays); start.Before(oldest) {
-		t.log.Warn("the activity log cursor is older than one query reaches; the records before are left to the sweep",
-			"cursorDay", start.Format(time.DateOnly), "from", oldest.Format(time.DateOnly))
+		// A tail stopped for a month, or a log quiet for one (the
+		// window stays at the newest record's day).
+		if !t.warned.Equal(oldest) {
+			t.warned = oldest
+			t.log.Warn("the activity log cursor is older than one query reaches; records before are left to the sweep",
+				"cursorDay", start.Format(time.DateOnly), "from", oldest.Format(time.DateOnly))
+		}
 		start = oldest
 	}
 	if start.After(today) {

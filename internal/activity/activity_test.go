@@ -572,3 +572,27 @@ func TestActorIsTheLatestRecords(t *testing.T) {
 		t.Errorf("hint %+v actor %+v, want the newer record's actor and 2 records", h, a)
 	}
 }
+
+// TestLongStopReadsOneQuery: after a month without a poll, the window is
+// clamped to what one query may ask (Partner Center answers 400 beyond),
+// and the tail follows the log again.
+func TestLongStopReadsOneQuery(t *testing.T) {
+	e := newEnv(t, 4, pcsim.AuditConfig{})
+	subs := e.active(2)
+	must(t, e.sim.IncreaseSeats(subs[0].customer, subs[0].id, 1))
+	e.clk.Advance(time.Second)
+	e.poll(e.tail(nil))
+	e.clk.Advance(40 * 24 * time.Hour)
+	must(t, e.sim.IncreaseSeats(subs[1].customer, subs[1].id, 1))
+	e.clk.Advance(time.Second)
+	rep := e.poll(e.tail(nil))
+	if want := midnight(e.clk.Now()).AddDate(0, 0, -pc.AuditMaxWindowDays); !rep.Start.Equal(want) {
+		t.Errorf("read from %s, want %s (the widest query)", rep.Start, want)
+	}
+	if _, ok := e.hints()[subs[1].customer]; !ok {
+		t.Errorf("the change after the stop was not hinted: %+v", rep)
+	}
+	if ci := e.cursorInfo(); !ci.Newest.After(t0.Add(40 * 24 * time.Hour)) {
+		t.Errorf("cursor %+v did not follow", ci)
+	}
+}
