@@ -45,16 +45,13 @@ type Event struct {
 }
 
 // Errors of this package. Decode returns the first two; ShrinkEvent
-// ErrEventTooLarge; the relay ErrLimitTooSmall.
+// ErrEventTooLarge.
 var (
 	ErrNotCloudEvent   = errors.New("not a pcwatch CloudEvent")
 	ErrUnsupportedSpec = errors.New("unsupported CloudEvents specversion")
 	// ErrEventTooLarge: the event exceeds the size limit even with every
 	// value ShrinkEvent may cut cut.
 	ErrEventTooLarge = errors.New("event too large even when shrunk")
-	// ErrLimitTooSmall: the NATS server's or the stream's message size
-	// limit is below what even an ops.event-dropped notice needs.
-	ErrLimitTooSmall = errors.New("NATS message size limit too small for pcwatch events")
 )
 
 // Decode reads a structured-mode CloudEvent as the notifier receives it and

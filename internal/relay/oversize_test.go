@@ -18,6 +18,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natstest"
+	"github.com/pcwatch/pcwatch/internal/relay"
 	"github.com/pcwatch/pcwatch/internal/state"
 	"github.com/pcwatch/pcwatch/internal/stream"
 )
@@ -366,7 +367,7 @@ func TestLimitBelowANotice(t *testing.T) {
 	defer cancel()
 	_, err := r.Flush(ctx)
 	h := r.Health()
-	if err == nil || !errors.Is(h.LastError, events.ErrLimitTooSmall) || !strings.Contains(h.LastError.Error(), "max_msg_size") {
+	if err == nil || !errors.Is(h.LastError, relay.ErrLimitTooSmall) || !strings.Contains(h.LastError.Error(), "max_msg_size") {
 		t.Fatalf("Flush = %v; last error %v: want ErrLimitTooSmall naming the limit to raise", err, h.LastError)
 	}
 	if h.ConsecutiveFailures == 0 || h.FailingSince.IsZero() {

@@ -27,6 +27,12 @@ import (
 	"github.com/pcwatch/pcwatch/internal/stream"
 )
 
+// ErrLimitTooSmall: the NATS server's (max_payload) or the stream's
+// (max_msg_size) message size limit is below what even an
+// ops.event-dropped notice needs; the relay cannot make progress until it
+// is raised.
+var ErrLimitTooSmall = errors.New("NATS message size limit too small for pcwatch events")
+
 // Outbox is the durable queue the relay drains. The watcher's state store
 // (*state.Store) implements it; events are written to it in the same
 // transaction as the snapshot that caused them.
@@ -404,7 +410,7 @@ func (r *Relay) refit(w wire, size int, limit int64) (wire, error) {
 	}
 	if nsize := len(n.Body) + headerLen(n.ID, r.o.Stream); int64(nsize) > limit {
 		return w, fmt.Errorf("event %s (%d bytes) exceeds the NATS message size limit of %d bytes, and so would its ops.event-dropped notice (%d bytes): %w; raise the server's max_payload and the stream's max_msg_size",
-			rec.ID, size, limit, nsize, events.ErrLimitTooSmall)
+			rec.ID, size, limit, nsize, ErrLimitTooSmall)
 	}
 	r.log.Error("event relay: event too large for NATS even shrunk; publishing an ops.event-dropped notice in its place",
 		"event_id", rec.ID, "subject", events.Clip(rec.Subject), "entity", events.Clip(rec.Entity), "size", size, "limit", limit, "notice_id", n.ID, "why", serr)

@@ -53,7 +53,7 @@ func TestReadinessReflectsARelayThatCannotPublish(t *testing.T) {
 	gone.Shutdown()
 	<-lost // the client has noticed
 	since := time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
-	tooSmall := fmt.Errorf("publishing event x: %w", events.ErrLimitTooSmall)
+	tooSmall := fmt.Errorf("publishing event x: %w", relay.ErrLimitTooSmall)
 	refused := fmt.Errorf("NATS is not connected: the server refused the credentials (%w)", nats.ErrAuthorization)
 	for _, tc := range []struct {
 		name     string
