@@ -153,9 +153,11 @@ type Options struct {
 	// MaxSeen caps the dedup set; default DefaultMaxSeen, at most
 	// MaxSeenLimit.
 	MaxSeen int
-	// Known reports whether pcwatch watches the customer (by the id the
-	// record carries); records of other customers are counted and
-	// dropped. Required: it is what bounds the hints bucket.
+	// Known reports whether pcwatch watches the customer, given the id as
+	// the record spells it (the hint is keyed by that same string, so
+	// Known should accept only the spelling the state file uses); records
+	// of other customers are counted and dropped. Required: it is what
+	// bounds the hints bucket. Called from the polling goroutine.
 	Known func(customerID string) bool
 	// Metrics receives the figures; nil discards them.
 	Metrics Metrics

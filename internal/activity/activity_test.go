@@ -596,3 +596,21 @@ func TestLongStopReadsOneQuery(t *testing.T) {
 		t.Errorf("cursor %+v did not follow", ci)
 	}
 }
+
+// TestDedupWithoutIDs: records without an id (the 2017 documented shape)
+// are deduplicated by their content.
+func TestDedupWithoutIDs(t *testing.T) {
+	e := newEnv(t, 4, pcsim.AuditConfig{OmitIDs: true})
+	for _, s := range e.active(3) {
+		must(t, e.sim.IncreaseSeats(s.customer, s.id, 1))
+		e.clk.Advance(time.Second)
+	}
+	if rep := e.poll(e.tail(nil)); rep.Relevant != 3 {
+		t.Fatalf("first poll %+v", rep)
+	}
+	e.clk.Advance(time.Hour)
+	rep := e.poll(e.tail(nil))
+	if rep.New != 0 || rep.Skipped[activity.SkipDuplicate] != 3 || e.hintCount() != 3 {
+		t.Errorf("re-read without ids: %+v, hints of %d records; want 3 duplicates, 3 records", rep, e.hintCount())
+	}
+}
