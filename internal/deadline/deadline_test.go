@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -351,5 +352,40 @@ func TestStoredFacts(t *testing.T) {
 				t.Errorf("StoredFacts = %+v, want %+v", f, tc.want)
 			}
 		})
+	}
+}
+
+// Partner Center lists legacy Azure subscriptions with a commitment end in
+// year 9999 (the documented body, read from the shared corpus): that is
+// "no end", not a renewal 8,000 years away (before, `watcher deadlines`
+// with renewal_all_terms listed it closing in "106751d 23h").
+func TestNoEndCommitment(t *testing.T) {
+	path := filepath.Join("..", "..", "..", "shared", "corpus", "partner-center", "subscription-legacy-azure-01.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the documented legacy Azure subscription body: %v (the shared corpus belongs next to the repository)", err)
+	}
+	var s pc.Subscription
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("decoding %s: %v", path, err)
+	}
+	if s.CommitmentEnd().T.Year() != 9999 {
+		t.Fatalf("the corpus body's commitment end is %v; this test expects the documented 9999", s.CommitmentEnd().T)
+	}
+	if f := FactsOf(&s, nil, t0); !f.CommitmentEnd.IsZero() {
+		t.Errorf("facts of a no-end subscription: commitment end %v, want none", f.CommitmentEnd)
+	}
+}
+
+// Facts stored by an earlier release still carry the 9999 end: the rules
+// ignore it too.
+func TestNoEndCommitmentInStoredFacts(t *testing.T) {
+	f := Facts{Status: "active", Term: "P1Y", CommitmentEnd: time.Date(9999, 12, 10, 0, 0, 0, 0, time.UTC)}
+	cfg := DefaultConfig()
+	cfg.RenewalAllTerms = true
+	for _, r := range Rules() {
+		if ds := r.Deadlines(f, cfg); len(ds) != 0 {
+			t.Errorf("rule %s: %d deadlines for a subscription without end", r.Name(), len(ds))
+		}
 	}
 }

@@ -49,6 +49,10 @@ type Batch struct {
 	Until    time.Time `json:"until"`
 }
 
+// noEndYear is the year from which Partner Center's commitment end dates
+// mean "no end" (9999-12-10 in the documented legacy Azure subscription).
+const noEndYear = 9999
+
 // FactsOf derives a subscription's facts from its listing, carrying over
 // what the listing cannot tell (refund batches fetched by id, the
 // seen-open mark, the last increase) from prev, which is nil at first
@@ -64,6 +68,11 @@ func FactsOf(s *pc.Subscription, prev *Facts, now time.Time) Facts {
 		PartnerID:     s.PartnerID,
 		CancelBy:      s.CancellationAllowedUntilDate.T,
 		CommitmentEnd: s.CommitmentEnd().T,
+	}
+	if f.CommitmentEnd.Year() >= noEndYear {
+		// Partner Center's "no end" (legacy Azure and usage-based
+		// subscriptions list 9999-12-…): nothing renews or expires.
+		f.CommitmentEnd = time.Time{}
 	}
 	if !f.CancelBy.IsZero() && now.Before(f.CancelBy) {
 		f.CancelSeenOpen = f.CancelBy

@@ -104,7 +104,7 @@ var (
 		docs: RuleDocs{Deadline: "The commitment end.", AutoRenew: "true: the subscription will renew; false: it will expire.",
 			Window: "commitment end, terms of a year or more", Flags: " (`--renewal-all-terms` for all terms)", Days: true},
 		due: func(f Facts, ths []time.Duration, cfg Config) []Deadline {
-			if f.CommitmentEnd.IsZero() || f.Trial || !(cfg.RenewalAllTerms || TermAtLeastYear(f.Term)) ||
+			if f.CommitmentEnd.IsZero() || f.CommitmentEnd.Year() >= noEndYear || f.Trial || !(cfg.RenewalAllTerms || TermAtLeastYear(f.Term)) ||
 				!(f.Status == "" || strings.EqualFold(f.Status, "active")) {
 				return nil
 			}
@@ -120,7 +120,7 @@ var (
 		docs: RuleDocs{Deadline: "When the trial ends (its commitment end).",
 			AutoRenew: "true: the trial converts to a paid subscription; false: it expires.", Window: "trial end", Days: true},
 		due: func(f Facts, ths []time.Duration, _ Config) []Deadline {
-			if f.CommitmentEnd.IsZero() || !f.Trial {
+			if f.CommitmentEnd.IsZero() || f.CommitmentEnd.Year() >= noEndYear || !f.Trial {
 				return nil
 			}
 			return []Deadline{{At: f.CommitmentEnd, Thresholds: ths}}
