@@ -51,7 +51,8 @@ type Hint struct {
 	// "webhook").
 	Origin string `json:"origin,omitempty"`
 	// Actors are who made the changes, per subscription id ("" for the
-	// customer itself), from the latest record naming each.
+	// customer itself): of each, the record with the latest operation
+	// date, whatever order the records arrived in.
 	Actors map[string]*events.Actor `json:"actors,omitempty"`
 }
 
@@ -89,7 +90,13 @@ func (h Hint) Merge(n Hint) Hint {
 			out.Actors[k] = a
 		}
 		for k, a := range n.Actors {
-			if len(out.Actors) >= MaxHintSubscriptions+1 && out.Actors[k] == nil {
+			cur := out.Actors[k]
+			if cur == nil && len(out.Actors) >= MaxHintSubscriptions+1 {
+				continue
+			}
+			// The latest change's actor wins, whichever record was
+			// read first (records can appear in the log late).
+			if cur != nil && a != nil && a.OperationDate.Before(cur.OperationDate) {
 				continue
 			}
 			out.Actors[k] = a

@@ -163,3 +163,20 @@ func TestOlderFileGainsHintAndCursorBuckets(t *testing.T) {
 		t.Fatalf("writing hints to an upgraded file: %v", err)
 	}
 }
+
+// Records can appear in the activity log late: the actor kept for an
+// entity is that of its latest change, not of the record merged last.
+func TestHintKeepsTheLatestActor(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	newer := &events.Actor{UserPrincipalName: "bob@partner.example", OperationDate: t0.Add(time.Hour)}
+	older := &events.Actor{UserPrincipalName: "alice@partner.example", OperationDate: t0}
+	h := Hint{}.Merge(Hint{CustomerID: "c1", Actors: map[string]*events.Actor{"s1": newer}})
+	h = h.Merge(Hint{CustomerID: "c1", Actors: map[string]*events.Actor{"s1": older}})
+	if h.Actors["s1"] != newer {
+		t.Errorf("actor %+v, want the later change's %+v", h.Actors["s1"], newer)
+	}
+	h = h.Merge(Hint{CustomerID: "c1", Actors: map[string]*events.Actor{"s1": {UserPrincipalName: "carol@partner.example", OperationDate: t0.Add(2 * time.Hour)}}})
+	if h.Actors["s1"].UserPrincipalName != "carol@partner.example" {
+		t.Errorf("a later change's actor did not replace: %+v", h.Actors["s1"])
+	}
+}
