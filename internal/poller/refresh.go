@@ -132,6 +132,14 @@ func (p *Poller) Refresh(ctx context.Context, h state.Hint) (Refreshed, error) {
 		for t, n := range res.Counts {
 			out.ByType[t] += n
 		}
+		// Observed before the relay is kicked: by the time the events
+		// can be seen on NATS, the latency is counted.
+		if out.Events > 0 && !h.FirstAt.IsZero() {
+			out.Latency = o.Clock.Now().Sub(h.FirstAt)
+			if hm, ok := o.Metrics.(HintMetrics); ok {
+				hm.HintLatency(out.Latency)
+			}
+		}
 		p.counted(res, "hint")
 	}
 	if f != nil {
@@ -164,12 +172,6 @@ func (p *Poller) Refresh(ctx context.Context, h state.Hint) (Refreshed, error) {
 	}
 	out.Result = "ok"
 	p.hintMetric(out.Result)
-	if out.Events > 0 && !h.FirstAt.IsZero() {
-		out.Latency = o.Clock.Now().Sub(h.FirstAt)
-		if hm, ok := o.Metrics.(HintMetrics); ok {
-			hm.HintLatency(out.Latency)
-		}
-	}
 	return out, nil
 }
 

@@ -68,6 +68,10 @@ type Config struct {
 	NATS natsconn.Options
 
 	DeadlineInterval time.Duration
+	// AuditInterval is the time between reads of the activity log
+	// (audit records), whose records trigger refreshes of the customers
+	// they name; 0 turns the tail off.
+	AuditInterval time.Duration
 	// Thresholds are the thresholds of each deadline rule (one option per
 	// rule: --cancellation-thresholds, ...).
 	Thresholds      map[*deadline.Rule][]time.Duration
@@ -111,6 +115,7 @@ func Default() Config {
 		Listen:               "127.0.0.1:9464",
 		NATSNotifierSubjects: slices.Clone(natsembed.DefaultNotifierSubjects),
 		DeadlineInterval:     time.Minute,
+		AuditInterval:        30 * time.Second,
 		Thresholds:           d.Thresholds,
 		MassRemovalShare:     0.5,
 		HoldCycles:           3,
@@ -160,6 +165,19 @@ func dur(p func(*Config) *time.Duration) (func(*Config, string) error, func(*Con
 			d, err := time.ParseDuration(strings.TrimSpace(v))
 			if err != nil || d <= 0 {
 				return fmt.Errorf("%q is not a positive duration (write e.g. 90s, 15m or 1h)", v)
+			}
+			*p(c) = d
+			return nil
+		},
+		func(c *Config) string { return p(c).String() }
+}
+
+// durOrOff is dur for an option that 0 turns off.
+func durOrOff(p func(*Config) *time.Duration) (func(*Config, string) error, func(*Config) string) {
+	return func(c *Config, v string) error {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil || d < 0 {
+				return fmt.Errorf("%q is not a duration (write e.g. 30s or 2m, or 0 to turn it off)", v)
 			}
 			*p(c) = d
 			return nil
@@ -297,6 +315,8 @@ var options = func() []option {
 	add("source", "CloudEvents source; default the Partner Center URL, plus /tenants/<id> when a tenant is configured", f, s)
 	f, s = dur(func(c *Config) *time.Duration { return &c.DeadlineInterval })
 	add("deadline-interval", "time between deadline evaluations", f, s)
+	f, s = durOrOff(func(c *Config) *time.Duration { return &c.AuditInterval })
+	add("audit-interval", "time between reads of Partner Center's activity log, whose records trigger a refresh of the customer they name (about 2 requests a minute); 0 turns it off and changes wait for the sweep", f, s)
 	for _, r := range deadline.Rules() {
 		if r.Option() != "" {
 			f, s = thresholds(r)
@@ -566,6 +586,9 @@ func (c *Config) validate() error {
 	}
 	if c.DataDir == "" {
 		return cfgErr("--data-dir is empty")
+	}
+	if c.AuditInterval < 0 || (c.AuditInterval > 0 && c.AuditInterval < 5*time.Second) {
+		return cfgErr("--audit-interval %v: want at least 5s (each read costs a request or two), or 0 to turn the activity-log tail off", c.AuditInterval)
 	}
 	return nil
 }

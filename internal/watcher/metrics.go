@@ -34,6 +34,7 @@ type metrics struct {
 	ledgerSize   prometheus.Gauge
 	damaged      prometheus.Gauge
 	restarts     *prometheus.CounterVec
+	fresh        *freshMetrics
 }
 
 func newMetrics() *metrics {
@@ -79,6 +80,7 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.restarts, m.cycleSeconds, m.cycles, m.customers, m.requests, m.reqSeconds, m.throttled, m.retries,
 		m.eventsByType, m.outboxDepth, m.published, m.publishFail, m.truncated, m.dropped, m.lastSuccess, m.lastCycle, m.ledgerSize, m.damaged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.fresh = newFreshMetrics(m.reg)
 	return m
 }
 

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/oauth2"
 
+	"github.com/pcwatch/pcwatch/internal/activity"
 	"github.com/pcwatch/pcwatch/internal/actor"
 	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/clock"
@@ -34,6 +36,7 @@ import (
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/poller"
 	"github.com/pcwatch/pcwatch/internal/relay"
+	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 	"github.com/pcwatch/pcwatch/internal/stream"
 )
@@ -258,6 +261,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	g.OnStop("state file", 0, func(context.Context) error { return store.Close() })
 	rt := &Runtime{StatePath: statePath, Store: store}
+	m.reg.MustRegister(newStaleness(store, clk.Now))
 
 	// NATS.
 	natsURL := nopts.URL
@@ -361,6 +365,26 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	if !c.Once {
 		g.Add(o.actor(actor.Actor{Name: actorEvaluator, OnFailure: actor.Restart, Run: eval.Run}))
+		// The change feed: hints first (they may be left from a previous
+		// run), then the activity-log tail that stores them.
+		kick := make(chan struct{}, 1)
+		g.Add(o.actor(actor.Actor{Name: actorHints, OnFailure: actor.Restart, Run: func(ctx context.Context) error {
+			return pl.RunHints(ctx, poller.HintOptions{Kick: kick})
+		}}))
+		if c.AuditInterval > 0 {
+			tail, err := activity.New(activity.Options{Client: client, Store: store, Clock: clk, Interval: c.AuditInterval,
+				Known: knownCustomer(store, c.Customers), Metrics: m, Logger: log.With("component", "activity-log"),
+				Hinted: func() {
+					select {
+					case kick <- struct{}{}:
+					default:
+					}
+				}})
+			if err != nil {
+				return err
+			}
+			g.Add(o.actor(actor.Actor{Name: actorActivity, OnFailure: actor.Restart, Run: tail.Run}))
+		}
 	}
 	log.Info("watcher started", "partner_center", client.BaseURL(), "source", source, "state", statePath,
 		"nats", natsconn.Describe(nc), "embedded_nats", rt.Embedded, "listen", rt.Listen, "interval", c.Interval, "once", c.Once)
@@ -378,6 +402,24 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	loop := &pollLoop{cycle: pl.Cycle, interval: c.Interval, rnd: rand.Float64, health: h, cycled: o.Cycled, log: log}
 	return g.Run(ctx, loop.run)
+}
+
+// knownCustomer says whether the activity log's customer id is one the
+// watcher watches: in the state file (as the customer list spells it) and
+// in --customers when that is set. Hints of others are dropped: the
+// customer list brings new customers.
+func knownCustomer(store *state.Store, only []string) func(string) bool {
+	return func(id string) bool {
+		if len(only) > 0 && !slices.Contains(only, id) {
+			return false
+		}
+		known := false
+		_ = store.View(func(r *state.ReadTx) error {
+			_, known, _ = r.Get(resource.Customers, id)
+			return nil
+		})
+		return known
+	}
 }
 
 // embeddedNATS waits until ctx ends or the embedded server stops by

@@ -1,0 +1,147 @@
+package watcher
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pcwatch/pcwatch/internal/activity"
+	"github.com/pcwatch/pcwatch/internal/resource"
+	"github.com/pcwatch/pcwatch/internal/state"
+)
+
+// The change feed's actors (issue 13): the activity-log tail turns audit
+// records into durable hints; the hint refresher reads the hinted
+// customers again. Both are restarted with backoff when they fail: the
+// sweep goes on without them, only later.
+const (
+	actorActivity = "activity-log"
+	actorHints    = "hint-refresher"
+)
+
+// freshMetrics are the figures of the change feed and of freshness.
+type freshMetrics struct {
+	auditRead      prometheus.Counter
+	auditSkipped   *prometheus.CounterVec
+	auditHints     prometheus.Counter
+	auditFailures  prometheus.Counter
+	auditLastOK    prometheus.Gauge
+	auditCursorLag prometheus.Gauge
+	refreshes      *prometheus.CounterVec
+	hintLatency    prometheus.Histogram
+	changesFound   *prometheus.CounterVec
+}
+
+func newFreshMetrics(reg *prometheus.Registry) *freshMetrics {
+	f := &freshMetrics{
+		auditRead: prometheus.NewCounter(prometheus.CounterOpts{Name: "pcwatch_audit_records_total",
+			Help: "Activity-log (audit) records read, the overlap of successive windows included."}),
+		auditSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_audit_records_skipped_total",
+			Help: "Activity-log records that triggered no refresh, by reason (duplicate counts the overlap re-read every poll)."}, []string{"reason"}),
+		auditHints: prometheus.NewCounter(prometheus.CounterOpts{Name: "pcwatch_audit_hints_total",
+			Help: "Customers hinted by the activity log (a poll's records of one customer coalesce into one)."}),
+		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "pcwatch_audit_poll_failures_total",
+			Help: "Activity-log polls that failed (the cursor stays; the next poll reads the same window)."}),
+		auditLastOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pcwatch_audit_last_success_timestamp_seconds",
+			Help: "When the activity log was last read completely (Unix time): the tail's freshness."}),
+		auditCursorLag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pcwatch_audit_cursor_lag_seconds",
+			Help: "Age of the newest activity-log record seen (grows while the log is quiet)."}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_hint_refreshes_total",
+			Help: "Hinted refreshes of one customer, by result (ok, failed, unknown-customer)."}, []string{"result"}),
+		hintLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pcwatch_hint_to_event_seconds",
+			Help:    "From the first hint of a customer to the commit of the events its refresh found.",
+			Buckets: prometheus.ExponentialBuckets(0.25, 2, 14)}),
+		changesFound: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_changes_found_total",
+			Help: "Change events (not deadlines, not ops) by what found them: sweep or hint. Changes found only by the sweep are those the change feed missed."}, []string{"by"}),
+	}
+	for _, r := range activity.SkipReasons {
+		f.auditSkipped.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "failed", "unknown-customer"} {
+		f.refreshes.WithLabelValues(r)
+	}
+	f.changesFound.WithLabelValues("sweep")
+	f.changesFound.WithLabelValues("hint")
+	reg.MustRegister(f.auditRead, f.auditSkipped, f.auditHints, f.auditFailures, f.auditLastOK, f.auditCursorLag,
+		f.refreshes, f.hintLatency, f.changesFound)
+	return f
+}
+
+// activity.Metrics
+func (m *metrics) RecordsRead(n int)         { m.fresh.auditRead.Add(float64(n)) }
+func (m *metrics) RecordSkipped(r string)    { m.fresh.auditSkipped.WithLabelValues(r).Inc() }
+func (m *metrics) HintsQueued(n int)         { m.fresh.auditHints.Add(float64(n)) }
+func (m *metrics) PollFailed()               { m.fresh.auditFailures.Inc() }
+func (m *metrics) PollSucceeded(t time.Time) { m.fresh.auditLastOK.Set(float64(t.UnixNano()) / 1e9) }
+func (m *metrics) CursorLag(d time.Duration) { m.fresh.auditCursorLag.Set(d.Seconds()) }
+
+// poller.HintMetrics
+func (m *metrics) HintRefreshed(r string)      { m.fresh.refreshes.WithLabelValues(r).Inc() }
+func (m *metrics) HintLatency(d time.Duration) { m.fresh.hintLatency.Observe(d.Seconds()) }
+func (m *metrics) ChangesFound(by string, n int) {
+	m.fresh.changesFound.WithLabelValues(by).Add(float64(n))
+}
+
+// stalenessBuckets are the bounds, in seconds, of the staleness histogram:
+// a minute to a week.
+var stalenessBuckets = []float64{60, 300, 900, 1800, 3600, 2 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400}
+
+// staleness is a collector of pcwatch_customer_staleness_seconds: the age
+// of each customer's last complete listing, read from the state file at
+// scrape time. A customer never listed completely is in the count and the
+// +Inf bucket only (its age is unknown, so not in the sum).
+type staleness struct {
+	store *state.Store
+	now   func() time.Time
+	desc  *prometheus.Desc
+}
+
+func newStaleness(store *state.Store, now func() time.Time) *staleness {
+	return &staleness{store: store, now: now, desc: prometheus.NewDesc("pcwatch_customer_staleness_seconds",
+		"Age of each watched customer's last complete listing (sweep or hinted refresh), at scrape time; never listed counts as +Inf.", nil, nil)}
+}
+
+func (s *staleness) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
+
+func (s *staleness) Collect(ch chan<- prometheus.Metric) {
+	ages, never, err := customerAges(s.store, s.now())
+	if err != nil {
+		return
+	}
+	counts := make(map[float64]uint64, len(stalenessBuckets))
+	var sum float64
+	for _, a := range ages {
+		sec := a.Seconds()
+		if a < 0 {
+			sec = 0
+		}
+		sum += sec
+		for _, b := range stalenessBuckets {
+			if sec <= b {
+				counts[b]++
+			}
+		}
+	}
+	if m, err := prometheus.NewConstHistogram(s.desc, uint64(len(ages)+never), sum, counts); err == nil {
+		ch <- m
+	}
+}
+
+// customerAges returns the ages at now of the known customers' last
+// complete listings, and how many known customers have none. It reads no
+// record: the last-success bucket and the customer count.
+func customerAges(store *state.Store, now time.Time) ([]time.Duration, int, error) {
+	last, err := store.LastOK()
+	if err != nil {
+		return nil, 0, err
+	}
+	c, err := store.Counts()
+	if err != nil {
+		return nil, 0, err
+	}
+	ages := make([]time.Duration, 0, len(last))
+	for _, t := range last {
+		ages = append(ages, now.Sub(t))
+	}
+	return ages, max(0, c.Records[resource.Customers]-len(last)), nil
+}
