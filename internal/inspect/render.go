@@ -84,8 +84,21 @@ func WriteState(w io.Writer, s *watcher.StateSummary, f Format) error {
 	}
 	fmt.Fprintf(w, "cycles run: %d\n%s\npending removals: %d   deadline ledger: %d   outbox depth: %d\n",
 		s.Cycle, strings.Join(counts, "   "), s.Pending, s.LedgerEntries, s.Outbox)
-	fmt.Fprintf(w, "events too large for NATS: %d published shrunk (data.truncated), %d replaced by ops.event-dropped\n\n",
+	fmt.Fprintf(w, "events too large for NATS: %d published shrunk (data.truncated), %d replaced by ops.event-dropped\n",
 		s.EventsTruncated, s.EventsDropped)
+	cf := s.ChangeFeed
+	feed := "activity log: never read"
+	switch {
+	case cf.CursorError != "":
+		feed = "activity log: cursor unreadable (the tail starts again from its initial look-back): " + cf.CursorError
+	case cf.CursorNewest != nil:
+		feed = fmt.Sprintf("activity log: newest record %s (%d remembered)", cf.CursorNewest.UTC().Format("2006-01-02 15:04:05"), cf.CursorSeen)
+	}
+	hints := fmt.Sprintf("hinted customers waiting for a refresh: %d", cf.PendingHints)
+	if cf.OldestHint != nil {
+		hints += ", the oldest since " + cf.OldestHint.UTC().Format("2006-01-02 15:04:05")
+	}
+	fmt.Fprintf(w, "%s   %s\n\n", feed, hints)
 	if s.DamagedCount > 0 {
 		fmt.Fprintf(w, "DAMAGED RECORDS: %d (skipped; stop the watcher and restore a backup, or move the state file aside to rebuild from a fresh baseline):\n", s.DamagedCount)
 		for _, r := range s.DamagedRecords {

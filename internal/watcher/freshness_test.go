@@ -37,6 +37,13 @@ func TestActivityLogChangeBecomesEventBeforeTheSweep(t *testing.T) {
 		t.Fatalf("a sweep ran (cycle %d) before the event: it was not the hint that found it", rep.Number)
 	default:
 	}
+	s, err := Inspect(rt.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ChangeFeed.CursorNewest == nil || s.ChangeFeed.CursorSeen == 0 || s.ChangeFeed.CursorError != "" {
+		t.Errorf("watcher state's change feed: %+v, want the cursor at the seat change's record", s.ChangeFeed)
+	}
 	_, body := get(t, "http://"+rt.Listen+"/metrics")
 	for _, want := range []string{`pcwatch_changes_found_total{by="hint"} 1`, `pcwatch_hint_refreshes_total{result="ok"}`,
 		"pcwatch_hint_to_event_seconds_count 1", "pcwatch_customer_staleness_seconds_count 10", "pcwatch_audit_last_success_timestamp_seconds"} {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pcwatch/pcwatch/internal/activity"
 	"github.com/pcwatch/pcwatch/internal/actor"
 	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/clock"
@@ -194,6 +195,23 @@ type StateSummary struct {
 	// Open refuses a damaged file): counted, the first ones named.
 	DamagedCount   int      `json:"damagedRecords,omitempty"`
 	DamagedRecords []string `json:"damagedRecordNames,omitempty"`
+	// ChangeFeed is where the activity-log tail stands and what it has
+	// hinted that is not refreshed yet.
+	ChangeFeed ChangeFeedState `json:"changeFeed"`
+}
+
+// ChangeFeedState is the activity-log cursor and the pending hints.
+type ChangeFeedState struct {
+	// CursorNewest is the newest activity-log record seen (absent: the
+	// tail never read one); CursorSeen the records it remembers to
+	// deduplicate the overlapping windows.
+	CursorNewest *time.Time `json:"cursorNewest,omitempty"`
+	CursorSeen   int        `json:"cursorSeen"`
+	CursorError  string     `json:"cursorError,omitempty"`
+	// PendingHints are customers hinted and not yet refreshed; the
+	// oldest waits since OldestHint.
+	PendingHints int        `json:"pendingHints"`
+	OldestHint   *time.Time `json:"oldestHint,omitempty"`
 }
 
 // stateFields is StateSummary without its JSON methods.
@@ -297,6 +315,26 @@ func Inspect(store *state.Store) (*StateSummary, error) {
 		return err
 	}
 	err = store.View(func(r *state.ReadTx) error {
+		if v := r.Cursor(activity.CursorName); v != nil {
+			if ci, err := activity.DecodeCursor(v); err != nil {
+				s.ChangeFeed.CursorError = err.Error()
+			} else {
+				s.ChangeFeed.CursorSeen = ci.Seen
+				if !ci.Newest.IsZero() {
+					s.ChangeFeed.CursorNewest = &ci.Newest
+				}
+			}
+		}
+		if err := skipDamaged(r.Hints(func(h state.Hint) error {
+			s.ChangeFeed.PendingHints++
+			if s.ChangeFeed.OldestHint == nil || h.FirstAt.Before(*s.ChangeFeed.OldestHint) {
+				at := h.FirstAt
+				s.ChangeFeed.OldestHint = &at
+			}
+			return nil
+		})); err != nil {
+			return err
+		}
 		if err := skipDamaged(r.ForEach(resource.Subscriptions, func(k string, _ state.Record) error {
 			c, _ := state.SplitKey(k)
 			subs[c]++

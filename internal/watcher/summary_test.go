@@ -12,14 +12,15 @@ import (
 
 // /api/state and `watcher state --format json` keep the members (and their
 // order) of the release, whose summary had one field per kind: the counts
-// now come from the kinds' descriptors.
+// now come from the kinds' descriptors. Members added since (changeFeed,
+// issue 13) come after them.
 func TestStateSummaryJSON(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	s := StateSummary{Cycle: 7, Records: map[*resource.Kind]int{resource.Customers: 2, resource.Subscriptions: 5, resource.ManagedServices: 1, resource.Products: 3},
 		Pending: 4, LedgerEntries: 6, Outbox: 8,
 		PerCustomer:     []CustomerStateRecord{{ID: "c1", Name: "Contoso", Subscriptions: 5, LastSuccess: &at}},
 		EventsTruncated: 1, EventsDropped: 2, DamagedCount: 1, DamagedRecords: []string{"subscription c1/s9: damaged"}}
-	// As the release wrote them (commit 18649a1).
+	// As the release wrote them (commit 18649a1), then changeFeed.
 	const wantIndented = `{
   "cycle": 7,
   "customers": 2,
@@ -42,10 +43,14 @@ func TestStateSummaryJSON(t *testing.T) {
   "damagedRecords": 1,
   "damagedRecordNames": [
     "subscription c1/s9: damaged"
-  ]
+  ],
+  "changeFeed": {
+    "cursorSeen": 0,
+    "pendingHints": 0
+  }
 }
 `
-	const wantEmpty = `{"cycle":0,"customers":0,"subscriptions":0,"managedServices":0,"products":0,"pendingRemovals":0,"deadlineLedgerEntries":0,"outboxDepth":0,"perCustomer":null,"eventsTruncated":0,"eventsDropped":0}
+	const wantEmpty = `{"cycle":0,"customers":0,"subscriptions":0,"managedServices":0,"products":0,"pendingRemovals":0,"deadlineLedgerEntries":0,"outboxDepth":0,"perCustomer":null,"eventsTruncated":0,"eventsDropped":0,"changeFeed":{"cursorSeen":0,"pendingHints":0}}
 `
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
