@@ -257,6 +257,20 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	case path == "/admin/audit/records" && method == http.MethodDelete:
 		s.ClearAudit()
 		w.WriteHeader(http.StatusNoContent)
+	case path == "/admin/webhooks" && method == http.MethodGet:
+		adminJSON(w, http.StatusOK, s.WebhookStatus())
+	case path == "/admin/webhooks" && method == http.MethodPost:
+		var c WebhookConfig
+		if !decodeAdmin(w, r, &c) {
+			return
+		}
+		if err := s.SetWebhooks(c); err != nil {
+			adminFail(w, http.StatusBadRequest, err)
+			return
+		}
+		adminJSON(w, http.StatusOK, s.WebhookStatus())
+	case path == "/admin/webhooks/deliveries" && method == http.MethodGet:
+		adminJSON(w, http.StatusOK, s.WebhookLog())
 	case path == "/admin/offorigin" && method == http.MethodGet:
 		adminJSON(w, http.StatusOK, s.CurrentOffOriginStats())
 	case path == "/admin/offorigin" && method == http.MethodDelete:
@@ -308,7 +322,7 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			Mutations []Mutation `json:"mutations"`
 		}{s.Now(), muts})
 	default:
-		for _, p := range []string{"/admin/state", "/admin/mutations", "/admin/mutate", "/admin/random", "/admin/faults", "/admin/inject", "/admin/stats", "/admin/advance", "/admin/freeze", "/admin/hostile", "/admin/offorigin", "/admin/audit", "/admin/audit/records"} {
+		for _, p := range []string{"/admin/state", "/admin/mutations", "/admin/mutate", "/admin/random", "/admin/faults", "/admin/inject", "/admin/stats", "/admin/advance", "/admin/freeze", "/admin/hostile", "/admin/offorigin", "/admin/audit", "/admin/audit/records", "/admin/webhooks", "/admin/webhooks/deliveries"} {
 			if path == p {
 				adminFail(w, http.StatusMethodNotAllowed, fmt.Errorf("method %s is not allowed on %s", method, r.URL.Path))
 				return

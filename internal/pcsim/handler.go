@@ -32,6 +32,10 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveAdmin(w, r)
 		return
 	}
+	if hasPrefixFold(r.URL.Path, "/webhooks/") {
+		s.serveWebhooks(w, r)
+		return
+	}
 	s.serveAPI(w, r)
 }
 

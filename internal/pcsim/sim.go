@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"reflect"
 	"sort"
 	"strings"
@@ -56,6 +57,13 @@ type Options struct {
 	// value records every partner change, visible at once. An invalid
 	// configuration (see SetAudit) is replaced by the zero value.
 	Audit AuditConfig
+	// Webhooks configures the callbacks to the registered URL (see
+	// webhook.go); WebhookSigner signs them (nil: every attempt fails, as
+	// a sender without a key would) and WebhookClient sends them (nil:
+	// http.DefaultClient; redirects are never followed).
+	Webhooks      WebhookConfig
+	WebhookSigner *WebhookSigner
+	WebhookClient *http.Client
 }
 
 // Lifecycle holds the retention periods of ended subscriptions.
@@ -170,6 +178,8 @@ type Sim struct {
 
 	// audit is the activity log (mu).
 	audit auditState
+	// webhooks are the registration and the callbacks (their own mutex).
+	webhooks *webhookState
 
 	off        offOriginCounters
 	streamStop chan struct{} // closed by stopStreams
@@ -211,6 +221,7 @@ func New(opts Options) *Sim {
 	key := sha256.Sum256(binary.BigEndian.AppendUint64([]byte("pcsim continuation token\x00"), uint64(opts.Seed)))
 	s.tokenKey = key[:]
 	s.audit = newAuditState(opts.Seed, opts.Audit)
+	s.webhooks = newWebhookState(opts.Seed, opts.Webhooks)
 	s.byID = make(map[string]*customer, opts.Customers)
 	s.cause = CauseExplicit
 	s.streamStop = make(chan struct{})
@@ -336,6 +347,7 @@ func (s *Sim) appendLogAudit(m Mutation, before, after *wireSub) {
 	m.Cause = s.cause
 	s.log = append(s.log, m)
 	s.auditMutation(&s.log[len(s.log)-1], before, after)
+	s.webhookMutation(&s.log[len(s.log)-1])
 }
 
 // mutateSub applies change to sub and logs it as one mutation. field names
