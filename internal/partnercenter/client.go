@@ -56,6 +56,11 @@
 //     items (default 250,000);
 //   - an error body: its first 64 KiB.
 //
+// The item listings (ListSubscriptionItems, ...) read a page whole (it is
+// bounded by MaxResponseBytes) and split it without decoding the items;
+// each item is charged as if decoded, so they fail where the typed
+// listings fail.
+//
 // A request in flight therefore holds at most about 2-3 x MaxResponseBytes
 // (the decoder's buffer, the decoded items, and garbage not yet collected),
 // whatever the server sends: N concurrent callers reading endless bodies
@@ -81,6 +86,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -420,6 +426,33 @@ func (c *Client) GetSubscription(ctx context.Context, customerID, subscriptionID
 	return &s, nil
 }
 
+// ListSubscriptionItems is ListSubscriptions without the typed decoding:
+// each subscription's JSON as received, checked to be valid JSON and an
+// object (or null), in listing order. The caller decodes what it needs
+// (json.Unmarshal into a Subscription); one that fails to decode is as a
+// listing that did not decode. The listing's guarantees and bounds are
+// ListSubscriptions'.
+func (c *Client) ListSubscriptionItems(ctx context.Context, customerID string, f SubscriptionFilter) ([]json.RawMessage, error) {
+	p := "/v1/customers/" + url.PathEscape(customerID) + "/subscriptions"
+	if f.MPNID != "" {
+		p += "?" + url.Values{"mpn_id": {f.MPNID}}.Encode()
+	}
+	return listItems[Subscription](ctx, c, "subscriptions", p)
+}
+
+// ListManagedServiceItems is ListManagedServices without the typed
+// decoding, as ListSubscriptionItems.
+func (c *Client) ListManagedServiceItems(ctx context.Context, customerID string) ([]json.RawMessage, error) {
+	return listItems[ManagedService](ctx, c, "managedservices", "/v1/customers/"+url.PathEscape(customerID)+"/managedservices")
+}
+
+// ListProductItems is ListProducts without the typed decoding, as
+// ListSubscriptionItems.
+func (c *Client) ListProductItems(ctx context.Context, customerID, targetView string) ([]json.RawMessage, error) {
+	p := "/v1/customers/" + url.PathEscape(customerID) + "/products?" + url.Values{"targetView": {targetView}}.Encode()
+	return listItems[Product](ctx, c, "products", p)
+}
+
 // ListManagedServices returns the services the partner administers for a
 // customer. Partner Center only serves it to App+User credentials.
 func (c *Client) ListManagedServices(ctx context.Context, customerID string) ([]ManagedService, error) {
@@ -434,11 +467,31 @@ func (c *Client) ListProducts(ctx context.Context, customerID, targetView string
 	return listAll[Product](ctx, c, "products", p)
 }
 
-// listAll reads every page of a listing. Each page must be a well-formed
-// collection; the listing as a whole stays within the client's page, item
-// and byte bounds. Any failure fails the whole listing: a partial list is
-// never returned.
+// listAll reads every page of a listing, decoding each item into a T as
+// it streams in. Each page must be a well-formed collection; the listing
+// as a whole stays within the client's page, item and byte bounds. Any
+// failure fails the whole listing: a partial list is never returned.
 func listAll[T any](ctx context.Context, c *Client, endpoint, path string) ([]T, error) {
+	return listPages(ctx, c, endpoint, path, func(dec *json.Decoder, b *itemBudget) (Collection[T], error) {
+		return decodeCollection[T](dec, b)
+	})
+}
+
+// listItems reads every page of a listing as listAll[T] does, with the
+// same guarantees and the same bounds (each item charged at the size of a
+// T, which it may be decoded into), but returns each item's raw JSON
+// undecoded (see SplitCollection): valid JSON, an object or null, not yet
+// known to decode into a T.
+func listItems[T any](ctx context.Context, c *Client, endpoint, path string) ([]json.RawMessage, error) {
+	size := int64(reflect.TypeFor[T]().Size())
+	return listPages(ctx, c, endpoint, path, func(_ *json.Decoder, b *itemBudget) (Collection[json.RawMessage], error) {
+		return readCollection(b, size)
+	})
+}
+
+// listPages follows a listing's next links, reading each page with
+// readPage, within the client's bounds.
+func listPages[T any](ctx context.Context, c *Client, endpoint, path string, readPage func(*json.Decoder, *itemBudget) (Collection[T], error)) ([]T, error) {
 	var (
 		all       []T
 		hdr       []Header
@@ -453,7 +506,7 @@ func listAll[T any](ctx context.Context, c *Client, endpoint, path string) ([]T,
 		var charged int64
 		err := c.get(ctx, endpoint, path, hdr, c.budget, budget, func(dec *json.Decoder, b *itemBudget) error {
 			var err error
-			coll, err = decodeCollection[T](dec, b)
+			coll, err = readPage(dec, b)
 			charged = b.n
 			return err
 		})
