@@ -136,7 +136,8 @@ func ParseResourceURI(raw string) Resource {
 	if err != nil {
 		return Resource{}
 	}
-	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
+	// The escaped path: an id spelt with escapes is not a plain token.
+	segs := strings.Split(strings.Trim(u.EscapedPath(), "/"), "/")
 	for i := 0; i+1 < len(segs); i++ {
 		if !strings.EqualFold(segs[i], "customers") {
 			continue
