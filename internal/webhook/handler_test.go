@@ -305,3 +305,28 @@ func TestFloodAnswers429(t *testing.T) {
 		t.Fatalf("after the flood: %d, want 200", got)
 	}
 }
+
+func TestMsSignatureHeaderAndCertificateTTL(t *testing.T) {
+	e := newEnv(t, nil)
+	body := e.body(custA, subA)
+	h := e.signed(body, goodSigner, "good")
+	// SignatureTokenToMsSignatureHeader: the token moves to x-ms-signature.
+	h.Set("X-MS-Signature", h.Get("Authorization"))
+	h.Del("Authorization")
+	if got := e.post(http.MethodPost, body, h); got != http.StatusOK {
+		t.Fatalf("x-ms-signature: %d (metrics %v)", got, e.m.n)
+	}
+	fetches := func() int {
+		e.certs.mu.Lock()
+		defer e.certs.mu.Unlock()
+		return e.certs.fetches
+	}
+	e.clock.Advance(webhook.DefaultCertificateTTL + time.Minute)
+	body2 := e.body(custA, "sub-2")
+	if got := e.post(http.MethodPost, body2, e.signed(body2, goodSigner, "good")); got != http.StatusOK {
+		t.Fatalf("after the TTL: %d", got)
+	}
+	if n := fetches(); n != 2 {
+		t.Errorf("fetched %d times, want 2 (the cached certificate expired)", n)
+	}
+}

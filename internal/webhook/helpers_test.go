@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -229,5 +228,3 @@ func (e *env) hints() []state.Hint {
 	}
 	return out
 }
-
-func lower(s string) string { return strings.ToLower(s) }
