@@ -209,6 +209,21 @@
 // every retained record with its visibility instant and the Mutation.Seq
 // of its change.
 //
+// # Webhooks
+//
+// The registration API (/webhooks/v1/registration and its events and
+// validationEvents, one registration per partner) and signed callbacks:
+// commerce-level subscription changes (created, quantity, status,
+// autorenew, renewed, trialconverted, scheduled; any cause but hostile)
+// send subscription-updated, customer.added sends
+// reseller-relationship-accepted-by-customer, each to the registered URL if
+// it registered the event, signed with Options.WebhookSigner (see
+// webhook.go for the certificate URL). WebhookConfig (Options.Webhooks,
+// SetWebhooks, /admin/webhooks) sets the delay (wall time), a loss rate
+// (seeded), the attempts and the retry delay, or turns callbacks off;
+// WebhookLog (/admin/webhooks/deliveries) lists finished deliveries with
+// the Mutation.Seq they announce; DrainWebhooks waits for the queue.
+//
 // # Faults
 //
 // SetFaults and Inject configure failures of the /v1 API (never of /admin/).
@@ -290,6 +305,9 @@
 //	POST   /admin/audit               AuditConfig ({} restores the default) -> AuditStatus; 400 if invalid
 //	GET    /admin/audit/records?since=N  AuditLogEntry list (records with Seq > N, visible or not)
 //	DELETE /admin/audit/records       drop every retained record
+//	GET    /admin/webhooks            WebhookStatus (configuration, registration, counters)
+//	POST   /admin/webhooks            WebhookConfig ({} restores the default) -> WebhookStatus; 400 if invalid
+//	GET    /admin/webhooks/deliveries WebhookDelivery list (the last 1000 finished)
 //	POST   /admin/inject              Rule
 //	DELETE /admin/inject              empty the inject queue
 //	GET    /admin/stats               Stats
