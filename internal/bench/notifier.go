@@ -229,7 +229,7 @@ func publishBurstTimes(js jetstream.JetStream, n int, tag string, sent map[strin
 		if sent != nil {
 			sent[e.ID] = time.Now()
 		}
-		if _, err := js.PublishMsgAsync(m, jetstream.WithMsgID(e.ID)); err != nil {
+		if _, err := js.PublishMsgAsync(m, jetstream.WithMsgID(e.ID), jetstream.WithStallWait(time.Minute)); err != nil {
 			return start, err
 		}
 	}

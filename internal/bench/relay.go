@@ -89,7 +89,7 @@ func Relay(o RelayOptions) (*RelayResult, error) {
 			m := nats.NewMsg(e.Subject)
 			m.Data = e.Body
 			m.Header.Set("Content-Type", events.ContentType)
-			if _, err := js.PublishMsgAsync(m, jetstream.WithMsgID(fmt.Sprintf("raw-%d-%d", r, i))); err != nil {
+			if _, err := js.PublishMsgAsync(m, jetstream.WithMsgID(fmt.Sprintf("raw-%d-%d", r, i)), jetstream.WithStallWait(time.Minute)); err != nil {
 				return nil, err
 			}
 		}
