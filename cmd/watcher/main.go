@@ -32,6 +32,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -65,6 +67,15 @@ commands:
   demo        the zero-config tour: simulator, embedded NATS, live events
   deadlines   upcoming deadlines from the state file, soonest first
   state       what the state file knows (customers, last polls, outbox)
+  webhooks    status|register|unregister|test: the partner's Partner Center webhook registration
+`
+
+const webhooksUsage = `usage: watcher webhooks status|register|unregister|test [--webhook-url URL] [--events a,b] [--force] [flags of watcher run]
+
+  status       show the registration (URL, events) and whether it points at --webhook-url
+  register     register --webhook-url for --events (refused when a registration points elsewhere, unless --force)
+  unregister   remove the registration (refused when it points elsewhere, unless --force)
+  test         ask Partner Center for a test-created callback and report its delivery
 `
 
 const inspectUsage = `usage: watcher %s [--format table|json] [--config FILE] [flags of watcher run]
@@ -93,6 +104,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cli.Exit(stderr, "watcher", cmdDemo(ctx, rest, stdout, stderr))
 	case "deadlines", "state":
 		return cli.Exit(stderr, "watcher "+cmd, cmdInspect(ctx, cmd, rest, getenv, stdout, stderr))
+	case "webhooks":
+		return cli.Exit(stderr, "watcher webhooks", cmdWebhooks(ctx, rest, getenv, stdout, stderr))
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return cli.StatusOK
@@ -137,6 +150,49 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	o.Out = stdout
 	return demo.Run(ctx, o)
+}
+
+// cmdWebhooks is `watcher webhooks <sub>`: run's configuration (the
+// Partner Center URL and credentials, --webhook-url) plus --events and
+// --force, then package webhook's commands.
+func cmdWebhooks(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprint(stderr, webhooksUsage)
+			return nil
+		}
+		fmt.Fprint(stderr, webhooksUsage)
+		return cli.Usagef("want a subcommand: status, register, unregister or test")
+	}
+	sub := args[0]
+	if !slices.Contains([]string{"status", "register", "unregister", "test"}, sub) {
+		fmt.Fprint(stderr, webhooksUsage)
+		return cli.Usagef("unknown subcommand %q: want status, register, unregister or test", sub)
+	}
+	var events string
+	var force bool
+	cfg, err := watcher.LoadWith("webhooks", args[1:], getenv, func(fs *flag.FlagSet) {
+		fs.StringVar(&events, "events", "", "event names to register, comma-separated (default: those pcwatch uses)")
+		fs.BoolVar(&force, "force", false, "replace or remove a registration that points elsewhere")
+	})
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stderr, webhooksUsage)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var evs []string
+	for _, e := range strings.Split(events, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			evs = append(evs, e)
+		}
+	}
+	cmds, err := watcher.WebhookCommands(ctx, cfg, getenv, stdout, evs, force)
+	if err != nil {
+		return err
+	}
+	return cmds.Run(ctx, []string{sub})
 }
 
 // cmdInspect is `watcher deadlines` and `watcher state`: run's

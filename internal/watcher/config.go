@@ -72,6 +72,16 @@ type Config struct {
 	// (audit records), whose records trigger refreshes of the customers
 	// they name; 0 turns the tail off.
 	AuditInterval time.Duration
+	// Webhook intake (opt-in): WebhookListen is the address of its own
+	// HTTP listener (empty: off), WebhookPath the callback path,
+	// WebhookURL the public URL Partner Center calls (what `watcher
+	// webhooks register` registers). WebhookRoots and
+	// WebhookIntermediates are PEM files (empty: the system roots, none);
+	// WebhookCertHosts and WebhookCertNames override the documented
+	// certificate host and name.
+	WebhookListen, WebhookPath, WebhookURL string
+	WebhookRoots, WebhookIntermediates     string
+	WebhookCertHosts, WebhookCertNames     []string
 	// Thresholds are the thresholds of each deadline rule (one option per
 	// rule: --cancellation-thresholds, ...).
 	Thresholds      map[*deadline.Rule][]time.Duration
@@ -116,6 +126,7 @@ func Default() Config {
 		NATSNotifierSubjects: slices.Clone(natsembed.DefaultNotifierSubjects),
 		DeadlineInterval:     time.Minute,
 		AuditInterval:        30 * time.Second,
+		WebhookPath:          "/webhooks/partner-center",
 		Thresholds:           d.Thresholds,
 		MassRemovalShare:     0.5,
 		HoldCycles:           3,
@@ -315,6 +326,20 @@ var options = func() []option {
 	add("source", "CloudEvents source; default the Partner Center URL, plus /tenants/<id> when a tenant is configured", f, s)
 	f, s = dur(func(c *Config) *time.Duration { return &c.DeadlineInterval })
 	add("deadline-interval", "time between deadline evaluations", f, s)
+	f, s = str(func(c *Config) *string { return &c.WebhookListen })
+	add("webhook-listen", "address of the Partner Center webhook intake, e.g. :8443 behind your TLS-terminating proxy (empty: off; callbacks need a public URL)", f, s)
+	f, s = str(func(c *Config) *string { return &c.WebhookPath })
+	add("webhook-path", "path the webhook intake answers on", f, s)
+	f, s = str(func(c *Config) *string { return &c.WebhookURL })
+	add("webhook-url", "the public https URL Partner Center calls (watcher webhooks register registers it)", f, s)
+	f, s = str(func(c *Config) *string { return &c.WebhookRoots })
+	add("webhook-roots", "PEM file of the roots a callback's certificate must chain to (default: the system roots)", f, s)
+	f, s = str(func(c *Config) *string { return &c.WebhookIntermediates })
+	add("webhook-intermediates", "PEM file of issuing CAs for callback certificates served without their issuer", f, s)
+	f, s = list(func(c *Config) *[]string { return &c.WebhookCertHosts })
+	add("webhook-cert-hosts", "hosts a callback's X-MS-Certificate-Url may name (default: the documented Microsoft host)", f, s)
+	f, s = list(func(c *Config) *[]string { return &c.WebhookCertNames })
+	add("webhook-cert-names", "names a callback's certificate must be issued to (default: the documented Microsoft name)", f, s)
 	f, s = durOrOff(func(c *Config) *time.Duration { return &c.AuditInterval })
 	add("audit-interval", "time between reads of Partner Center's activity log, whose records trigger a refresh of the customer they name (about 2 requests a minute); 0 turns it off and changes wait for the sweep", f, s)
 	for _, r := range deadline.Rules() {
@@ -586,6 +611,14 @@ func (c *Config) validate() error {
 	}
 	if c.DataDir == "" {
 		return cfgErr("--data-dir is empty")
+	}
+	if c.WebhookListen != "" {
+		if _, _, err := net.SplitHostPort(c.WebhookListen); err != nil {
+			return cfgErr("--webhook-listen %q: want host:port such as :8443 (empty turns the intake off)", c.WebhookListen)
+		}
+		if !strings.HasPrefix(c.WebhookPath, "/") {
+			return cfgErr("--webhook-path %q: want a path such as /webhooks/partner-center", c.WebhookPath)
+		}
 	}
 	if c.AuditInterval < 0 || (c.AuditInterval > 0 && c.AuditInterval < 5*time.Second) {
 		return cfgErr("--audit-interval %v: want at least 5s (each read costs a request or two), or 0 to turn the activity-log tail off", c.AuditInterval)

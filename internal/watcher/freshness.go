@@ -1,13 +1,25 @@
 package watcher
 
 import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pcwatch/pcwatch/internal/activity"
+	"github.com/pcwatch/pcwatch/internal/actor"
+	"github.com/pcwatch/pcwatch/internal/clock"
+	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
 	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
+	"github.com/pcwatch/pcwatch/internal/webhook"
 )
 
 // The change feed's actors (issue 13): the activity-log tail turns audit
@@ -30,6 +42,7 @@ type freshMetrics struct {
 	refreshes      *prometheus.CounterVec
 	hintLatency    prometheus.Histogram
 	changesFound   *prometheus.CounterVec
+	webhooks       *prometheus.CounterVec
 }
 
 func newFreshMetrics(reg *prometheus.Registry) *freshMetrics {
@@ -53,6 +66,8 @@ func newFreshMetrics(reg *prometheus.Registry) *freshMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 14)}),
 		changesFound: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_changes_found_total",
 			Help: "Change events (not deadlines, not ops) by what found them: sweep or hint. Changes found only by the sweep are those the change feed missed."}, []string{"by"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_webhook_callbacks_total",
+			Help: "Partner Center webhook callbacks by result and reason (forged, replayed, stale, flood, unknown customer, ...)."}, []string{"result", "reason"}),
 	}
 	for _, r := range activity.SkipReasons {
 		f.auditSkipped.WithLabelValues(r)
@@ -63,7 +78,7 @@ func newFreshMetrics(reg *prometheus.Registry) *freshMetrics {
 	f.changesFound.WithLabelValues("sweep")
 	f.changesFound.WithLabelValues("hint")
 	reg.MustRegister(f.auditRead, f.auditSkipped, f.auditHints, f.auditFailures, f.auditLastOK, f.auditCursorLag,
-		f.refreshes, f.hintLatency, f.changesFound)
+		f.refreshes, f.hintLatency, f.changesFound, f.webhooks)
 	return f
 }
 
@@ -144,4 +159,90 @@ func customerAges(store *state.Store, now time.Time) ([]time.Duration, int, erro
 		ages = append(ages, now.Sub(t))
 	}
 	return ages, max(0, c.Records[resource.Customers]-len(last)), nil
+}
+
+// actorWebhook serves the Partner Center webhook intake.
+const actorWebhook = "webhook-intake"
+
+// webhookIntake builds the webhook intake's actor on its own listener
+// (--webhook-listen): callbacks verified as documented become durable
+// hints, then kick the hint refresher. Certificates are fetched with hc,
+// the Partner Center client's transport (its proxy settings). It returns
+// the bound address.
+func webhookIntake(c Config, store *state.Store, clk clock.Clock, hc *http.Client, m *metrics, log *slog.Logger, kick chan struct{}) (actor.Actor, string, error) {
+	vo := webhook.VerifierOptions{AllowedHosts: c.WebhookCertHosts, CertificateNames: c.WebhookCertNames, HTTPClient: hc}
+	var err error
+	if vo.Roots, err = pemPool(c.WebhookRoots, "--webhook-roots"); err != nil {
+		return actor.Actor{}, "", err
+	}
+	if vo.Intermediates, err = pemPool(c.WebhookIntermediates, "--webhook-intermediates"); err != nil {
+		return actor.Actor{}, "", err
+	}
+	h, err := webhook.NewHandler(webhook.Options{Store: store, Known: knownCustomer(store, c.Customers),
+		Verifier: webhook.NewVerifier(vo), Clock: clk, Metrics: m, Logger: log.With("component", "webhook"),
+		Kick: func() {
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		}})
+	if err != nil {
+		return actor.Actor{}, "", &ConfigError{Msg: "webhook intake: " + err.Error()}
+	}
+	mux := http.NewServeMux()
+	mux.Handle(c.WebhookPath, h)
+	ln, err := net.Listen("tcp", c.WebhookListen)
+	if err != nil {
+		return actor.Actor{}, "", &StartupError{fmt.Errorf("webhook intake cannot listen on %s: %w (choose another --webhook-listen, or empty to turn it off)", c.WebhookListen, err)}
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
+	log.Info("webhook intake listening", "addr", ln.Addr().String(), "path", c.WebhookPath)
+	return actor.Serve(actorWebhook, srv, ln, 3*time.Second), ln.Addr().String(), nil
+}
+
+// pemPool reads a PEM file of certificates; "" gives nil (the default).
+func pemPool(path, flagName string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{Msg: fmt.Sprintf("%s: %v", flagName, err)}
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(b) {
+		return nil, &ConfigError{Msg: fmt.Sprintf("%s %s: no PEM certificate in the file", flagName, path)}
+	}
+	return p, nil
+}
+
+// webhook.Metrics
+func (m *metrics) Received(result, reason string) {
+	m.fresh.webhooks.WithLabelValues(result, reason).Inc()
+}
+
+// WebhookCommands returns the business logic of `watcher webhooks
+// status|register|unregister|test` for configuration c: the registration
+// API at c.PCURL with the Partner Center credentials of the environment
+// (as `watcher run` reads them), c.WebhookURL as this watcher's callback
+// URL. Output goes to out.
+func WebhookCommands(ctx context.Context, c Config, getenv func(string) string, out io.Writer, events []string, force bool) (webhook.Commands, error) {
+	creds, err := pc.CredentialsFromEnv(getenv)
+	if err != nil {
+		return webhook.Commands{}, &ConfigError{Msg: err.Error()}
+	}
+	cloud := pc.Clouds["global"]
+	if c.Cloud != "" {
+		cloud = pc.Clouds[c.Cloud]
+	}
+	ts, err := creds.TokenSource(ctx, cloud, nil)
+	if err != nil {
+		return webhook.Commands{}, &ConfigError{Msg: err.Error()}
+	}
+	client, err := webhook.NewClient(webhook.ClientOptions{BaseURL: c.PCURL, TokenSource: ts})
+	if err != nil {
+		return webhook.Commands{}, &ConfigError{Msg: "--pc-url: " + err.Error()}
+	}
+	return webhook.Commands{Client: client, Out: out, URL: c.WebhookURL, Events: events, Force: force}, nil
 }

@@ -1,12 +1,23 @@
 package watcher
 
 import (
+	"context"
+	"encoding/pem"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/pcwatch/pcwatch/internal/activity"
+	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/events"
+	"github.com/pcwatch/pcwatch/internal/pcsim"
+	"github.com/pcwatch/pcwatch/internal/webhook"
 )
 
 // With an hour between sweeps, a seat change that the activity log
@@ -64,3 +75,61 @@ func TestAuditIntervalValidation(t *testing.T) {
 		}
 	}
 }
+
+// A signed Partner Center webhook callback (the simulator signs with a
+// test CA named like Microsoft's, served over TLS) becomes a durable hint
+// and then the change's event, carrying the callback as its actor, with
+// the activity log off and an hour between sweeps.
+func TestWebhookCallbackBecomesEvent(t *testing.T) {
+	at := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
+	pki, err := pcsim.NewTestPKI(webhook.DefaultIssuerOrganization, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := pki.Signer(webhook.DefaultCertificateName, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewFake(at)
+	sim := pcsim.New(pcsim.Options{Seed: 3, Customers: 10, Clock: clk, Token: "tok", WebhookSigner: signer})
+	srv := httptest.NewTLSServer(sim)
+	t.Cleanup(srv.Close)
+	roots := filepath.Join(t.TempDir(), "roots.pem")
+	if err := os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pki.Root.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(srv.URL)
+	r := startWatcherOn(t, sim, srv, clk, func(c *Config) {
+		c.Interval, c.AuditInterval = time.Hour, 0
+		c.WebhookListen, c.WebhookRoots, c.WebhookCertHosts = "127.0.0.1:0", roots, []string{u.Host}
+	})
+	rt := <-r.rt
+	r.waitCycle(t)
+	client, err := webhook.NewClient(webhook.ClientOptions{BaseURL: srv.URL, HTTPClient: srv.Client(),
+		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "tok"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := webhook.Commands{Client: client, URL: "http://" + rt.WebhookListen + "/webhooks/partner-center", AllowHTTP: true}
+	if err := cmds.Register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cust, sub := activeSub(t, sim)
+	if err := sim.IncreaseSeats(cust.ID, sub.ID, 3); err != nil {
+		t.Fatal(err)
+	}
+	d := waitEvent(t, rt, events.SubscriptionQuantityChanged)
+	if d.SubscriptionID != sub.ID || d.Actor == nil || d.Actor.Source != "webhook" || d.Actor.OperationType != "subscription-updated" {
+		t.Fatalf("event %s actor %+v, want %s by the webhook", d.SubscriptionID, d.Actor, sub.ID)
+	}
+	select {
+	case rep := <-r.cycles:
+		t.Fatalf("a sweep ran (cycle %d): it was not the webhook that found the change", rep.Number)
+	default:
+	}
+	_, body := get(t, "http://"+rt.Listen+"/metrics")
+	if !strings.Contains(body, `pcwatch_webhook_callbacks_total{reason="hinted",result="accepted"} 1`) {
+		t.Errorf("/metrics lacks the accepted callback:\n%s", grepLines(body, "pcwatch_webhook"))
+	}
+}
+

@@ -72,8 +72,11 @@ type Runtime struct {
 	Embedded  bool   // NATS runs in this process
 	StatePath string
 	Listen    string // bound operations address, "" if disabled
-	Store     *state.Store
-	Conn      *nats.Conn
+	// WebhookListen is the bound address of the webhook intake, "" if
+	// disabled.
+	WebhookListen string
+	Store         *state.Store
+	Conn          *nats.Conn
 	// NATSCredentials are the embedded server's identities (seed files);
 	// nil with --nats-url. The notifier connects with NotifierSeed.
 	NATSCredentials *natsembed.Credentials
@@ -384,6 +387,14 @@ func Run(ctx context.Context, o Options) (err error) {
 				return err
 			}
 			g.Add(o.actor(actor.Actor{Name: actorActivity, OnFailure: actor.Restart, Run: tail.Run}))
+		}
+		if c.WebhookListen != "" {
+			a, addr, err := webhookIntake(c, store, clk, hc, m, log, kick)
+			if err != nil {
+				return err
+			}
+			rt.WebhookListen = addr
+			g.Add(o.actor(a))
 		}
 	}
 	log.Info("watcher started", "partner_center", client.BaseURL(), "source", source, "state", statePath,

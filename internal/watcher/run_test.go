@@ -62,6 +62,18 @@ func startWatcherWith(t *testing.T, mod func(*Config), opts func(*Options)) *run
 	sim := pcsim.New(pcsim.Options{Seed: 3, Customers: 10, Clock: clk, Token: "tok"})
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
+	return startWatcherOnWith(t, sim, srv, clk, mod, opts)
+}
+
+// startWatcherOn starts a watcher against the simulator sim served by srv
+// (plain or TLS: the watcher uses srv's client), on clk.
+func startWatcherOn(t *testing.T, sim *pcsim.Sim, srv *httptest.Server, clk *clock.Fake, mod func(*Config)) *running {
+	t.Helper()
+	return startWatcherOnWith(t, sim, srv, clk, mod, nil)
+}
+
+func startWatcherOnWith(t *testing.T, sim *pcsim.Sim, srv *httptest.Server, clk *clock.Fake, mod func(*Config), opts func(*Options)) *running {
+	t.Helper()
 	c := Default()
 	c.PCURL, c.DataDir, c.NATSPort, c.Listen = srv.URL, t.TempDir(), -1, "127.0.0.1:0"
 	c.Interval, c.DeadlineInterval, c.Rate = 20*time.Millisecond, 20*time.Millisecond, 1e5
@@ -72,7 +84,7 @@ func startWatcherWith(t *testing.T, mod func(*Config), opts func(*Options)) *run
 	r := &running{rt: make(chan *Runtime, 1), cycles: make(chan *poller.Report, 100), done: make(chan error, 1), sim: sim}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	o := Options{Config: c, Clock: clk, Logger: NewLogger(testLog(), "text", "error"),
+	o := Options{Config: c, Clock: clk, Logger: NewLogger(testLog(), "text", "error"), HTTPClient: srv.Client(),
 		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "tok"}),
 		Started:     func(rt *Runtime) { r.rt <- rt },
 		Cycled: func(rep *poller.Report) {
