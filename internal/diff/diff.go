@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -122,7 +123,12 @@ func (b *builder) emit(t events.Type, key events.IDKey, d *events.Data) error {
 
 // Listing is a complete fresh listing of one customer's entities of the
 // kinds in Kinds. Entities of kinds not in Kinds must not appear; kinds not
-// listed (or whose listing failed) are left untouched.
+// listed (or whose listing failed) are left untouched. Entities may be
+// undecoded (of item listings, see resource.Entity): the differ compares
+// their raw bytes with the stored records' hashes first and decodes only
+// the new and changed ones (and unchanged subscriptions inside a refund
+// window), setting their ids; the result is the same as for decoded
+// entities.
 type Listing struct {
 	CustomerID   string
 	CustomerName string
@@ -139,9 +145,26 @@ type Listing struct {
 	MPNIDs []string
 }
 
+// Without returns a copy of l without kind k and its entities (a kind
+// whose listing turned out not to be diffable).
+func (l *Listing) Without(k *resource.Kind) *Listing {
+	out := *l
+	out.Kinds = slices.DeleteFunc(slices.Clone(l.Kinds), func(x *resource.Kind) bool { return x == k })
+	out.Entities = make([]resource.Entity, 0, len(l.Entities))
+	for _, e := range l.Entities {
+		if e.Kind != k {
+			out.Entities = append(out.Entities, e)
+		}
+	}
+	return &out
+}
+
 // Customer diffs one customer's listing against its stored snapshot (which
 // must hold the listed kinds). It never reads or writes the store itself:
-// the caller commits Result.Change, in one transaction.
+// the caller commits Result.Change, in one transaction. An undecoded
+// entity that does not decode fails it with a *resource.DecodeError naming
+// its kind: that kind's listing is not diffable (as one the client could
+// not decode), the other kinds can be diffed without it (Listing.Without).
 func Customer(snap *state.Snapshot, l *Listing, o Options) (*Result, error) {
 	o = o.withDefaults()
 	b := &builder{o: o, res: &Result{Counts: map[events.Type]int{}}, custID: l.CustomerID, name: l.CustomerName}
@@ -237,11 +260,33 @@ func (b *builder) customerOf(k *resource.Kind, id string) string {
 func (b *builder) diffKind(k *resource.Kind, known map[string]state.Record, pending map[string]state.Pending, tombs map[string]uint64, fresh []resource.Entity, baseline func(*resource.Entity) bool) error {
 	o := b.o
 	seen := make(map[string]state.Hash, len(fresh))
+	var stored *storedIDs // of known, built for the first undecoded entity
 	for i := range fresh {
 		e := &fresh[i]
 		hash := state.HashOf(e.Raw)
+		if !e.Decoded() {
+			// Of an item listing: byte-identical to a stored entity, it
+			// is that entity (the same bytes decode to the same id) and
+			// is not decoded; anything else is decoded now.
+			if stored == nil {
+				stored = storedIDsOf(k, known)
+			}
+			if id, ok := stored.lookup(e.Scope, hash, e.Raw); ok {
+				e.ID = id
+			} else if err := e.Decode(); err != nil {
+				return err
+			}
+		}
 		if h, dup := seen[e.ID]; dup {
 			if h != hash {
+				// The listing is not diffable; but if it holds an item
+				// that does not decode, it is as a listing the client
+				// could not decode, as with decoded entities.
+				for j := i + 1; j < len(fresh); j++ {
+					if err := fresh[j].Decode(); err != nil {
+						return err
+					}
+				}
 				return &DuplicateError{Kind: k, ID: e.ID}
 			}
 			b.res.Duplicates = append(b.res.Duplicates, k.Name()+" "+e.ID)
@@ -258,15 +303,28 @@ func (b *builder) diffKind(k *resource.Kind, known map[string]state.Record, pend
 		if existed && hash == old.Hash {
 			// Unchanged: its facts cannot have changed either (they
 			// derive from the raw JSON, and refund batches are written by
-			// CommitRefunds). The common case costs a hash; a subscription
-			// still inside a refund window (its header says so) has its
-			// facts read to see whether its batches are due a reading.
-			if sub := subscriptionOf(e); sub != nil && sub.RefundableQuantity == nil && old.Watch.After(o.Now) {
+			// CommitRefunds). The common case costs a hash (and, for an
+			// item listing, no decoding); a subscription still inside a
+			// refund window (its header says so) has its facts read to
+			// see whether its batches are due a reading.
+			if k == resource.Subscriptions && old.Watch.After(o.Now) {
 				if f, _ := deadline.StoredFacts(key, old); f != nil && f.NeedsRefundFetch(o.Now, o.RefundRefresh) {
-					b.res.RefundCandidates = append(b.res.RefundCandidates, e.ID)
+					none, err := listsNoRefundBatches(e)
+					if err != nil {
+						return err
+					}
+					if none {
+						b.res.RefundCandidates = append(b.res.RefundCandidates, e.ID)
+					}
 				}
 			}
 			continue
+		}
+		// New or changed, hence decoded above (an entity resolved to a
+		// stored one is unchanged by construction): this Decode is a
+		// no-op that keeps the models below from ever being nil.
+		if err := e.Decode(); err != nil {
+			return err
 		}
 
 		var facts *deadline.Facts
@@ -481,6 +539,84 @@ func (b *builder) emitChanged(k *resource.Kind, custID string, e *resource.Entit
 		}
 	}
 	return nil
+}
+
+// storedIDs finds the stored entity whose raw JSON an undecoded entity
+// repeats byte for byte, by (scope, hash): an entity of a kind listed by
+// target view can repeat another view's bytes, so the view is part of the
+// key. A hash two stored entities share (which their own ids in their
+// bytes make impossible, short of a damaged file) finds neither.
+type storedIDs struct {
+	byKey map[storedKey]storedID
+}
+
+type storedKey struct {
+	scope string
+	hash  state.Hash
+}
+
+type storedID struct {
+	id     string
+	quoted []byte // its own id (without target view) as a JSON string
+}
+
+func storedIDsOf(k *resource.Kind, known map[string]state.Record) *storedIDs {
+	s := &storedIDs{byKey: make(map[storedKey]storedID, len(known))}
+	for id, rec := range known {
+		sk, own := storedKey{hash: rec.Hash}, id
+		if k.ByTargetView() {
+			sk.scope, own, _ = strings.Cut(id, "/")
+		}
+		if _, twice := s.byKey[sk]; twice {
+			s.byKey[sk] = storedID{}
+			continue
+		}
+		s.byKey[sk] = storedID{id: id, quoted: []byte(`"` + own + `"`)}
+	}
+	return s
+}
+
+// lookup returns the id of the stored entity of scope whose hash is hash.
+// As a guard against a record stored under another id than its bytes
+// carry, the entity's own id must appear in raw as a JSON string (an id
+// written with escapes does not, and is decoded instead).
+func (s *storedIDs) lookup(scope string, hash state.Hash, raw []byte) (string, bool) {
+	st := s.byKey[storedKey{scope, hash}]
+	if st.id == "" || !bytes.Contains(raw, st.quoted) {
+		return "", false
+	}
+	return st.id, true
+}
+
+// listsNoRefundBatches reports whether e is a subscription listed without
+// refund batches (refundableQuantity absent or null), without decoding an
+// undecoded one when its bytes settle it: JSON that holds neither the
+// property's name, in any case, nor an escape (which could spell it; the
+// name has no letter that folds to a non-ASCII one) has none.
+func listsNoRefundBatches(e *resource.Entity) (bool, error) {
+	if !e.Decoded() && bytes.IndexByte(e.Raw, '\\') < 0 && !containsFoldASCII(e.Raw, "refundablequantity") {
+		return true, nil
+	}
+	if err := e.Decode(); err != nil {
+		return false, err
+	}
+	sub := subscriptionOf(e)
+	return sub != nil && sub.RefundableQuantity == nil, nil
+}
+
+// containsFoldASCII reports whether b holds lower (lower-case ASCII
+// letters) in any case.
+func containsFoldASCII(b []byte, lower string) bool {
+	for i := 0; i+len(lower) <= len(b); i++ {
+		j := 0
+		for j < len(lower) && b[i+j]|0x20 == lower[j] {
+			j++
+		}
+		if j == len(lower) {
+			return true
+		}
+	}
+	return false
 }
 
 // subscriptionOf returns a listed entity's subscription, nil if it is not

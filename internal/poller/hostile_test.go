@@ -11,6 +11,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/diff"
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
+	"github.com/pcwatch/pcwatch/internal/resource"
 )
 
 // customerPage reads the simulator's customer listing as raw items.
@@ -97,4 +98,66 @@ func TestCustomerListedTwice(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Listings are decoded lazily (the differ decodes new and changed items
+// only), so an item whose properties have the wrong types is met by the
+// differ, not the client. It fails its kind's listing as an undecodable
+// body does: that customer's subscriptions are not diffed (no event, no
+// removal) and are read again next cycle; its other kinds and the other
+// customers are diffed; the cycle goes on.
+func TestUndecodableItemFailsItsListing(t *testing.T) {
+	e := newEnv(t, 3)
+	p := e.poller(nil)
+	if rep := e.cycle(p); !rep.Complete() {
+		t.Fatalf("baseline: %+v", rep)
+	}
+	cust := e.sim.State().Customers[0].ID
+	path := "/v1/customers/" + cust + "/subscriptions"
+	req, _ := http.NewRequest(http.MethodGet, e.client.BaseURL()+path, nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var coll struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&coll)
+	resp.Body.Close()
+	if err != nil || len(coll.Items) < 2 {
+		t.Fatalf("%d subscriptions, %v", len(coll.Items), err)
+	}
+	var first map[string]any
+	if err := json.Unmarshal(coll.Items[0], &first); err != nil {
+		t.Fatal(err)
+	}
+	first["quantity"] = "seven"
+	bad, _ := json.Marshal(first)
+	// One subscription unreadable, one gone: neither may be reported.
+	e.sim.Inject(pcsim.Rule{PathPrefix: path, Status: 200, Body: pageBody(t, []json.RawMessage{bad})})
+	if err := e.sim.AddManagedService(cust, "PowerBI"); err != nil {
+		t.Fatal(err)
+	}
+	n := len(e.stream())
+	rep, err := p.Cycle(context.Background())
+	if err != nil {
+		t.Fatalf("cycle failed: %v", err)
+	}
+	e.flush()
+	var de *resource.DecodeError
+	if len(rep.Failures) != 1 || rep.Failures[0].CustomerID != cust || !slices.Equal(rep.Failures[0].Kinds, []*resource.Kind{resource.Subscriptions}) ||
+		!errors.As(rep.Failures[0].Err, &de) || rep.OK != 2 {
+		t.Fatalf("report: ok %d, failures %+v", rep.OK, rep.Failures)
+	}
+	if got := types(since(e.stream(), n)); !slices.Equal(got, []string{"managed-service.added"}) {
+		t.Errorf("events %v; want the managed service added only", got)
+	}
+	n = len(e.stream())
+	if rep := e.cycle(p); !rep.Complete() {
+		t.Fatalf("next cycle: %+v", rep)
+	}
+	if got := types(since(e.stream(), n)); len(got) != 0 {
+		t.Errorf("next cycle, the listing readable again: events %v", got)
+	}
 }

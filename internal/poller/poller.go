@@ -405,6 +405,17 @@ func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options,
 	if len(l.Kinds) > 0 {
 		var err error
 		res, err = diff.CommitCustomer(o.Store, l, dopts)
+		// An item that does not decode (the differ decodes new and
+		// changed items only) fails its kind's listing, as a body the
+		// client could not decode does: the other kinds are diffed.
+		for de := (*resource.DecodeError)(nil); errors.As(err, &de) && slices.Contains(l.Kinds, de.Kind); {
+			failed, errs = append(failed, de.Kind), append(errs, err)
+			if l = l.Without(de.Kind); len(l.Kinds) == 0 {
+				res, err = nil, nil
+				break
+			}
+			res, err = diff.CommitCustomer(o.Store, l, dopts)
+		}
 		var dup *diff.DuplicateError
 		switch {
 		case errors.As(err, &dup):
@@ -414,7 +425,7 @@ func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options,
 			l.Kinds, res = nil, nil
 		case err != nil:
 			return nil, 0, nil, err
-		case len(res.Duplicates) > 0:
+		case res != nil && len(res.Duplicates) > 0:
 			p.log.Warn("listing held entities twice with identical content; kept once", "customer", t.id, "duplicates", res.Duplicates)
 		}
 		// The listing is committed; now read the refund batches the diff

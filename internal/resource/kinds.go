@@ -2,6 +2,7 @@ package resource
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/pcwatch/pcwatch/internal/events"
@@ -35,6 +36,7 @@ var (
 			return customerEntities(k, cs), nil
 		},
 		decode: decodeAs[pc.Customer],
+		id:     idAs(func(c *pc.Customer) string { return c.ID }),
 		view:   viewAs(customerView),
 	}
 
@@ -49,6 +51,7 @@ var (
 		holdsMassRemoval: true, byReseller: true,
 		list:   listSubscriptions,
 		decode: decodeAs[pc.Subscription],
+		id:     idAs(func(s *pc.Subscription) string { return s.ID }),
 		view:   viewAs(subscriptionView),
 		changed: func(old, cur any, changes []events.Change) []ChangeEvent {
 			return subscriptionEvents(old.(*pc.Subscription), cur.(*pc.Subscription), changes)
@@ -64,6 +67,13 @@ var (
 		resource: events.ResourceManagedService,
 		added:    events.ManagedServiceAdded, removed: events.ManagedServiceRemoved, updated: events.ManagedServiceUpdated,
 		list: func(ctx context.Context, k *Kind, c Client, customerID string, _ Scope) ([]Entity, error) {
+			if il, ok := c.(ItemLister); ok {
+				items, err := il.ListManagedServiceItems(ctx, customerID)
+				if err != nil {
+					return nil, err
+				}
+				return ItemEntities(k, "", items), nil
+			}
 			ms, err := c.ListManagedServices(ctx, customerID)
 			if err != nil {
 				return nil, err
@@ -71,6 +81,7 @@ var (
 			return managedServiceEntities(k, ms), nil
 		},
 		decode: decodeAs[pc.ManagedService],
+		id:     idAs(func(m *pc.ManagedService) string { return m.ID }),
 		view:   viewAs(managedServiceView),
 	}
 
@@ -85,7 +96,16 @@ var (
 		byTargetView: true,
 		list: func(ctx context.Context, k *Kind, c Client, customerID string, s Scope) ([]Entity, error) {
 			var out []Entity
+			il, lazy := c.(ItemLister)
 			for _, tv := range s.TargetViews {
+				if lazy {
+					items, err := il.ListProductItems(ctx, customerID, tv)
+					if err != nil {
+						return nil, fmt.Errorf("products (%s): %w", tv, err)
+					}
+					out = append(out, ItemEntities(k, tv, items)...)
+					continue
+				}
 				ps, err := c.ListProducts(ctx, customerID, tv)
 				if err != nil {
 					return nil, fmt.Errorf("products (%s): %w", tv, err)
@@ -95,6 +115,7 @@ var (
 			return out, nil
 		},
 		decode: decodeAs[pc.Product],
+		id:     idAs(func(p *pc.Product) string { return p.ID }),
 		view:   viewAs(productView),
 	}
 
@@ -107,6 +128,19 @@ type Client interface {
 	ListSubscriptions(ctx context.Context, customerID string, f pc.SubscriptionFilter) ([]pc.Subscription, error)
 	ListManagedServices(ctx context.Context, customerID string) ([]pc.ManagedService, error)
 	ListProducts(ctx context.Context, customerID, targetView string) ([]pc.Product, error)
+}
+
+// ItemLister is what listing the kinds without decoding their items needs
+// of the Partner Center client (*partnercenter.Client has it): each
+// listing's items as raw JSON, validated and split but not decoded. With a
+// client that has it, List returns undecoded entities (see Entity) for the
+// kinds with a parent, except subscriptions restricted to resellers (the
+// union of several listings, deduplicated by id, is decoded); customers
+// are always decoded (every cycle reads their names).
+type ItemLister interface {
+	ListSubscriptionItems(ctx context.Context, customerID string, f pc.SubscriptionFilter) ([]json.RawMessage, error)
+	ListManagedServiceItems(ctx context.Context, customerID string) ([]json.RawMessage, error)
+	ListProductItems(ctx context.Context, customerID, targetView string) ([]json.RawMessage, error)
 }
 
 // CustomerEntities wraps the customer list.

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/pcwatch/pcwatch/internal/events"
 )
@@ -49,11 +50,15 @@ type Kind struct {
 	list func(ctx context.Context, k *Kind, c Client, customerID string, s Scope) ([]Entity, error)
 	// decode decodes a stored entity's JSON into its model.
 	decode func(raw []byte) (any, error)
+	// id is a model's own id (a product's without its target view).
+	id func(model any) string
 	// view builds the compact view of a model.
 	view func(model any) events.View
 	// changed, when set, splits a change of an entity into the kind's
 	// typed change events (the rest goes to its updated type).
 	changed func(old, cur any, changes []events.Change) []ChangeEvent
+
+	decodes atomic.Uint64 // entities of item listings decoded (Decodes)
 }
 
 // Name is the kind's storage name ("subscription"; lower case, words run
@@ -185,12 +190,21 @@ func (k *Kind) Changed(oldRaw []byte, cur *Entity, changes []events.Change) ([]C
 		}
 		return []ChangeEvent{{Type: k.updated, Changes: changes}}, nil
 	}
+	if err := cur.Decode(); err != nil {
+		return nil, err
+	}
 	old, err := k.decode(oldRaw)
 	if err != nil {
 		return nil, fmt.Errorf("stored %s %s: %w", k.noun, cur.ID, err)
 	}
 	return k.changed(old, cur.Model, changes), nil
 }
+
+// Decodes is the number of entities of the kind decoded from item
+// listings (Entity.Decode) since the process started: with the differ
+// comparing raw bytes first, it grows by the new and changed entities
+// only. Tests read it; it is cheap enough to stay in production.
+func (k *Kind) Decodes() uint64 { return k.decodes.Load() }
 
 // Scope is what the configuration restricts listings to.
 type Scope struct {
@@ -199,6 +213,14 @@ type Scope struct {
 }
 
 // Entity is one entity of a fresh, complete listing.
+//
+// Entities of an item listing (the kinds' List with a client that is an
+// ItemLister, or ItemEntities) start undecoded: only Raw (and Scope) are
+// set, ID is "" and Model nil until Decode. The differ compares Raw with
+// the stored record first and decodes only the entities that are new or
+// changed; for an unchanged one it sets ID from the stored record (the
+// same bytes decode to the same id) and leaves Model nil. View and the
+// kind's Changed decode on demand.
 type Entity struct {
 	Kind *Kind
 	// ID is the entity's id within its parent ("<targetView>/<id>" for a
@@ -209,20 +231,89 @@ type Entity struct {
 	Scope string
 	Raw   []byte // as received
 	// Model is the decoded Partner Center object (*partnercenter.Subscription,
-	// ...), which the kind's view and typed change events read.
+	// ...), which the kind's view and typed change events read; nil until
+	// Decode for an entity of an item listing.
 	Model any
 
-	view *events.View
+	view  *events.View
+	lazy  bool // of an item listing, not decoded yet
+	index int  // its position in its item listing
+}
+
+// Decoded reports whether e's Model is set: always for the entities of
+// typed listings, after Decode for those of item listings.
+func (e *Entity) Decoded() bool { return !e.lazy }
+
+// Decode decodes the raw JSON of an entity of an item listing into its
+// model and sets Model and ID (from the model; "<targetView>/<id>" for a
+// kind listed by target view). It does nothing for an entity already
+// decoded. JSON that does not decode into the model (a property of the
+// wrong type) is a *DecodeError: the listing it belongs to is as one the
+// client could not decode, and must not be diffed.
+func (e *Entity) Decode() error {
+	if !e.lazy {
+		return nil
+	}
+	m, err := e.Kind.decode(e.Raw)
+	if err != nil {
+		return &DecodeError{Kind: e.Kind, Scope: e.Scope, Index: e.index, Err: err}
+	}
+	e.Kind.decodes.Add(1)
+	e.Model, e.lazy = m, false
+	e.ID = e.Kind.id(m)
+	if e.Kind.byTargetView {
+		e.ID = e.Scope + "/" + e.ID
+	}
+	return nil
 }
 
 // View returns the entity's compact view, building it on first use (most
-// entities of a listing are unchanged and never need one).
+// entities of a listing are unchanged and never need one). An entity of an
+// item listing is decoded first; one that does not decode has a view with
+// its id only.
 func (e *Entity) View() events.View {
 	if e.view == nil {
+		if e.Decode() != nil {
+			return events.View{ID: e.ID}
+		}
 		v := e.Kind.view(e.Model)
 		e.view = &v
 	}
 	return *e.view
+}
+
+// DecodeError is an entity of an item listing whose JSON does not decode
+// into its kind's model. Like a listing the client could not decode, the
+// listing it belongs to is not diffed (the differ returns this error
+// before anything is committed) and is read again next cycle.
+type DecodeError struct {
+	Kind  *Kind
+	Scope string // target view, for a kind listed by target view
+	Index int    // position in its listing, from 0
+	Err   error
+}
+
+func (e *DecodeError) Error() string {
+	where := ""
+	if e.Scope != "" {
+		where = " (" + e.Scope + ")"
+	}
+	return fmt.Sprintf("%s listing%s: item %d does not decode as a %s: %v; the listing is not diffed and is read again next cycle",
+		e.Kind.plural, where, e.Index, e.Kind.noun, e.Err)
+}
+
+// Unwrap returns the decoding error.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// ItemEntities wraps the items of an item listing of kind k (raw JSON, in
+// listing order; scope is their target view for a kind listed by target
+// view, else "") as undecoded entities. The items are not copied.
+func ItemEntities(k *Kind, scope string, items []json.RawMessage) []Entity {
+	out := make([]Entity, len(items))
+	for i, raw := range items {
+		out[i] = Entity{Kind: k, Scope: scope, Raw: raw, lazy: true, index: i}
+	}
+	return out
 }
 
 // All returns every kind, parents first, in the order listings are polled
@@ -269,6 +360,16 @@ func decodeAs[T any](raw []byte) (any, error) {
 		return nil, err
 	}
 	return v, nil
+}
+
+// idAs adapts a typed id reader to the descriptor's.
+func idAs[T any](f func(*T) string) func(any) string {
+	return func(m any) string {
+		if t, ok := m.(*T); ok && t != nil {
+			return f(t)
+		}
+		return ""
+	}
 }
 
 // viewAs adapts a typed view builder to the descriptor's. An entity

@@ -246,3 +246,131 @@ func TestList(t *testing.T) {
 		}
 	}
 }
+
+// itemClient serves fakeClient's listings as item listings too, their
+// items encoded as JSON; bad, when set, is appended to every listing.
+type itemClient struct {
+	*fakeClient
+	t   *testing.T
+	bad json.RawMessage
+}
+
+func encodeItems[T any](t *testing.T, vs []T, bad json.RawMessage) []json.RawMessage {
+	out := []json.RawMessage{}
+	for _, v := range vs {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	if bad != nil {
+		out = append(out, bad)
+	}
+	return out
+}
+
+func (c *itemClient) ListSubscriptionItems(ctx context.Context, id string, f pc.SubscriptionFilter) ([]json.RawMessage, error) {
+	subs, err := c.ListSubscriptions(ctx, id, f)
+	if err != nil {
+		return nil, err
+	}
+	return encodeItems(c.t, subs, c.bad), nil
+}
+
+func (c *itemClient) ListManagedServiceItems(ctx context.Context, id string) ([]json.RawMessage, error) {
+	ms, err := c.ListManagedServices(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return encodeItems(c.t, ms, c.bad), nil
+}
+
+func (c *itemClient) ListProductItems(ctx context.Context, id, tv string) ([]json.RawMessage, error) {
+	ps, err := c.ListProducts(ctx, id, tv)
+	if err != nil {
+		return nil, err
+	}
+	return encodeItems(c.t, ps, c.bad), nil
+}
+
+// TestListItems: with an ItemLister, the kinds with a parent come back
+// undecoded (no id, no model) and decode, on demand, into the entities the
+// typed listing gives; customers and reseller-filtered subscriptions stay
+// decoded. An item that does not decode is a *DecodeError naming it.
+func TestListItems(t *testing.T) {
+	ctx := context.Background()
+	fc := &fakeClient{
+		subs:  map[string][]pc.Subscription{"": {{ID: "s1"}, {ID: "s2"}}, "m1": {{ID: "s1"}}, "m2": {{ID: "s1"}, {ID: "s3"}}},
+		prods: map[string][]pc.Product{"OnlineServices": {{ID: "P1"}}, "Azure": {{ID: "P1"}, {ID: "P2"}}},
+	}
+	ic := &itemClient{fakeClient: fc, t: t}
+	for _, tt := range []struct {
+		k     *Kind
+		scope Scope
+		lazy  bool
+		want  string
+	}{
+		{Customers, Scope{}, false, "customer:c1@"},
+		{Subscriptions, Scope{}, true, "subscription:s1@,subscription:s2@"},
+		{Subscriptions, Scope{MPNIDs: []string{"m1", "m2"}}, false, "subscription:s1@,subscription:s3@"},
+		{ManagedServices, Scope{}, true, "managedservice:Exchange@"},
+		{Products, Scope{TargetViews: []string{"OnlineServices", "Azure"}}, true,
+			"product:OnlineServices/P1@OnlineServices,product:Azure/P1@Azure,product:Azure/P2@Azure"},
+	} {
+		got, err := tt.k.List(ctx, ic, "c1", tt.scope)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.k, err)
+		}
+		n0 := tt.k.Decodes()
+		for i := range got {
+			e := &got[i]
+			if e.Decoded() == tt.lazy || tt.lazy && (e.ID != "" || e.Model != nil) {
+				t.Fatalf("%s: entity %d decoded %v, id %q; want lazy %v", tt.k, i, e.Decoded(), e.ID, tt.lazy)
+			}
+			if err := e.Decode(); err != nil || !e.Decoded() || e.Model == nil {
+				t.Fatalf("%s: decoding entity %d: %v", tt.k, i, err)
+			}
+		}
+		if ids(got) != tt.want {
+			t.Errorf("%s %+v: %s; want %s", tt.k, tt.scope, ids(got), tt.want)
+		}
+		if want := map[bool]uint64{true: uint64(len(got))}[tt.lazy]; tt.k.Decodes()-n0 != want {
+			t.Errorf("%s: %d decodes counted, want %d", tt.k, tt.k.Decodes()-n0, want)
+		}
+		// Decoding again costs nothing.
+		got[0].Decode()
+		if tt.k.Decodes()-n0 != map[bool]uint64{true: uint64(len(got))}[tt.lazy] {
+			t.Errorf("%s: a second Decode decoded again", tt.k)
+		}
+	}
+
+	// View decodes on demand.
+	got, _ := Subscriptions.List(ctx, ic, "c1", Scope{})
+	if v := got[1].View(); v.ID != "s2" || got[1].ID != "s2" {
+		t.Errorf("view of an undecoded entity: %+v, id %q", v, got[1].ID)
+	}
+
+	ic.bad = json.RawMessage(`{"id":"x","title":7}`)
+	got, err := Products.List(ctx, ic, "c1", Scope{TargetViews: []string{"Azure"}})
+	if err != nil || len(got) != 3 {
+		t.Fatalf("listing with an undecodable item: %d, %v", len(got), err)
+	}
+	var de *DecodeError
+	if err := got[2].Decode(); !errors.As(err, &de) || de.Scope != "Azure" || !strings.Contains(err.Error(), "products listing (Azure): item 2 does not decode as a product") {
+		t.Fatalf("undecodable product: %v", err)
+	}
+	ic.bad = json.RawMessage(`{"id":"s9","quantity":"seven"}`)
+	got, err = Subscriptions.List(ctx, ic, "c1", Scope{})
+	if err != nil || len(got) != 3 {
+		t.Fatalf("listing with an undecodable item: %d, %v", len(got), err)
+	}
+	err = got[2].Decode()
+	if !errors.As(err, &de) || de.Kind != Subscriptions || de.Index != 2 || got[2].Decoded() ||
+		!strings.Contains(err.Error(), "subscriptions listing: item 2 does not decode as a subscription") {
+		t.Fatalf("undecodable item: %v", err)
+	}
+	if v := got[2].View(); v.ID != "" {
+		t.Errorf("view of an undecodable entity: %+v", v)
+	}
+}

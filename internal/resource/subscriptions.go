@@ -25,8 +25,17 @@ func subscriptionEntities(k *Kind, subs []pc.Subscription) []Entity {
 }
 
 // listSubscriptions lists a customer's subscriptions, or the union of
-// those of the resellers in scope (Partner Center's mpn_id filter).
+// those of the resellers in scope (Partner Center's mpn_id filter). The
+// former is an item listing when c is an ItemLister; the union is decoded,
+// since it is deduplicated by id.
 func listSubscriptions(ctx context.Context, k *Kind, c Client, customerID string, s Scope) ([]Entity, error) {
+	if il, ok := c.(ItemLister); ok && len(s.MPNIDs) == 0 {
+		items, err := il.ListSubscriptionItems(ctx, customerID, pc.SubscriptionFilter{})
+		if err != nil {
+			return nil, err
+		}
+		return ItemEntities(k, "", items), nil
+	}
 	if len(s.MPNIDs) == 0 {
 		subs, err := c.ListSubscriptions(ctx, customerID, pc.SubscriptionFilter{})
 		if err != nil {
