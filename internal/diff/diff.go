@@ -547,7 +547,8 @@ func (b *builder) emitChanged(k *resource.Kind, custID string, e *resource.Entit
 // key. A hash two stored entities share (which their own ids in their
 // bytes make impossible, short of a damaged file) finds neither.
 type storedIDs struct {
-	byKey map[storedKey]storedID
+	byKey  map[storedKey]storedID
+	quoted []byte // the entities' own ids (without target view) as JSON strings, one after the other
 }
 
 type storedKey struct {
@@ -557,11 +558,16 @@ type storedKey struct {
 
 type storedID struct {
 	id     string
-	quoted []byte // its own id (without target view) as a JSON string
+	q0, q1 int // its own id as a JSON string: quoted[q0:q1]
 }
 
 func storedIDsOf(k *resource.Kind, known map[string]state.Record) *storedIDs {
 	s := &storedIDs{byKey: make(map[storedKey]storedID, len(known))}
+	n := 0
+	for id := range known {
+		n += len(id) + 2
+	}
+	s.quoted = make([]byte, 0, n)
 	for id, rec := range known {
 		sk, own := storedKey{hash: rec.Hash}, id
 		if k.ByTargetView() {
@@ -571,7 +577,9 @@ func storedIDsOf(k *resource.Kind, known map[string]state.Record) *storedIDs {
 			s.byKey[sk] = storedID{}
 			continue
 		}
-		s.byKey[sk] = storedID{id: id, quoted: []byte(`"` + own + `"`)}
+		q0 := len(s.quoted)
+		s.quoted = append(append(append(s.quoted, '"'), own...), '"')
+		s.byKey[sk] = storedID{id: id, q0: q0, q1: len(s.quoted)}
 	}
 	return s
 }
@@ -582,7 +590,7 @@ func storedIDsOf(k *resource.Kind, known map[string]state.Record) *storedIDs {
 // written with escapes does not, and is decoded instead).
 func (s *storedIDs) lookup(scope string, hash state.Hash, raw []byte) (string, bool) {
 	st := s.byKey[storedKey{scope, hash}]
-	if st.id == "" || !bytes.Contains(raw, st.quoted) {
+	if st.id == "" || !bytes.Contains(raw, s.quoted[st.q0:st.q1]) {
 		return "", false
 	}
 	return st.id, true
