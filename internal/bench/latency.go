@@ -42,6 +42,10 @@ type LatencyOptions struct {
 	Window  time.Duration
 	MeanGap time.Duration // mean time between mutations (Poisson); default 1s
 	Dir     string
+	// HintsLog receives the hints-on watcher's debug log (JSON; its
+	// baseline run's too), to see where a hint's time goes (every Partner
+	// Center request is logged); nil discards it.
+	HintsLog io.Writer
 }
 
 // LatencyResult is figure 6: time from a change in Partner Center to the
@@ -55,6 +59,7 @@ type LatencyResult struct {
 	AuditLag      time.Duration
 	AuditInterval time.Duration
 	Window        time.Duration // mutations were made for this long
+	MeanGap       time.Duration // ... one every MeanGap on average
 	SweepOnly     LatencyRow    // hints off
 	Hints         LatencyRow    // hints on
 }
@@ -284,7 +289,7 @@ func DetectionLatency(o LatencyOptions) (*LatencyResult, error) {
 	}
 
 	res := &LatencyResult{Customers: o.Customers, Interval: o.Interval, Rate: o.Rate, SimLimit: SimLimit(o.Rate),
-		AuditLag: o.AuditLag, AuditInterval: o.AuditInterval, Window: o.Window,
+		AuditLag: o.AuditLag, AuditInterval: o.AuditInterval, Window: o.Window, MeanGap: o.MeanGap,
 		SweepOnly: runs[0].row(), Hints: runs[1].row()}
 	if res.SweepOnly.Matched == 0 || res.Hints.Matched == 0 {
 		return nil, fmt.Errorf("no change was received (sweep only: %d/%d, hints: %d/%d)",
@@ -311,6 +316,9 @@ func startLatencyRun(ctx context.Context, o LatencyOptions, dir string, auditInt
 	c.Interval, c.Concurrency, c.AuditInterval = o.Interval, 8, auditInterval
 	ts := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "bench"})
 	logger := watcher.NewLogger(io.Discard, "text", "error")
+	if auditInterval > 0 && o.HintsLog != nil {
+		logger = watcher.NewLogger(o.HintsLog, "json", "debug")
+	}
 
 	base := c
 	base.Once, base.Rate = true, 100000
