@@ -132,4 +132,3 @@ func TestWebhookCallbackBecomesEvent(t *testing.T) {
 		t.Errorf("/metrics lacks the accepted callback:\n%s", grepLines(body, "pcwatch_webhook"))
 	}
 }
-
