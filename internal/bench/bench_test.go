@@ -19,6 +19,7 @@ func BenchmarkCycle100k(b *testing.B) {
 		b.ReportMetric(float64(r.UnchangedBytes), "unchanged-bytes")
 		b.ReportMetric(float64(r.PeakHeap)/(1<<20), "peak-heap-MB")
 		b.ReportMetric(float64(r.Events), "events")
+		b.ReportMetric(float64(r.Decoded), "decoded")
 	}
 }
 
@@ -29,6 +30,11 @@ func TestCycleSmall(t *testing.T) {
 	}
 	if r.Subscriptions != 3000 || r.Changed != 30 || r.Events != 30 {
 		t.Fatalf("result = %+v; want 3000 subscriptions, 30 changed, 30 events", r)
+	}
+	// Only what changed is decoded (and subscriptions inside a refund
+	// window, whose batches may be due a reading): far fewer than all.
+	if r.Decoded < r.Changed || r.Decoded > r.Subscriptions/10 {
+		t.Errorf("the changed cycle decoded %d subscriptions; want the %d changed ones and few more", r.Decoded, r.Changed)
 	}
 	if r.UnchangedBytes != 0 || r.UnchangedCommits != 0 {
 		t.Errorf("an unchanged cycle wrote %d bytes in %d commits", r.UnchangedBytes, r.UnchangedCommits)
