@@ -121,9 +121,12 @@ func (p *Poller) Refresh(ctx context.Context, h state.Hint) (Refreshed, error) {
 			return nil
 		}
 	}
-	var budget atomic.Int64
-	budget.Store(int64(max(o.RefundFetchBudget, 0)))
-	res, _, f, err := p.pollCustomer(ctx, target{h.CustomerID, name}, dopts, &budget)
+	// No refund look-ups for the listing's other candidates: those are
+	// the sweep's (within its budget). A refresh reads by id only the
+	// subscriptions the hint names, below, so it costs the listings plus
+	// one request per named subscription.
+	var none atomic.Int64
+	res, _, f, err := p.pollCustomer(ctx, target{h.CustomerID, name}, dopts, &none)
 	if err != nil {
 		return out, err
 	}
@@ -149,13 +152,10 @@ func (p *Poller) Refresh(ctx context.Context, h state.Hint) (Refreshed, error) {
 	}
 	// The subscriptions the hint named, by id: a seat change moves their
 	// refund windows, which the listing does not carry.
-	var extra []string
-	for _, id := range h.Subscriptions {
-		if res == nil || !slices.Contains(res.RefundCandidates, id) {
-			extra = append(extra, id)
-		}
-	}
+	extra := h.Subscriptions
 	if len(extra) > 0 && o.RefundFetchBudget > 0 && slices.Contains(o.Kinds, resource.Subscriptions) {
+		var budget atomic.Int64
+		budget.Store(int64(len(extra)))
 		fetched, _, ferr := p.fetchRefunds(ctx, h.CustomerID, extra, &budget)
 		if ferr == nil && len(fetched) > 0 {
 			ferr = diff.CommitRefunds(o.Store, h.CustomerID, fetched, dopts.Now)
