@@ -211,7 +211,7 @@ type HintOptions struct {
 	// Every bounds the wait between two looks at the stored hints without
 	// a kick (hints stored by another process, retries). Default 15s.
 	Every time.Duration
-	// Concurrency is how many customers are refreshed at once; default 2.
+	// Concurrency is how many customers are refreshed at once; default 4.
 	// Refreshes share the client's rate limiter with the sweep.
 	Concurrency int
 	// RetryInitial and RetryMax bound the backoff of a customer whose
@@ -231,7 +231,7 @@ func (p *Poller) RunHints(ctx context.Context, opts HintOptions) error {
 		opts.Every = 15 * time.Second
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 2
+		opts.Concurrency = 4
 	}
 	if opts.RetryInitial <= 0 {
 		opts.RetryInitial = 30 * time.Second
