@@ -95,8 +95,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(1, err)
 		}
-		add(row{"1", fmt.Sprintf("cycle CPU, %dk subscriptions, 1%% changed (decode+diff+persist)", r.Subscriptions/1000),
-			secs(r.PipelineCPU), secs(r.DecodeCPU) + " decode", ratio(r.Ratio), goalLE(r.Ratio, 1.3)},
+		add(row{"1", fmt.Sprintf("cycle CPU, %dk subscriptions, 1%% changed (split+diff+persist)", r.Subscriptions/1000),
+			secs(r.PipelineCPU), secs(r.DecodeCPU) + " decode", ratio(r.Ratio), goalLE(r.Ratio, 0.5)},
 			row{"1b", "pipeline peak heap", mb(int64(r.PeakHeap)), "", "", goalLEv(float64(r.PeakHeap)/(1<<20), 150, "MB")},
 			row{"2", "bytes written by an unchanged cycle (diff + commits)", strconv.FormatInt(r.UnchangedBytes, 10) + " B",
 				"0 B", "", goalEq(r.UnchangedBytes == 0, "~0 beyond meta")},
@@ -263,8 +263,10 @@ const methodology = `
 
 1. **Cycle CPU** — the simulator renders 10,000 customers x 10 subscriptions; 1% of them get one more seat. The
    bodies are written to a file and read back per customer, as they would arrive from the network. The floor is
-   ` + "`json.Unmarshal`" + ` of every body into the client's types; the figure is the same decoding plus the diff against a
-   baseline state file and the commits of the changed customers (8 workers, as the poller). CPU is user+system
+   ` + "`json.Unmarshal`" + ` of every body into the client's types; the figure is what a poll does with the same bytes:
+   each page validated and split into raw items (` + "`partnercenter.SplitCollection`" + `, as the client's item
+   listings), the diff against a baseline state file, which decodes only the items whose bytes differ from the
+   stored ones, and the commits of the changed customers (8 workers, as the poller). CPU is user+system
    time from getrusage; each is the median of three runs. *Peak heap* is the highest HeapInuse sampled during
    the pipeline run.
 2. **Bytes written by an unchanged cycle** — the same listing diffed again: bbolt's dirty pages plus one meta page
@@ -308,6 +310,10 @@ const methodology = `
 - **Figure 1** first measured 1.33x: the differ decoded and re-encoded every subscription's deadline facts even
   when its hash was unchanged, and built compact views nobody read. An unchanged entity's facts cannot change
   unless refund batches were fetched, so that path now costs a hash; views are built only for events: 1.22-1.28x.
+  Later runs, on a busier machine, measured 1.32-1.51x: typed decoding of all 100k subscriptions was most of it,
+  although 99% were byte-identical to their stored records. Listings are now split without decoding (one pass,
+  encoding/json's grammar) and the differ decodes only new and changed items, matching unchanged ones to their
+  stored ids by hash: 0.30-0.33x (issue 13).
 - **Figure 3** first measured 309 MB (the first run even reported 739 MB, because ru_maxrss of a vfork+exec child
   includes its parent's RSS). 263 MB of it was the bbolt file mapped into memory: 240 MB for 100k subscriptions,
   pages 46% full. Snapshot records are now zstd-compressed with a built-in dictionary (~1.3 KB -> ~270 B per
