@@ -461,8 +461,10 @@ func (p *Poller) fetchRefunds(ctx context.Context, customerID string, ids []stri
 	var out map[string]*pc.RefundableQuantity
 	fetches := 0
 	for _, id := range ids {
-		if budget.Add(-1) < 0 {
-			p.log.Debug("refund fetch budget spent for this cycle", "customer", customerID, "subscription", id)
+		if n := budget.Add(-1); n < 0 {
+			if n == -1 { // the first request past the budget: said once
+				p.log.Debug("refund fetch budget spent", "customer", customerID, "subscription", id)
+			}
 			return out, fetches, nil
 		}
 		s, err := p.o.Client.GetSubscription(ctx, customerID, id)
