@@ -4,11 +4,11 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/pcwatch/pcwatch/internal/fault"
+	"github.com/pcwatch/pcwatch/internal/fault/faulttest"
 	"github.com/pcwatch/pcwatch/internal/pcsim"
 )
 
@@ -46,23 +46,8 @@ func TestCrashChild(t *testing.T) {
 }
 
 // faultChild returns a test binary of this package with the fault points
-// compiled in.
-func faultChild(t *testing.T) string {
-	t.Helper()
-	if faultsCompiled {
-		return os.Args[0]
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the crash test builds a test binary with -tags %s and needs the go command: %v", fault.Tag, err)
-	}
-	bin := filepath.Join(t.TempDir(), "activity-faults.test")
-	cmd := exec.Command(goBin, "test", "-c", "-tags", fault.Tag, "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the test binary with -tags %s: %v\n%s", fault.Tag, err, out)
-	}
-	return bin
-}
+// compiled in (faulttest.Child).
+func faultChild(t *testing.T) string { return faulttest.Child(t, faultsCompiled) }
 
 func TestCrashAtCommit(t *testing.T) {
 	if testing.Short() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/fault"
+	"github.com/pcwatch/pcwatch/internal/fault/faulttest"
 	"github.com/pcwatch/pcwatch/internal/resource"
 )
 
@@ -134,24 +135,8 @@ func checkConsistent(t *testing.T, path string) uint64 {
 }
 
 // faultChild returns a test binary of this package with the fault points
-// compiled in: this one if it has them, else one built with
-// `go test -c -tags pcwatch_faults`.
-func faultChild(t *testing.T) string {
-	t.Helper()
-	if faultsCompiled {
-		return os.Args[0]
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the crash-point test builds a test binary with -tags %s and needs the go command: %v", fault.Tag, err)
-	}
-	bin := filepath.Join(t.TempDir(), "state-faults.test")
-	cmd := exec.Command(goBin, "test", "-c", "-tags", fault.Tag, "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the test binary with -tags %s: %v\n%s", fault.Tag, err, out)
-	}
-	return bin
-}
+// compiled in (faulttest.Child).
+func faultChild(t *testing.T) string { return faulttest.Child(t, faultsCompiled) }
 
 // TestCrashAtEachCommitStep crashes a child at each crash point of Commit.
 // The crash points sit outside the bbolt transaction (see Commit: Batch may
