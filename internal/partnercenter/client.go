@@ -98,6 +98,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/time/rate"
 
+	"github.com/pcwatch/pcwatch/internal/budget"
 	"github.com/pcwatch/pcwatch/internal/clock"
 )
 
@@ -170,6 +171,11 @@ type Options struct {
 	Burst int
 	// Limiter, when set, is used instead of one built from RequestsPerMinute.
 	Limiter *rate.Limiter
+	// Gate, when set, hands out the request budget by class
+	// (budget.WithClass on a request's context: the sweep waits behind
+	// hinted refreshes); Limiter and RequestsPerMinute are then ignored.
+	// Default a gate over the limiter, with the client's Clock and Sleep.
+	Gate *budget.Gate
 	// PageSize for customer listings. Default DefaultPageSize.
 	PageSize int
 	// Locale is sent as X-Locale. Default "en-US".
@@ -226,7 +232,7 @@ type Client struct {
 	origin   string // scheme://host:port of base
 	ts       oauth2.TokenSource
 	hc       *http.Client
-	lim      *rate.Limiter
+	gate     *budget.Gate
 	pageSize int
 	locale   string
 	budget   time.Duration
@@ -273,7 +279,7 @@ func New(o Options) (*Client, error) {
 		origin:     originOf(u),
 		ts:         oauth2.ReuseTokenSource(nil, o.TokenSource),
 		hc:         o.HTTPClient,
-		lim:        o.Limiter,
+		gate:       o.Gate,
 		pageSize:   o.PageSize,
 		locale:     o.Locale,
 		budget:     o.RetryBudget,
@@ -292,7 +298,13 @@ func New(o Options) (*Client, error) {
 		sleep:      o.Sleep,
 	}
 	c.hc = sameOriginClient(o.HTTPClient, c.origin)
-	if c.lim == nil {
+	if c.clk == nil {
+		c.clk = clock.Real{}
+	}
+	if c.sleep == nil {
+		c.sleep = clock.Sleep
+	}
+	if lim := o.Limiter; c.gate == nil && lim == nil {
 		rpm := o.RequestsPerMinute
 		if rpm <= 0 {
 			rpm = DefaultRequestsPerMinute
@@ -301,7 +313,9 @@ func New(o Options) (*Client, error) {
 		if burst <= 0 {
 			burst = 10
 		}
-		c.lim = rate.NewLimiter(rate.Limit(rpm/60), burst)
+		c.gate = budget.New(rate.NewLimiter(rate.Limit(rpm/60), burst), c.clk, c.sleep)
+	} else if c.gate == nil {
+		c.gate = budget.New(lim, c.clk, c.sleep)
 	}
 	if c.pageSize <= 0 {
 		c.pageSize = DefaultPageSize
@@ -342,12 +356,6 @@ func New(o Options) (*Client, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	if c.clk == nil {
-		c.clk = clock.Real{}
-	}
-	if c.sleep == nil {
-		c.sleep = clock.Sleep
-	}
 	return c, nil
 }
 
@@ -360,7 +368,10 @@ func (c *Client) Stats() Stats {
 }
 
 // Limiter returns the client's rate limiter, so other clients can share it.
-func (c *Client) Limiter() *rate.Limiter { return c.lim }
+func (c *Client) Limiter() *rate.Limiter { return c.gate.Limiter() }
+
+// Gate returns the gate that hands out the client's request budget.
+func (c *Client) Gate() *budget.Gate { return c.gate }
 
 type correlationKey struct{}
 
@@ -835,17 +846,7 @@ func (c *Client) waitTurn(ctx context.Context, deadline time.Time) error {
 			return err
 		}
 	}
-	r := c.lim.ReserveN(c.clk.Now(), 1)
-	if !r.OK() {
-		return errors.New("partner center rate limiter: burst is zero")
-	}
-	if d := r.DelayFrom(c.clk.Now()); d > 0 {
-		if err := c.sleep(ctx, d); err != nil {
-			r.CancelAt(c.clk.Now())
-			return err
-		}
-	}
-	return nil
+	return c.gate.Wait(ctx)
 }
 
 // pause holds every caller back for d (a Retry-After).
