@@ -11,12 +11,16 @@
 //
 // The sweep is not starved: a customer the sweep has not listed for almost
 // its staleness budget is fetched as Overdue, the most urgent class, so the
-// budget goes to it before any hint (see internal/poller).
+// budget goes to it before any hint; and a request already waiting is
+// promoted to Overdue when the instant its context names passes
+// (WithPromotion), so a flood of hints cannot hold a queued sweep request
+// back past its customer's staleness budget (see internal/poller).
 package budget
 
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +71,19 @@ func WithClass(ctx context.Context, c Class) context.Context {
 	return context.WithValue(ctx, classKey{}, c)
 }
 
+type promoteKey struct{}
+
+// WithPromotion returns ctx marking its requests to be served as Overdue
+// once at has passed (on the gate's clock), whatever their class.
+func WithPromotion(ctx context.Context, at time.Time) context.Context {
+	return context.WithValue(ctx, promoteKey{}, at)
+}
+
+func promotionOf(ctx context.Context) time.Time {
+	at, _ := ctx.Value(promoteKey{}).(time.Time)
+	return at
+}
+
 // ClassOf returns the class ctx carries; Hint when it carries none.
 func ClassOf(ctx context.Context) Class {
 	if c, ok := ctx.Value(classKey{}).(Class); ok && c >= 0 && int(c) < nClasses {
@@ -99,7 +116,9 @@ type Gate struct {
 }
 
 type waiter struct {
-	turn chan struct{} // closed when the turn is handed to this waiter
+	turn    chan struct{} // closed when the turn is handed to this waiter
+	promote time.Time     // served as Overdue from then on (zero: never)
+	served  Class         // the class it was handed the turn as
 }
 
 // New returns a gate over lim. clk and sleep drive the waits (tests pass
@@ -124,16 +143,20 @@ func (g *Gate) Limiter() *rate.Limiter { return g.lim }
 func (g *Gate) Wait(ctx context.Context) error {
 	c := ClassOf(ctx)
 	start := g.clk.Now()
+	if at := promotionOf(ctx); !at.IsZero() && !start.Before(at) {
+		c = Overdue
+	}
 	g.mu.Lock()
 	if !g.held && g.empty() {
 		g.held = true
 		g.mu.Unlock()
 	} else {
-		w := &waiter{turn: make(chan struct{})}
+		w := &waiter{turn: make(chan struct{}), promote: promotionOf(ctx)}
 		g.queues[c] = append(g.queues[c], w)
 		g.mu.Unlock()
 		select {
 		case <-w.turn:
+			c = w.served
 		case <-ctx.Done():
 			g.mu.Lock()
 			if g.remove(c, w) {
@@ -166,15 +189,34 @@ func (g *Gate) Wait(ctx context.Context) error {
 	return nil
 }
 
-// pass hands the turn to the most urgent waiter, or frees it.
+// pass hands the turn to the most urgent waiter, or frees it: a waiter
+// whose promotion instant has passed first (the earliest instant), then
+// the head of the most urgent class.
 func (g *Gate) pass() {
+	now := g.clk.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	pc, pi := -1, -1
+	for c := int(Overdue) + 1; c < nClasses; c++ {
+		for i, w := range g.queues[c] {
+			if !w.promote.IsZero() && !now.Before(w.promote) && (pc < 0 || w.promote.Before(g.queues[pc][pi].promote)) {
+				pc, pi = c, i
+			}
+		}
+	}
+	if pc >= 0 && len(g.queues[Overdue]) == 0 {
+		w := g.queues[pc][pi]
+		g.queues[pc] = slices.Delete(g.queues[pc], pi, pi+1)
+		w.served = Overdue
+		close(w.turn)
+		return
+	}
 	for c := range g.queues {
 		if q := g.queues[c]; len(q) > 0 {
 			w := q[0]
 			q[0] = nil
 			g.queues[c] = q[1:]
+			w.served = Class(c)
 			close(w.turn)
 			return
 		}

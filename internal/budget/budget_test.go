@@ -198,3 +198,49 @@ func TestClassOf(t *testing.T) {
 		t.Errorf("zero burst: %v", err)
 	}
 }
+
+// A flood of hints takes every token, but a sweep request whose promotion
+// instant passes is served next, as overdue; one without a promotion
+// waits for the flood to end.
+func TestGatePromotionBeatsAFlood(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := New(rate.NewLimiter(10, 1), nil, nil) // a token every 100ms
+		ctx, stop := context.WithCancel(context.Background())
+		var flood sync.WaitGroup
+		for range 4 { // four hint callers, always waiting
+			flood.Go(func() {
+				for g.Wait(WithClass(ctx, Hint)) == nil {
+				}
+			})
+		}
+		synctest.Wait()
+		t0 := time.Now()
+		served := make(chan time.Duration, 2)
+		go func() {
+			_ = g.Wait(WithPromotion(WithClass(context.Background(), Sweep), t0.Add(5*time.Second)))
+			served <- time.Since(t0)
+		}()
+		go func() {
+			_ = g.Wait(WithClass(context.Background(), Sweep))
+			served <- -time.Since(t0) // negative: the unpromoted one
+		}()
+		first := <-served
+		if first < 5*time.Second || first > 5*time.Second+200*time.Millisecond {
+			t.Errorf("the promoted sweep request was served at +%s, want just after +5s", first)
+		}
+		time.Sleep(time.Minute)
+		select {
+		case d := <-served:
+			t.Errorf("an unpromoted sweep request was served during the flood, at +%s", -d)
+		default:
+		}
+		stop()
+		flood.Wait()
+		if d := <-served; d > 0 {
+			t.Errorf("wrong request last: %s", d)
+		}
+		if s := g.Stats(); s.Granted[Overdue] != 1 || s.Granted[Sweep] != 1 {
+			t.Errorf("granted %v, want one overdue (the promoted one) and one sweep", s.Granted)
+		}
+	})
+}

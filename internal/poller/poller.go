@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pcwatch/pcwatch/internal/budget"
 	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/diff"
@@ -83,6 +84,19 @@ type Options struct {
 	// Committed is called after each commit that added events (to kick
 	// the outbox relay). It must not block.
 	Committed func()
+	// Spread, when positive, paces the sweep: instead of starting every
+	// customer at once, the customers swept before are started evenly
+	// over Spread from the cycle's start (the watcher gives 80% of its
+	// interval), so the request budget is spent evenly and hinted
+	// refreshes find room in it. Overdue customers are not paced.
+	Spread time.Duration
+	// MaxStaleness bounds how long a customer may go without a sweep's
+	// listing: one not swept for MaxStaleness minus Spread (or never
+	// swept by this poller: after a start the first sweep lists
+	// everything first, as an informer lists before it watches) is
+	// fetched as budget.Overdue, ahead of every hint. Zero: only customers
+	// never swept are overdue.
+	MaxStaleness time.Duration
 	// Redact, when set, removes secrets from failure messages before they
 	// are stored (the state file's failure streaks) and published
 	// (ops.customer-poll-failed): a peer may echo credentials in an error.
@@ -96,6 +110,11 @@ type Poller struct {
 	o     Options
 	log   *slog.Logger
 	locks customerLocks
+
+	mu      sync.Mutex
+	swept   map[string]time.Time // wall time of each customer's last complete sweep listing
+	changed map[string]time.Time // wall time of each customer's last change event (see hot.go)
+	hot     hotState
 }
 
 // New returns a poller.
@@ -138,7 +157,7 @@ func New(o Options) (*Poller, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	o.Diff.Source, o.Diff.RefundRefresh = o.Source, o.RefundRefresh
-	return &Poller{o: o, log: log}, nil
+	return &Poller{o: o, log: log, swept: map[string]time.Time{}, changed: map[string]time.Time{}}, nil
 }
 
 // Failure is one customer that could not be polled completely.
@@ -177,6 +196,17 @@ func (r *Report) Complete() bool { return r.CustomerListOK && len(r.Failures) ==
 
 type target struct {
 	id, name string
+	class    budget.Class // of the sweep's requests for it
+	promote  time.Time    // when its requests become overdue (zero: never)
+}
+
+// ctx marks a sweep's requests for t with its class and promotion.
+func (t target) ctx(ctx context.Context) context.Context {
+	ctx = budget.WithClass(ctx, t.class)
+	if !t.promote.IsZero() {
+		ctx = budget.WithPromotion(ctx, t.promote)
+	}
+	return ctx
 }
 
 // Cycle runs one poll cycle. It returns an error only when the cycle could
@@ -198,7 +228,7 @@ func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
 	dopts.Now, dopts.Cycle = start, n
 
 	var mu sync.Mutex // guards rep
-	count := func(res *diff.Result) {
+	count := func(res *diff.Result, customerID string) {
 		if res == nil || res.Events() == 0 {
 			return
 		}
@@ -208,17 +238,19 @@ func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
 			rep.ByType[t] += c
 		}
 		mu.Unlock()
-		p.counted(res, "sweep")
+		p.counted(res, "sweep", customerID)
 	}
 
-	targets, err := p.customers(ctx, dopts, rep, count)
+	// The customer list is the sweep's base: it goes first.
+	targets, err := p.customers(budget.WithClass(ctx, budget.Overdue), dopts, rep, count)
 	if err != nil {
 		return nil, err
 	}
 	rep.Customers = len(targets)
+	targets, paced := p.plan(targets, time.Now())
 
-	var budget atomic.Int64
-	budget.Store(int64(o.RefundFetchBudget))
+	var refunds atomic.Int64
+	refunds.Store(int64(o.RefundFetchBudget))
 	lastOK := map[string]time.Time{}
 	work := make(chan target)
 	var wg sync.WaitGroup
@@ -228,7 +260,7 @@ func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
 			defer wg.Done()
 			for t := range work {
 				unlock := p.locks.lock(t.id)
-				res, fetches, f, err := p.pollCustomer(ctx, t, dopts, &budget)
+				res, fetches, f, err := p.pollCustomer(t.ctx(ctx), t, dopts, &refunds)
 				unlock()
 				if err != nil && ctx.Err() == nil {
 					// A store failure: nothing of this customer committed.
@@ -237,12 +269,12 @@ func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
 				if ctx.Err() != nil {
 					continue // abandoned: not counted, retried next cycle
 				}
-				count(res)
+				count(res, t.id)
 				failRes, ferr := p.recordFailure(t, f, dopts)
 				if ferr != nil {
 					p.log.Error("recording a customer's failure streak", "customer", t.id, "err", ferr)
 				}
-				count(failRes)
+				count(failRes, "")
 				mu.Lock()
 				rep.RefundFetches += fetches
 				if res != nil {
@@ -257,14 +289,31 @@ func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
 					lastOK[t.id] = start
 				}
 				mu.Unlock()
+				if f == nil {
+					now := time.Now()
+					p.mu.Lock()
+					p.swept[t.id] = now
+					p.mu.Unlock()
+					p.noteListed(t.id, now)
+				}
 				if o.Metrics != nil {
 					o.Metrics.CustomerPolled(f == nil)
 				}
 			}
 		}()
 	}
+	// Overdue customers first, at once; then the others evenly over
+	// the spread. A feed behind its schedule (workers busy, budget
+	// short) catches up without waiting.
+	first := len(targets) - paced
 feed:
-	for _, t := range targets {
+	for i, t := range targets {
+		if i >= first && o.Spread > 0 {
+			at := wallStart.Add(o.Spread * time.Duration(i-first) / time.Duration(paced))
+			if err := clock.Sleep(ctx, time.Until(at)); err != nil {
+				break feed
+			}
+		}
 		select {
 		case work <- t:
 		case <-ctx.Done():
@@ -300,10 +349,46 @@ feed:
 	return rep, nil
 }
 
+// plan orders a sweep's customers: the overdue ones first (never swept by
+// this poller, or not for MaxStaleness minus Spread), as budget.Overdue,
+// then the others as budget.Sweep, longest unswept first. A regular
+// customer's requests are promoted to overdue while they wait once it has
+// gone 90% of MaxStaleness unswept, so that neither hints nor hot
+// customers can hold it past the bound. It returns the number of regular
+// (paced) customers and forgets customers no longer listed.
+func (p *Poller) plan(targets []target, now time.Time) ([]target, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	due := p.o.MaxStaleness - p.o.Spread
+	var overdue, regular []target
+	seen := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		seen[t.id] = true
+		last, ok := p.swept[t.id]
+		if !ok || (p.o.MaxStaleness > 0 && now.Sub(last) >= due) {
+			t.class = budget.Overdue
+			overdue = append(overdue, t)
+		} else {
+			t.class = budget.Sweep
+			if p.o.MaxStaleness > 0 {
+				t.promote = last.Add(p.o.MaxStaleness - p.o.MaxStaleness/10)
+			}
+			regular = append(regular, t)
+		}
+	}
+	slices.SortStableFunc(regular, func(a, b target) int { return p.swept[a.id].Compare(p.swept[b.id]) })
+	for id := range p.swept {
+		if !seen[id] {
+			delete(p.swept, id)
+		}
+	}
+	return append(overdue, regular...), len(regular)
+}
+
 // customers lists and diffs the customer list, returning the customers to
 // poll. When the listing fails, the customers already known are polled and
 // the list itself is not diffed.
-func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report, count func(*diff.Result)) ([]target, error) {
+func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report, count func(*diff.Result, string)) ([]target, error) {
 	o := p.o
 	inScope := func(id string) bool { return len(o.Customers) == 0 || slices.Contains(o.Customers, id) }
 	list, listErr := resource.Customers.List(ctx, o.Client, "", p.scope())
@@ -324,7 +409,7 @@ func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report,
 		case err != nil:
 			return nil, err
 		default:
-			count(res)
+			count(res, "")
 			rep.CustomerListOK = true
 			if len(res.Duplicates) > 0 {
 				p.log.Warn("customer list held customers twice with identical content; kept once", "duplicates", res.Duplicates)
@@ -335,7 +420,7 @@ func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report,
 			for i := range fresh {
 				if c := &fresh[i]; !listed[c.ID] {
 					listed[c.ID] = true
-					targets = append(targets, target{c.ID, c.View().CompanyName})
+					targets = append(targets, target{id: c.ID, name: c.View().CompanyName})
 				}
 			}
 			return targets, nil
@@ -361,7 +446,7 @@ func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report,
 						damaged.Add(re)
 					}
 				}
-				targets = append(targets, target{id, name})
+				targets = append(targets, target{id: id, name: name})
 			}
 			return nil
 		})
@@ -382,7 +467,7 @@ func (p *Poller) customers(ctx context.Context, dopts diff.Options, rep *Report,
 // pollCustomer lists one customer's resources and commits what changed.
 // Kinds whose listing fails are left out (and reported); the others are
 // complete and committed.
-func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options, budget *atomic.Int64) (*diff.Result, int, *Failure, error) {
+func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options, refunds *atomic.Int64) (*diff.Result, int, *Failure, error) {
 	o := p.o
 	l := &diff.Listing{CustomerID: t.id, CustomerName: t.name, TargetViews: o.TargetViews, MPNIDs: o.MPNIDs}
 	var failed []*resource.Kind
@@ -432,7 +517,7 @@ func (p *Poller) pollCustomer(ctx context.Context, t target, dopts diff.Options,
 		// asked for (open windows, recent seat increases) and record them.
 		if res != nil && len(res.RefundCandidates) > 0 && o.RefundFetchBudget > 0 {
 			var fetched map[string]*pc.RefundableQuantity
-			fetched, fetches, err = p.fetchRefunds(ctx, t.id, res.RefundCandidates, budget)
+			fetched, fetches, err = p.fetchRefunds(ctx, t.id, res.RefundCandidates, refunds)
 			if err == nil {
 				err = diff.CommitRefunds(o.Store, t.id, fetched, dopts.Now)
 			}
@@ -457,11 +542,11 @@ func (p *Poller) scope() resource.Scope {
 // and no fresh batches), within the cycle's budget. A failed fetch is
 // logged and skipped: the listing stays complete, only the refund windows of
 // that subscription are not refreshed.
-func (p *Poller) fetchRefunds(ctx context.Context, customerID string, ids []string, budget *atomic.Int64) (map[string]*pc.RefundableQuantity, int, error) {
+func (p *Poller) fetchRefunds(ctx context.Context, customerID string, ids []string, refunds *atomic.Int64) (map[string]*pc.RefundableQuantity, int, error) {
 	var out map[string]*pc.RefundableQuantity
 	fetches := 0
 	for _, id := range ids {
-		if n := budget.Add(-1); n < 0 {
+		if n := refunds.Add(-1); n < 0 {
 			if n == -1 { // the first request past the budget: said once
 				p.log.Debug("refund fetch budget spent", "customer", customerID, "subscription", id)
 			}
@@ -528,7 +613,7 @@ func (p *Poller) recordFailure(t target, f *Failure, dopts diff.Options) (*diff.
 	return res, p.o.Store.Commit(ch)
 }
 
-func (p *Poller) emitCycle(rep *Report, dopts diff.Options, count func(*diff.Result)) error {
+func (p *Poller) emitCycle(rep *Report, dopts diff.Options, count func(*diff.Result, string)) error {
 	d := &events.Data{Cycle: &events.CycleSummary{
 		Number: rep.Number, StartedAt: rep.StartedAt, DurationSeconds: rep.Duration.Seconds(),
 		CustomersTotal: rep.Customers, CustomersOK: rep.OK, CustomersFailed: len(rep.Failures), CustomerListOK: rep.CustomerListOK,
@@ -542,7 +627,7 @@ func (p *Poller) emitCycle(rep *Report, dopts diff.Options, count func(*diff.Res
 		return fmt.Errorf("committing the cycle summary: %w", err)
 	}
 	res := &diff.Result{Change: state.Change{Events: []events.Envelope{env}}, Counts: map[events.Type]int{events.OpsCycleCompleted: 1}}
-	count(res)
+	count(res, "")
 	return nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -28,23 +27,51 @@ type HintMetrics interface {
 	// the time from the first coalesced hint to their commit.
 	HintLatency(d time.Duration)
 	// ChangesFound counts change events (not deadlines, not ops) by what
-	// found them: "sweep" or "hint". Changes that only the sweep finds
-	// are the ones the change feed missed.
+	// found them: "sweep", "hint" or "hot" (the hot refresher, RunHot).
+	// Changes that only the sweep finds are the ones the change feed
+	// missed.
 	ChangesFound(by string, n int)
 }
 
 // customerLocks serialises the sweep's and the refreshes' work on one
 // customer: both read the customer's snapshot and then commit a diff
 // against it, and two such diffs interleaved would compare against a
-// snapshot the other has replaced. Striped, so bounded.
-type customerLocks [64]sync.Mutex
+// snapshot the other has replaced. One lock per customer in use (not
+// stripes: a refresh must never wait for the sweep of another customer,
+// whose requests may be waiting behind that very refresh in the request
+// budget); entries go when unused, so the map is bounded by the work in
+// flight. The wait is on a channel, which synctest sees as durable.
+type customerLocks struct {
+	mu sync.Mutex
+	m  map[string]*customerLock
+}
+
+type customerLock struct {
+	ch    chan struct{} // holds a token while locked
+	users int           // holders and waiters
+}
 
 func (l *customerLocks) lock(customerID string) func() {
-	h := fnv.New32a()
-	h.Write([]byte(customerID))
-	m := &l[h.Sum32()%uint32(len(l))]
-	m.Lock()
-	return m.Unlock
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*customerLock{}
+	}
+	e := l.m[customerID]
+	if e == nil {
+		e = &customerLock{ch: make(chan struct{}, 1)}
+		l.m[customerID] = e
+	}
+	e.users++
+	l.mu.Unlock()
+	e.ch <- struct{}{}
+	return func() {
+		<-e.ch
+		l.mu.Lock()
+		if e.users--; e.users == 0 {
+			delete(l.m, customerID)
+		}
+		l.mu.Unlock()
+	}
 }
 
 // Refreshed is what one hinted refresh did.
@@ -78,7 +105,15 @@ type Refreshed struct {
 // refresh runs again after a restart (it is idempotent: same listing, no
 // new events).
 func (p *Poller) Refresh(ctx context.Context, h state.Hint) (Refreshed, error) {
+	return p.refresh(ctx, h, "hint")
+}
+
+// refresh is Refresh for a hint (by "hint": the stored hint is marked
+// done, the hint metrics count it) or for the hot refresher (by "hot": h
+// is not stored, its customer is only read again).
+func (p *Poller) refresh(ctx context.Context, h state.Hint, by string) (Refreshed, error) {
 	o := p.o
+	stored := by == "hint"
 	out := Refreshed{CustomerID: h.CustomerID, ByType: map[events.Type]int{}}
 	var name string
 	var known bool
@@ -98,6 +133,9 @@ func (p *Poller) Refresh(ctx context.Context, h state.Hint) (Refreshed, error) {
 	inScope := len(o.Customers) == 0 || slices.Contains(o.Customers, h.CustomerID)
 	if !known || !inScope {
 		out.Result = "unknown-customer"
+		if !stored {
+			return out, nil
+		}
 		p.hintMetric(out.Result)
 		return out, o.Store.Commit(&state.Change{HintsDone: []state.HintDone{{CustomerID: h.CustomerID, Seq: h.Seq}}})
 	}
@@ -126,7 +164,7 @@ func (p *Poller) Refresh(ctx context.Context, h state.Hint) (Refreshed, error) {
 	// subscriptions the hint names, below, so it costs the listings plus
 	// one request per named subscription.
 	var none atomic.Int64
-	res, _, f, err := p.pollCustomer(ctx, target{h.CustomerID, name}, dopts, &none)
+	res, _, f, err := p.pollCustomer(ctx, target{id: h.CustomerID, name: name}, dopts, &none)
 	if err != nil {
 		return out, err
 	}
@@ -137,17 +175,19 @@ func (p *Poller) Refresh(ctx context.Context, h state.Hint) (Refreshed, error) {
 		}
 		// Observed before the relay is kicked: by the time the events
 		// can be seen on NATS, the latency is counted.
-		if out.Events > 0 && !h.FirstAt.IsZero() {
+		if out.Events > 0 && stored && !h.FirstAt.IsZero() {
 			out.Latency = o.Clock.Now().Sub(h.FirstAt)
 			if hm, ok := o.Metrics.(HintMetrics); ok {
 				hm.HintLatency(out.Latency)
 			}
 		}
-		p.counted(res, "hint")
+		p.counted(res, by, h.CustomerID)
 	}
 	if f != nil {
 		out.Result, out.Failure = "failed", f
-		p.hintMetric(out.Result)
+		if stored {
+			p.hintMetric(out.Result)
+		}
 		return out, nil
 	}
 	// The subscriptions the hint named, by id: a seat change moves their
@@ -164,14 +204,19 @@ func (p *Poller) Refresh(ctx context.Context, h state.Hint) (Refreshed, error) {
 			return out, ferr
 		}
 	}
-	if err := o.Store.Commit(&state.Change{HintsDone: []state.HintDone{{CustomerID: h.CustomerID, Seq: h.Seq}}}); err != nil {
-		return out, err
+	if stored {
+		if err := o.Store.Commit(&state.Change{HintsDone: []state.HintDone{{CustomerID: h.CustomerID, Seq: h.Seq}}}); err != nil {
+			return out, err
+		}
 	}
 	if err := o.Store.SetLastOK(map[string]time.Time{h.CustomerID: dopts.Now}); err != nil {
 		return out, err
 	}
+	p.noteListed(h.CustomerID, time.Now())
 	out.Result = "ok"
-	p.hintMetric(out.Result)
+	if stored {
+		p.hintMetric(out.Result)
+	}
 	return out, nil
 }
 
@@ -182,8 +227,10 @@ func (p *Poller) hintMetric(result string) {
 }
 
 // counted reports a committed result's events to the metrics and kicks the
-// relay; by says what found them ("sweep" or "hint").
-func (p *Poller) counted(res *diff.Result, by string) {
+// relay; by says what found them ("sweep", "hint" or "hot"), customerID
+// whose they are ("" for the customer list and ops events): a customer
+// with change events is hot for a while (hot.go).
+func (p *Poller) counted(res *diff.Result, by, customerID string) {
 	if res == nil || res.Events() == 0 {
 		return
 	}
@@ -195,6 +242,9 @@ func (p *Poller) counted(res *diff.Result, by string) {
 		if in, ok := events.Lookup(t); ok && in.Resource != events.ResourceOps && !in.Deadline {
 			changes += n
 		}
+	}
+	if changes > 0 {
+		p.noteChanged(customerID, time.Now())
 	}
 	if hm, ok := p.o.Metrics.(HintMetrics); ok && changes > 0 {
 		hm.ChangesFound(by, changes)
