@@ -72,6 +72,19 @@ type Config struct {
 	// (audit records), whose records trigger refreshes of the customers
 	// they name; 0 turns the tail off.
 	AuditInterval time.Duration
+	// Sweep is how a cycle spends the request budget: "spread" starts
+	// the customers evenly over 80% of --interval (those never listed
+	// since the start, or overdue, at once), "burst" all at once.
+	Sweep string
+	// MaxStaleness bounds how long a customer goes without a sweep's
+	// listing: one about to exceed it is fetched ahead of every hint and
+	// hot customer. 0 means 4 x --interval (EffectiveMaxStaleness).
+	MaxStaleness time.Duration
+	// HotInterval: customers with a deadline within 24h, a renewal due or
+	// a change in the last hour are listed at least this often, between
+	// sweeps, and each deadline alert's subscription is read again shortly
+	// before it fires; 0 turns the hot refresher off.
+	HotInterval time.Duration
 	// Webhook intake (opt-in): WebhookListen is the address of its own
 	// HTTP listener (empty: off), WebhookPath the callback path,
 	// WebhookURL the public URL Partner Center calls (what `watcher
@@ -126,6 +139,8 @@ func Default() Config {
 		NATSNotifierSubjects: slices.Clone(natsembed.DefaultNotifierSubjects),
 		DeadlineInterval:     time.Minute,
 		AuditInterval:        30 * time.Second,
+		Sweep:                "spread",
+		HotInterval:          5 * time.Minute,
 		WebhookPath:          "/webhooks/partner-center",
 		Thresholds:           d.Thresholds,
 		MassRemovalShare:     0.5,
@@ -342,6 +357,12 @@ var options = func() []option {
 	add("webhook-cert-names", "names a callback's certificate must be issued to (default: the documented Microsoft name)", f, s)
 	f, s = durOrOff(func(c *Config) *time.Duration { return &c.AuditInterval })
 	add("audit-interval", "time between reads of Partner Center's activity log, whose records trigger a refresh of the customer they name (about 2 requests a minute); 0 turns it off and changes wait for the sweep", f, s)
+	f, s = str(func(c *Config) *string { return &c.Sweep })
+	add("sweep", "spread: start each cycle's customers evenly over 80% of --interval, leaving room in the request budget for hinted refreshes; burst: all at once", f, s)
+	f, s = durOrOff(func(c *Config) *time.Duration { return &c.MaxStaleness })
+	add("max-staleness", "longest a customer may go without a sweep's listing: one about to exceed it is fetched ahead of everything else (0: 4 x --interval)", f, s)
+	f, s = durOrOff(func(c *Config) *time.Duration { return &c.HotInterval })
+	add("hot-interval", "list customers with a deadline within 24h, a renewal due or a recent change at least this often, and read each deadline alert's subscription again shortly before it fires; 0 turns it off", f, s)
 	for _, r := range deadline.Rules() {
 		if r.Option() != "" {
 			f, s = thresholds(r)
@@ -623,7 +644,34 @@ func (c *Config) validate() error {
 	if c.AuditInterval < 0 || (c.AuditInterval > 0 && c.AuditInterval < 5*time.Second) {
 		return cfgErr("--audit-interval %v: want at least 5s (each read costs a request or two), or 0 to turn the activity-log tail off", c.AuditInterval)
 	}
+	if c.Sweep != "spread" && c.Sweep != "burst" {
+		return cfgErr("--sweep %q: want spread or burst", c.Sweep)
+	}
+	if c.MaxStaleness < 0 || (c.MaxStaleness > 0 && c.MaxStaleness < c.Interval) {
+		return cfgErr("--max-staleness %v: want at least --interval (%v), since a sweep lists each customer once per interval; or 0 for 4 x --interval", c.MaxStaleness, c.Interval)
+	}
+	if c.HotInterval < 0 || (c.HotInterval > 0 && c.HotInterval < 30*time.Second) {
+		return cfgErr("--hot-interval %v: want at least 30s (each hot customer costs a listing per interval), or 0 to turn the hot refresher off", c.HotInterval)
+	}
 	return nil
+}
+
+// EffectiveMaxStaleness is --max-staleness, or 4 x --interval when it is 0.
+func (c Config) EffectiveMaxStaleness() time.Duration {
+	if c.MaxStaleness > 0 {
+		return c.MaxStaleness
+	}
+	return 4 * c.Interval
+}
+
+// Spread is how long a cycle's customers are spread over: 80% of the
+// interval with --sweep spread (the rest absorbs the jitter and a slow
+// listing), none with --sweep burst or --once.
+func (c Config) Spread() time.Duration {
+	if c.Sweep != "spread" || c.Once {
+		return 0
+	}
+	return c.Interval * 4 / 5
 }
 
 // DeadlineConfig returns the deadline evaluator's configuration: the

@@ -15,8 +15,11 @@ import (
 
 	"github.com/pcwatch/pcwatch/internal/activity"
 	"github.com/pcwatch/pcwatch/internal/actor"
+	"github.com/pcwatch/pcwatch/internal/budget"
 	"github.com/pcwatch/pcwatch/internal/clock"
+	"github.com/pcwatch/pcwatch/internal/deadline"
 	pc "github.com/pcwatch/pcwatch/internal/partnercenter"
+	"github.com/pcwatch/pcwatch/internal/poller"
 	"github.com/pcwatch/pcwatch/internal/resource"
 	"github.com/pcwatch/pcwatch/internal/state"
 	"github.com/pcwatch/pcwatch/internal/webhook"
@@ -29,7 +32,16 @@ import (
 const (
 	actorActivity = "activity-log"
 	actorHints    = "hint-refresher"
+	actorHot      = "hot-refresher"
 )
+
+// hotOptions are the hot refresher's options for c: its thresholds are the
+// evaluator's (dcfg), and a pass may spend at most a quarter of a
+// minute's budget (each refresh lists the customer's kinds).
+func hotOptions(c Config, dcfg deadline.Config) poller.HotOptions {
+	perRefresh := max(1, len(c.Kinds()))
+	return poller.HotOptions{Interval: c.HotInterval, Deadlines: dcfg, MaxPerPass: max(1, int(c.Rate/4)/perRefresh)}
+}
 
 // freshMetrics are the figures of the change feed and of freshness.
 type freshMetrics struct {
@@ -43,6 +55,8 @@ type freshMetrics struct {
 	hintLatency    prometheus.Histogram
 	changesFound   *prometheus.CounterVec
 	webhooks       *prometheus.CounterVec
+	hotRefreshes   *prometheus.CounterVec
+	hotCustomers   prometheus.Gauge
 }
 
 func newFreshMetrics(reg *prometheus.Registry) *freshMetrics {
@@ -65,7 +79,11 @@ func newFreshMetrics(reg *prometheus.Registry) *freshMetrics {
 			Help:    "From the first hint of a customer to the commit of the events its refresh found.",
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 14)}),
 		changesFound: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_changes_found_total",
-			Help: "Change events (not deadlines, not ops) by what found them: sweep or hint. Changes found only by the sweep are those the change feed missed."}, []string{"by"}),
+			Help: "Change events (not deadlines, not ops) by what found them: sweep, hint (the change feed) or hot (the hot refresher). Changes found only by the sweep are those the change feed missed."}, []string{"by"}),
+		hotRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_hot_refreshes_total",
+			Help: "Refreshes of hot customers between sweeps, by reason (pre-alert, due, deadline, changed) and result (ok, failed)."}, []string{"reason", "result"}),
+		hotCustomers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pcwatch_hot_customers",
+			Help: "Customers the hot refresher found hot at its last pass (a deadline within 24h, a renewal due, a change in the last hour)."}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcwatch_webhook_callbacks_total",
 			Help: "Partner Center webhook callbacks by result and reason (forged, replayed, stale, flood, unknown customer, ...)."}, []string{"result", "reason"}),
 	}
@@ -75,10 +93,11 @@ func newFreshMetrics(reg *prometheus.Registry) *freshMetrics {
 	for _, r := range []string{"ok", "failed", "unknown-customer"} {
 		f.refreshes.WithLabelValues(r)
 	}
-	f.changesFound.WithLabelValues("sweep")
-	f.changesFound.WithLabelValues("hint")
+	for _, by := range []string{"sweep", "hint", "hot"} {
+		f.changesFound.WithLabelValues(by)
+	}
 	reg.MustRegister(f.auditRead, f.auditSkipped, f.auditHints, f.auditFailures, f.auditLastOK, f.auditCursorLag,
-		f.refreshes, f.hintLatency, f.changesFound, f.webhooks)
+		f.refreshes, f.hintLatency, f.changesFound, f.webhooks, f.hotRefreshes, f.hotCustomers)
 	return f
 }
 
@@ -95,6 +114,45 @@ func (m *metrics) HintRefreshed(r string)      { m.fresh.refreshes.WithLabelValu
 func (m *metrics) HintLatency(d time.Duration) { m.fresh.hintLatency.Observe(d.Seconds()) }
 func (m *metrics) ChangesFound(by string, n int) {
 	m.fresh.changesFound.WithLabelValues(by).Add(float64(n))
+}
+
+// poller.HotMetrics
+func (m *metrics) HotRefreshed(reason, result string) {
+	m.fresh.hotRefreshes.WithLabelValues(reason, result).Inc()
+}
+func (m *metrics) HotCustomers(n int) { m.fresh.hotCustomers.Set(float64(n)) }
+
+// budgetCollector exports the request budget's figures per class
+// (budget.Gate.Stats), read at scrape time.
+type budgetCollector struct {
+	gate                    *budget.Gate
+	granted, waited, queued *prometheus.Desc
+}
+
+func newBudgetCollector(g *budget.Gate) *budgetCollector {
+	l := []string{"class"}
+	return &budgetCollector{gate: g,
+		granted: prometheus.NewDesc("pcwatch_budget_requests_total",
+			"Partner Center requests let through the request budget, by class (overdue, hint, hot, sweep; most urgent first).", l, nil),
+		waited: prometheus.NewDesc("pcwatch_budget_wait_seconds_total",
+			"Time requests waited for the request budget, by class: the sweep waits, hints should not.", l, nil),
+		queued: prometheus.NewDesc("pcwatch_budget_waiting",
+			"Requests waiting for the request budget now, by class.", l, nil)}
+}
+
+func (b *budgetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- b.granted
+	ch <- b.waited
+	ch <- b.queued
+}
+
+func (b *budgetCollector) Collect(ch chan<- prometheus.Metric) {
+	s := b.gate.Stats()
+	for _, c := range budget.Classes() {
+		ch <- prometheus.MustNewConstMetric(b.granted, prometheus.CounterValue, float64(s.Granted[c]), c.String())
+		ch <- prometheus.MustNewConstMetric(b.waited, prometheus.CounterValue, s.Waited[c].Seconds(), c.String())
+		ch <- prometheus.MustNewConstMetric(b.queued, prometheus.GaugeValue, float64(s.Waiting[c]), c.String())
+	}
 }
 
 // stalenessBuckets are the bounds, in seconds, of the staleness histogram:

@@ -57,7 +57,9 @@ func TestActivityLogChangeBecomesEventBeforeTheSweep(t *testing.T) {
 	}
 	_, body := get(t, "http://"+rt.Listen+"/metrics")
 	for _, want := range []string{`pcwatch_changes_found_total{by="hint"} 1`, `pcwatch_hint_refreshes_total{result="ok"}`,
-		"pcwatch_hint_to_event_seconds_count 1", "pcwatch_customer_staleness_seconds_count 10", "pcwatch_audit_last_success_timestamp_seconds"} {
+		"pcwatch_hint_to_event_seconds_count 1", "pcwatch_customer_staleness_seconds_count 10", "pcwatch_audit_last_success_timestamp_seconds",
+		`pcwatch_budget_requests_total{class="overdue"}`, `pcwatch_budget_waiting{class="sweep"}`, "pcwatch_hot_customers",
+		`pcwatch_changes_found_total{by="hot"}`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
@@ -130,5 +132,39 @@ func TestWebhookCallbackBecomesEvent(t *testing.T) {
 	_, body := get(t, "http://"+rt.Listen+"/metrics")
 	if !strings.Contains(body, `pcwatch_webhook_callbacks_total{reason="hinted",result="accepted"} 1`) {
 		t.Errorf("/metrics lacks the accepted callback:\n%s", grepLines(body, "pcwatch_webhook"))
+	}
+}
+
+func TestSchedulerFlagsValidation(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		ok    bool
+		stale time.Duration // EffectiveMaxStaleness when ok
+	}{
+		{nil, true, time.Hour},
+		{[]string{"--interval", "10m"}, true, 40 * time.Minute},
+		{[]string{"--max-staleness", "2h"}, true, 2 * time.Hour},
+		{[]string{"--max-staleness", "5m"}, false, 0}, // under --interval
+		{[]string{"--sweep", "burst"}, true, time.Hour},
+		{[]string{"--sweep", "sometimes"}, false, 0},
+		{[]string{"--hot-interval", "0"}, true, time.Hour},
+		{[]string{"--hot-interval", "10s"}, false, 0},
+	} {
+		c, err := Load("run", tc.args, func(string) string { return "" })
+		if (err == nil) != tc.ok {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if err == nil && c.EffectiveMaxStaleness() != tc.stale {
+			t.Errorf("%q: max staleness %s, want %s", tc.args, c.EffectiveMaxStaleness(), tc.stale)
+		}
+	}
+	c := Default()
+	if c.Spread() != 12*time.Minute {
+		t.Errorf("default spread %s, want 80%% of 15m", c.Spread())
+	}
+	c.Sweep = "burst"
+	if c.Spread() != 0 {
+		t.Errorf("burst spread %s", c.Spread())
 	}
 }

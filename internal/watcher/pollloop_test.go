@@ -150,3 +150,52 @@ func TestPollLoopShutdownDuringCycle(t *testing.T) {
 		}
 	})
 }
+
+// A paced loop (--sweep spread) measures the interval from each cycle's
+// start: a 30s cycle is followed by the next one a (jittered) interval
+// after it began; a cycle that overruns the interval is followed at once,
+// and one that overruns --max-staleness is warned about.
+func TestPacedPollLoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = time.Minute
+		took := []time.Duration{30 * time.Second, 90 * time.Second, 3 * time.Minute, 10 * time.Second}
+		var mu sync.Mutex
+		var starts []time.Time
+		var logs lockedBuffer
+		ctx, cancel := context.WithCancel(context.Background())
+		l := &pollLoop{interval: interval, paced: true, maxStaleness: 2 * time.Minute, health: &health{},
+			rnd: func() float64 { return 0.5 }, log: slog.New(slog.NewTextHandler(&logs, nil)),
+			cycle: func(ctx context.Context) (*poller.Report, error) {
+				mu.Lock()
+				n := len(starts)
+				starts = append(starts, time.Now())
+				mu.Unlock()
+				if n >= len(took) {
+					cancel()
+					<-ctx.Done()
+					return nil, ctx.Err()
+				}
+				time.Sleep(took[n])
+				return &poller.Report{Number: uint64(n + 1), CustomerListOK: true, Customers: 7}, nil
+			}}
+		t0 := time.Now()
+		if err := l.run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		want := []time.Duration{0, time.Minute, time.Minute + 90*time.Second, time.Minute + 90*time.Second + 3*time.Minute,
+			time.Minute + 90*time.Second + 3*time.Minute + time.Minute}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(starts) != len(want) {
+			t.Fatalf("%d cycles started, want %d", len(starts), len(want))
+		}
+		for i, w := range want {
+			if got := starts[i].Sub(t0); got != w {
+				t.Errorf("cycle %d started at +%s, want +%s", i+1, got, w)
+			}
+		}
+		if n := strings.Count(logs.String(), "a sweep took longer than --max-staleness"); n != 1 {
+			t.Errorf("warned %d times about a sweep over --max-staleness, want once (the 3-minute cycle):\n%s", n, logs.String())
+		}
+	})
+}

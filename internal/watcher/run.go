@@ -264,7 +264,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	g.OnStop("state file", 0, func(context.Context) error { return store.Close() })
 	rt := &Runtime{StatePath: statePath, Store: store}
-	m.reg.MustRegister(newStaleness(store, clk.Now))
+	m.reg.MustRegister(newStaleness(store, clk.Now), newBudgetCollector(client.Gate()))
 
 	// NATS.
 	natsURL := nopts.URL
@@ -317,7 +317,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		Client: client, Store: store, Clock: clk, Source: source, Concurrency: c.Concurrency,
 		Kinds:       c.Kinds(),
 		TargetViews: c.TargetViews, Customers: c.Customers, MPNIDs: c.MPNIDs, FailureThreshold: c.FailureThreshold,
-		RefundFetchBudget: c.RefundFetchBudget,
+		RefundFetchBudget: c.RefundFetchBudget, Spread: c.Spread(), MaxStaleness: c.EffectiveMaxStaleness(),
 		Diff: diff.Options{CreatedOnFirstSighting: c.CreatedOnFirstSighting, MassRemovalShare: c.MassRemovalShare,
 			HoldCycles: c.HoldCycles},
 		Logger: log.With("component", "poller"), Metrics: m, Committed: rel.Kick, Redact: red.String,
@@ -374,6 +374,12 @@ func Run(ctx context.Context, o Options) (err error) {
 		g.Add(o.actor(actor.Actor{Name: actorHints, OnFailure: actor.Restart, Run: func(ctx context.Context) error {
 			return pl.RunHints(ctx, poller.HintOptions{Kick: kick})
 		}}))
+		if c.HotInterval > 0 {
+			ho := hotOptions(c, dcfg)
+			g.Add(o.actor(actor.Actor{Name: actorHot, OnFailure: actor.Restart, Run: func(ctx context.Context) error {
+				return pl.RunHot(ctx, ho)
+			}}))
+		}
 		if c.AuditInterval > 0 {
 			tail, err := activity.New(activity.Options{Client: client, Store: store, Clock: clk, Interval: c.AuditInterval,
 				Known: knownCustomer(store, c.Customers), Metrics: m, Logger: log.With("component", "activity-log"),
@@ -411,7 +417,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	if c.Once {
 		return g.Run(ctx, func(ctx context.Context) error { return runOnce(ctx, pl, eval, rel, o) })
 	}
-	loop := &pollLoop{cycle: pl.Cycle, interval: c.Interval, rnd: rand.Float64, health: h, cycled: o.Cycled, log: log}
+	loop := &pollLoop{cycle: pl.Cycle, interval: c.Interval, paced: c.Spread() > 0, maxStaleness: c.EffectiveMaxStaleness(),
+		rnd: rand.Float64, health: h, cycled: o.Cycled, log: log}
 	return g.Run(ctx, loop.run)
 }
 
@@ -448,19 +455,27 @@ func embeddedNATS(ctx context.Context, srv *natsembed.Server) error {
 
 // pollLoop is the watcher's main function: a cycle, then the interval
 // (with 10% jitter, so that watchers started together drift apart), until
-// ctx ends. A cycle that cannot run is logged and shown by /readyz; the
-// next one tries again.
+// ctx ends. A paced loop (--sweep spread: the cycle itself spreads its
+// customers over most of the interval) measures the interval from the
+// start of a cycle, and starts the next one at once when a cycle overran
+// it; otherwise the interval is the pause after a cycle. A cycle that
+// cannot run is logged and shown by /readyz; the next one tries again.
 type pollLoop struct {
 	cycle    func(context.Context) (*poller.Report, error)
 	interval time.Duration
-	rnd      func() float64 // in [0, 1): the jitter's draw
-	health   *health
-	cycled   func(*poller.Report) // Options.Cycled
-	log      *slog.Logger
+	paced    bool
+	// maxStaleness: a cycle that took longer is warned about (the budget
+	// cannot list every customer that often).
+	maxStaleness time.Duration
+	rnd          func() float64 // in [0, 1): the jitter's draw
+	health       *health
+	cycled       func(*poller.Report) // Options.Cycled
+	log          *slog.Logger
 }
 
 func (l *pollLoop) run(ctx context.Context) error {
 	for {
+		began := time.Now()
 		rep, err := l.cycle(ctx)
 		if ctx.Err() != nil {
 			l.log.Info("shutting down: customers in flight were abandoned without committing")
@@ -474,8 +489,19 @@ func (l *pollLoop) run(ctx context.Context) error {
 			if l.cycled != nil {
 				l.cycled(rep)
 			}
+			if took := time.Since(began); l.maxStaleness > 0 && took > l.maxStaleness {
+				l.log.Warn("a sweep took longer than --max-staleness: the request budget cannot list every customer that often; raise --rate (Partner Center allows about 500/min) or --max-staleness",
+					"took", took.Round(time.Second), "max_staleness", l.maxStaleness, "customers", rep.Customers, "requests", rep.APIRequests)
+			}
 		}
-		t := time.NewTimer(jitter(l.interval, l.rnd()))
+		wait := jitter(l.interval, l.rnd())
+		if l.paced {
+			wait -= time.Since(began)
+		}
+		if wait <= 0 {
+			continue
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
