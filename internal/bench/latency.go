@@ -105,10 +105,12 @@ func SimLimit(rate float64) int {
 
 // SweepFloors are the expected p50 and p99 of a change's wait for a
 // watcher that only sweeps: a change made at a uniformly random instant
-// waits for its customer's next listing, uniform over one period
-// (interval + cycle), so half of it and 0.99 of it.
+// waits for its customer's next listing, uniform over one period, so half
+// of it and 0.99 of it. The watcher's paced loop (--sweep spread) starts a
+// cycle every interval, or at once after one that overran it: the period
+// is the longer of the interval and the cycle.
 func SweepFloors(interval, cycle time.Duration) (p50, p99 time.Duration) {
-	period := interval + cycle
+	period := max(interval, cycle)
 	return period / 2, period * 99 / 100
 }
 
@@ -282,7 +284,7 @@ func DetectionLatency(o LatencyOptions) (*LatencyResult, error) {
 	}
 	// Every change waits at most one period (plus the hint refreshes'
 	// share of the budget); give up after two.
-	period := o.Interval + SweepEstimate(o.Customers, o.Rate)
+	period := max(o.Interval, SweepEstimate(o.Customers, o.Rate)) + time.Minute
 	deadline := time.Now().Add(2*period + 30*time.Second)
 	for time.Now().Before(deadline) && !(runs[0].allSeen() && runs[1].allSeen()) {
 		time.Sleep(250 * time.Millisecond)
@@ -314,6 +316,11 @@ func startLatencyRun(ctx context.Context, o LatencyOptions, dir string, auditInt
 	c := watcher.Default()
 	c.PCURL, c.DataDir, c.NATSPort, c.Listen = run.srv.URL, dir, -1, ""
 	c.Interval, c.Concurrency, c.AuditInterval = o.Interval, 8, auditInterval
+	if auditInterval == 0 {
+		// Sweep only: no hot refresher either (it would find recently
+		// changed customers' next changes between sweeps).
+		c.HotInterval = 0
+	}
 	ts := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "bench"})
 	logger := watcher.NewLogger(io.Discard, "text", "error")
 	if auditInterval > 0 && o.HintsLog != nil {

@@ -45,8 +45,11 @@ func TestPercentiles(t *testing.T) {
 }
 
 func TestFloors(t *testing.T) {
-	if p50, p99 := SweepFloors(time.Minute, 3*time.Minute); p50 != 2*time.Minute || p99 != 237600*time.Millisecond {
-		t.Errorf("SweepFloors(1m, 3m) = %v, %v; want 2m, 3m57.6s", p50, p99)
+	if p50, p99 := SweepFloors(time.Minute, 3*time.Minute); p50 != 90*time.Second || p99 != 178200*time.Millisecond {
+		t.Errorf("SweepFloors(1m, 3m) = %v, %v; want 1m30s, 2m58.2s (the cycle overran the interval)", p50, p99)
+	}
+	if p50, p99 := SweepFloors(5*time.Minute, 3*time.Minute); p50 != 150*time.Second || p99 != 297*time.Second {
+		t.Errorf("SweepFloors(5m, 3m) = %v, %v; want 2m30s, 4m57s (a cycle every interval)", p50, p99)
 	}
 	if p50, p99 := HintFloors(10*time.Second, 5*time.Second); p50 != 12500*time.Millisecond || p99 != 15*time.Second {
 		t.Errorf("HintFloors(10s, 5s) = %v, %v; want 12.5s, 15s", p50, p99)
