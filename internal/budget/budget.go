@@ -84,6 +84,15 @@ func promotionOf(ctx context.Context) time.Time {
 	return at
 }
 
+// Effective is the class ctx's requests are served as at now: Overdue
+// once its promotion instant (WithPromotion) has passed, else ClassOf.
+func Effective(ctx context.Context, now time.Time) Class {
+	if at := promotionOf(ctx); !at.IsZero() && !now.Before(at) {
+		return Overdue
+	}
+	return ClassOf(ctx)
+}
+
 // ClassOf returns the class ctx carries; Hint when it carries none.
 func ClassOf(ctx context.Context) Class {
 	if c, ok := ctx.Value(classKey{}).(Class); ok && c >= 0 && int(c) < nClasses {
@@ -141,11 +150,8 @@ func (g *Gate) Limiter() *rate.Limiter { return g.lim }
 // turn has come (ClassOf(ctx)) and the limiter granted a token. It returns
 // ctx's error when ctx ends first; the token, if reserved, is given back.
 func (g *Gate) Wait(ctx context.Context) error {
-	c := ClassOf(ctx)
 	start := g.clk.Now()
-	if at := promotionOf(ctx); !at.IsZero() && !start.Before(at) {
-		c = Overdue
-	}
+	c := Effective(ctx, start)
 	g.mu.Lock()
 	if !g.held && g.empty() {
 		g.held = true

@@ -250,7 +250,7 @@ func (c *pacedClient) Stats() pc.Stats { return pc.Stats{} }
 
 func (c *pacedClient) note(ctx context.Context, customer string) {
 	c.mu.Lock()
-	c.calls = append(c.calls, pacedCall{customer, time.Now(), budget.ClassOf(ctx)})
+	c.calls = append(c.calls, pacedCall{customer, time.Now(), budget.Effective(ctx, time.Now())})
 	c.mu.Unlock()
 }
 
@@ -264,8 +264,8 @@ func (c *pacedClient) take() []pacedCall {
 
 // The sweep, on synctest's clock: after a start every customer is
 // overdue and listed at once, ahead of hints; the next sweep starts the
-// customers evenly over the spread, at the sweep's class; a customer not
-// swept for MaxStaleness minus the spread is overdue again.
+// customers evenly over the spread, at the sweep's class; customers not
+// swept for 90% of MaxStaleness are overdue again and listed at once.
 func TestSweepIsSpreadAndNeverStarved(t *testing.T) {
 	dir := t.TempDir()
 	primeCodec(t)
@@ -308,10 +308,10 @@ func TestSweepIsSpreadAndNeverStarved(t *testing.T) {
 		check("first sweep", t0, calls, budget.Overdue, 0)
 		t0, calls = cycle()
 		check("second sweep", t0, calls, budget.Sweep, spread/n)
-		// The last customer was swept almost a spread after t0; an hour
-		// after t0, every customer has gone more than MaxStaleness minus
-		// the spread without a sweep.
-		time.Sleep(time.Hour - time.Since(t0) + time.Minute)
+		// The last customer was swept almost a spread after t0; 55
+		// minutes after that, every customer has gone more than 90% of
+		// MaxStaleness without a sweep.
+		time.Sleep(spread + 55*time.Minute - time.Since(t0))
 		t0, calls = cycle()
 		check("sweep after the staleness budget", t0, calls, budget.Overdue, 0)
 	})

@@ -91,11 +91,11 @@ type Options struct {
 	// refreshes find room in it. Overdue customers are not paced.
 	Spread time.Duration
 	// MaxStaleness bounds how long a customer may go without a sweep's
-	// listing: one not swept for MaxStaleness minus Spread (or never
-	// swept by this poller: after a start the first sweep lists
-	// everything first, as an informer lists before it watches) is
-	// fetched as budget.Overdue, ahead of every hint. Zero: only customers
-	// never swept are overdue.
+	// listing: once it has gone 90% of it unswept, its requests are
+	// served as budget.Overdue, ahead of every hint (customers never swept
+	// by this poller are overdue from the start: after a start the first
+	// sweep lists everything, as an informer lists before it watches).
+	// Zero: only customers never swept are overdue.
 	MaxStaleness time.Duration
 	// Redact, when set, removes secrets from failure messages before they
 	// are stored (the state file's failure streaks) and published
@@ -302,8 +302,8 @@ func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
 			}
 		}()
 	}
-	// Overdue customers first, at once; then the others evenly over
-	// the spread. A feed behind its schedule (workers busy, budget
+	// Customers never swept or past their promotion first, at once;
+	// then the others evenly over the spread. A feed behind its schedule (workers busy, budget
 	// short) catches up without waiting.
 	first := len(targets) - paced
 feed:
@@ -349,40 +349,46 @@ feed:
 	return rep, nil
 }
 
-// plan orders a sweep's customers: the overdue ones first (never swept by
-// this poller, or not for MaxStaleness minus Spread), as budget.Overdue,
-// then the others as budget.Sweep, longest unswept first. A regular
-// customer's requests are promoted to overdue while they wait once it has
-// gone 90% of MaxStaleness unswept, so that neither hints nor hot
-// customers can hold it past the bound. It returns the number of regular
-// (paced) customers and forgets customers no longer listed.
+// plan orders a sweep's customers: those never swept by this poller
+// first, at once, as budget.Overdue (after a start the first sweep lists
+// everything, as an informer lists before it watches); then those already
+// past their promotion instant, at once; then the others, longest unswept
+// first, paced over the spread. A swept customer's requests are
+// budget.Sweep, promoted to overdue in the gate once it has gone 90% of
+// MaxStaleness unswept, so that neither hints nor hot customers can hold
+// it past the bound, while a customer within the bound never outranks a
+// hint. It returns the number of paced customers and forgets customers no
+// longer listed.
 func (p *Poller) plan(targets []target, now time.Time) ([]target, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	due := p.o.MaxStaleness - p.o.Spread
-	var overdue, regular []target
+	var never, regular []target
 	seen := make(map[string]bool, len(targets))
 	for _, t := range targets {
 		seen[t.id] = true
 		last, ok := p.swept[t.id]
-		if !ok || (p.o.MaxStaleness > 0 && now.Sub(last) >= due) {
+		if !ok {
 			t.class = budget.Overdue
-			overdue = append(overdue, t)
-		} else {
-			t.class = budget.Sweep
-			if p.o.MaxStaleness > 0 {
-				t.promote = last.Add(p.o.MaxStaleness - p.o.MaxStaleness/10)
-			}
-			regular = append(regular, t)
+			never = append(never, t)
+			continue
 		}
+		t.class = budget.Sweep
+		if p.o.MaxStaleness > 0 {
+			t.promote = last.Add(p.o.MaxStaleness - p.o.MaxStaleness/10)
+		}
+		regular = append(regular, t)
 	}
 	slices.SortStableFunc(regular, func(a, b target) int { return p.swept[a.id].Compare(p.swept[b.id]) })
+	late := 0 // regular customers already past their promotion: not paced
+	for late < len(regular) && !regular[late].promote.IsZero() && !now.Before(regular[late].promote) {
+		late++
+	}
 	for id := range p.swept {
 		if !seen[id] {
 			delete(p.swept, id)
 		}
 	}
-	return append(overdue, regular...), len(regular)
+	return append(never, regular...), len(regular) - late
 }
 
 // customers lists and diffs the customer list, returning the customers to
