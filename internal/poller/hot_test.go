@@ -265,7 +265,8 @@ func (c *pacedClient) take() []pacedCall {
 // The sweep, on synctest's clock: after a start every customer is
 // overdue and listed at once, ahead of hints; the next sweep starts the
 // customers evenly over the spread, at the sweep's class; customers not
-// swept for 90% of MaxStaleness are overdue again and listed at once.
+// swept for 90% of MaxStaleness are overdue again and listed at once;
+// after a restart the state file's last listings count.
 func TestSweepIsSpreadAndNeverStarved(t *testing.T) {
 	dir := t.TempDir()
 	primeCodec(t)
@@ -314,6 +315,17 @@ func TestSweepIsSpreadAndNeverStarved(t *testing.T) {
 		time.Sleep(spread + 55*time.Minute - time.Since(t0))
 		t0, calls = cycle()
 		check("sweep after the staleness budget", t0, calls, budget.Overdue, 0)
+
+		// A restart: the state file's last complete listings count, so
+		// the new poller's first sweep is paced, not overdue.
+		time.Sleep(time.Minute)
+		p, err = poller.New(poller.Options{Client: c, Store: st, Source: "https://pc.test", Concurrency: 3,
+			Kinds: []*resource.Kind{resource.Subscriptions}, Spread: spread, MaxStaleness: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0, calls = cycle()
+		check("first sweep after a restart", t0, calls, budget.Sweep, spread/n)
 	})
 }
 

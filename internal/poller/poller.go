@@ -92,10 +92,10 @@ type Options struct {
 	Spread time.Duration
 	// MaxStaleness bounds how long a customer may go without a sweep's
 	// listing: once it has gone 90% of it unswept, its requests are
-	// served as budget.Overdue, ahead of every hint (customers never swept
-	// by this poller are overdue from the start: after a start the first
-	// sweep lists everything, as an informer lists before it watches).
-	// Zero: only customers never swept are overdue.
+	// served as budget.Overdue, ahead of every hint (customers never
+	// listed completely are overdue from the start, as an informer lists
+	// before it watches; after a restart the state file's last complete
+	// listings count). Zero: only customers never listed are overdue.
 	MaxStaleness time.Duration
 	// Redact, when set, removes secrets from failure messages before they
 	// are stored (the state file's failure streaks) and published
@@ -115,6 +115,7 @@ type Poller struct {
 	swept   map[string]time.Time // wall time of each customer's last complete sweep listing
 	changed map[string]time.Time // wall time of each customer's last change event (see hot.go)
 	hot     hotState
+	seeded  bool // swept was seeded from the state file's last complete listings
 }
 
 // New returns a poller.
@@ -247,6 +248,7 @@ func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	rep.Customers = len(targets)
+	p.seedSwept()
 	targets, paced := p.plan(targets, time.Now())
 
 	var refunds atomic.Int64
@@ -349,9 +351,9 @@ feed:
 	return rep, nil
 }
 
-// plan orders a sweep's customers: those never swept by this poller
-// first, at once, as budget.Overdue (after a start the first sweep lists
-// everything, as an informer lists before it watches); then those already
+// plan orders a sweep's customers: those never listed completely first,
+// at once, as budget.Overdue (a new customer is listed before anything
+// is followed, as an informer lists before it watches); then those already
 // past their promotion instant, at once; then the others, longest unswept
 // first, paced over the spread. A swept customer's requests are
 // budget.Sweep, promoted to overdue in the gate once it has gone 90% of
@@ -389,6 +391,35 @@ func (p *Poller) plan(targets []target, now time.Time) ([]target, int) {
 		}
 	}
 	return append(never, regular...), len(regular) - late
+}
+
+// seedSwept fills, once, the sweep times of customers this poller has not
+// swept from the state file's last complete listings, so that a restart
+// does not make every customer overdue (their first sweep would then
+// outrank every hint for a whole sweep): only customers never listed
+// completely are. A time ahead of the wall clock (an accelerated business
+// clock) counts as now. A state file that cannot be read seeds nothing.
+func (p *Poller) seedSwept() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.seeded {
+		return
+	}
+	p.seeded = true
+	last, err := p.o.Store.LastOK()
+	if err != nil {
+		p.log.Warn("reading the last complete listings; every customer counts as never swept", "err", err)
+		return
+	}
+	now := time.Now()
+	for id, at := range last {
+		if _, ok := p.swept[id]; !ok && !at.IsZero() {
+			if at.After(now) {
+				at = now
+			}
+			p.swept[id] = at
+		}
+	}
 }
 
 // customers lists and diffs the customer list, returning the customers to
