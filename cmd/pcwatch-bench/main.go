@@ -173,8 +173,8 @@ func latencyRows(r *bench.LatencyResult) []row {
 	limit := r.AuditLag + 30*time.Second
 	better := off.P99.Seconds() / on.P99.Seconds()
 	return []row{
-		{"6", fmt.Sprintf("detection latency p50, sweep only, %d customers, interval %s, %.0f req/min (sweep %s, %d req), a change every %s",
-			r.Customers, r.Interval, r.Rate, off.CycleWall.Round(time.Second), off.RequestsPerCycle, r.MeanGap),
+		{"6", fmt.Sprintf("detection latency p50, sweep only, %d customers, interval %s, max-staleness %s, %.0f req/min (sweep %s, %d req), a change every %s",
+			r.Customers, r.Interval, r.MaxStaleness, r.Rate, off.CycleWall.Round(time.Second), off.RequestsPerCycle, r.MeanGap),
 			secs(off.P50), secs(off.FloorP50) + " period/2", rt(off.P50, off.FloorP50), seen(off)},
 		{"6b", "  p99", secs(off.P99), secs(off.FloorP99) + " .99 period", rt(off.P99, off.FloorP99), "max " + secs(off.Max)},
 		{"6h", fmt.Sprintf("  same changes, hints on: activity log every %s, lag %s (sweep %s)",

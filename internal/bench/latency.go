@@ -41,7 +41,11 @@ type LatencyOptions struct {
 	// mutations fall at every phase of the sweep.
 	Window  time.Duration
 	MeanGap time.Duration // mean time between mutations (Poisson); default 1s
-	Dir     string
+	// MaxStaleness is both watchers' --max-staleness; default 10m, so
+	// that at this budget (a sweep of about 3.5 intervals) the bound does
+	// not bind and hints keep their priority over the sweep.
+	MaxStaleness time.Duration
+	Dir          string
 	// HintsLog receives the hints-on watcher's debug log (JSON; its
 	// baseline run's too), to see where a hint's time goes (every Partner
 	// Center request is logged); nil discards it.
@@ -58,6 +62,7 @@ type LatencyResult struct {
 	SimLimit      int     // the simulators' 429 limit, requests/minute (SimLimit)
 	AuditLag      time.Duration
 	AuditInterval time.Duration
+	MaxStaleness  time.Duration
 	Window        time.Duration // mutations were made for this long
 	MeanGap       time.Duration // ... one every MeanGap on average
 	SweepOnly     LatencyRow    // hints off
@@ -200,6 +205,9 @@ func (o *LatencyOptions) defaults() {
 	if o.MeanGap == 0 {
 		o.MeanGap = time.Second
 	}
+	if o.MaxStaleness == 0 {
+		o.MaxStaleness = 10 * time.Minute
+	}
 }
 
 // DetectionLatency runs figure 6: two watchers in-process, each against
@@ -290,7 +298,7 @@ func DetectionLatency(o LatencyOptions) (*LatencyResult, error) {
 		time.Sleep(250 * time.Millisecond)
 	}
 
-	res := &LatencyResult{Customers: o.Customers, Interval: o.Interval, Rate: o.Rate, SimLimit: SimLimit(o.Rate),
+	res := &LatencyResult{Customers: o.Customers, Interval: o.Interval, Rate: o.Rate, SimLimit: SimLimit(o.Rate), MaxStaleness: o.MaxStaleness,
 		AuditLag: o.AuditLag, AuditInterval: o.AuditInterval, Window: o.Window, MeanGap: o.MeanGap,
 		SweepOnly: runs[0].row(), Hints: runs[1].row()}
 	if res.SweepOnly.Matched == 0 || res.Hints.Matched == 0 {
@@ -315,7 +323,7 @@ func startLatencyRun(ctx context.Context, o LatencyOptions, dir string, auditInt
 	}
 	c := watcher.Default()
 	c.PCURL, c.DataDir, c.NATSPort, c.Listen = run.srv.URL, dir, -1, ""
-	c.Interval, c.Concurrency, c.AuditInterval = o.Interval, 8, auditInterval
+	c.Interval, c.Concurrency, c.AuditInterval, c.MaxStaleness = o.Interval, 8, auditInterval, o.MaxStaleness
 	if auditInterval == 0 {
 		// Sweep only: no hot refresher either (it would find recently
 		// changed customers' next changes between sweeps).
