@@ -237,7 +237,21 @@ type Delivery struct {
 	// Concurrency is the sends in flight per channel. Events of one entity
 	// always go through the same sender, in order. Default 4.
 	Concurrency int `yaml:"concurrency"`
+	// Start is where a channel's consumer starts when it is created (a
+	// new channel, or a consumer deleted by hand): "new" (events published
+	// from then on), "all" (the whole stream) or a lookback such as 24h
+	// (events published that long before). Default 24h, so that alerts
+	// published before a channel's first start (the watcher started
+	// first) are not lost; of that backlog, deadline warnings whose
+	// deadline has already passed are skipped. An existing consumer
+	// resumes where it left off, whatever Start says.
+	Start string `yaml:"start"`
+
+	lookback time.Duration // Start as a duration; 0 with "new", -1 with "all"
 }
+
+// DefaultStart is delivery.start's default.
+const DefaultStart = "24h"
 
 // Duration is a time.Duration written as "90s", "2m", "24h" or "7d".
 type Duration time.Duration
@@ -527,6 +541,21 @@ func (v *validator) validate() error {
 	}
 	if d.Concurrency == 0 {
 		d.Concurrency = min(DefaultConcurrency, d.MaxAckPending)
+	}
+	if d.Start == "" {
+		d.Start = DefaultStart
+	}
+	switch d.Start {
+	case "new":
+		d.lookback = 0
+	case "all":
+		d.lookback = -1
+	default:
+		lb, err := parseDuration(d.Start)
+		if err != nil || lb <= 0 {
+			return v.errf("delivery.start", "want new, all or a lookback such as 24h or 7d, got %q", d.Start)
+		}
+		d.lookback = lb
 	}
 	switch {
 	case d.MaxAttempts < 1:

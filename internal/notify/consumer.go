@@ -96,6 +96,9 @@ type channelRunner struct {
 	ready  func() // called once the consumer first runs
 	once   sync.Once
 	active atomic.Bool
+	// created is when the channel's consumer was created (JetStream's
+	// clock): events stored before it are the start position's backlog.
+	created time.Time
 }
 
 // errStreamMissing says PCWATCH_EVENTS does not exist (yet).
@@ -113,8 +116,28 @@ func (r *channelRunner) consumerConfig() jetstream.ConsumerConfig {
 		MaxAckPending: d.MaxAckPending,
 		MaxDeliver:    -1, // the notifier counts attempts and dead-letters itself
 	}
+	switch {
+	case d.lookback < 0:
+		c.DeliverPolicy = jetstream.DeliverAllPolicy
+	case d.lookback > 0:
+		// JetStream stamps messages with its own wall clock.
+		from := time.Now().Add(-d.lookback)
+		c.DeliverPolicy, c.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
+	}
 	setFilter(&c, r.cfg.FilterSubjects(r.name))
 	return c
+}
+
+// backlogPast reports whether a message is part of the start position's
+// backlog (stored before the consumer was created) and a deadline warning
+// whose deadline has already passed: nobody can act on it any more, so it
+// is not sent. Warnings still open, and every other event, are.
+func (r *channelRunner) backlogPast(meta *jetstream.MsgMetadata, ev *events.Event, d *events.Data, now time.Time) bool {
+	if r.created.IsZero() || !meta.Timestamp.Before(r.created) || d == nil || d.Deadline == nil {
+		return false
+	}
+	info, ok := events.Lookup(ev.Type)
+	return ok && info.Deadline && !strings.HasSuffix(string(ev.Type), "-closed") && !d.Deadline.After(now)
 }
 
 func setFilter(c *jetstream.ConsumerConfig, subs []string) {
@@ -137,12 +160,14 @@ func (r *channelRunner) ensureConsumer(ctx context.Context, s jetstream.Stream) 
 		if err != nil {
 			return nil, fmt.Errorf("creating consumer %s: %w", want.Durable, err)
 		}
-		r.log.Info("created consumer; it delivers events published from now on", "consumer", want.Durable, "filter", filterOf(want))
+		r.created = c.CachedInfo().Created
+		r.log.Info("created consumer", "consumer", want.Durable, "filter", filterOf(want), "start", r.cfg.Delivery.Start)
 		return c, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("looking up consumer %s: %w", want.Durable, err)
 	}
+	r.created = c.CachedInfo().Created
 	have := c.CachedInfo().Config
 	upd := have
 	upd.Description, upd.AckPolicy, upd.AckWait, upd.MaxAckPending, upd.MaxDeliver = want.Description, want.AckPolicy, want.AckWait, want.MaxAckPending, want.MaxDeliver
@@ -305,6 +330,11 @@ func (r *channelRunner) handle(ctx context.Context, rm received) string {
 		return r.deadLetter(ctx, msg, meta, nil, nil, se, "", 0)
 	}
 	log := r.log.With("event_id", ev.ID, "type", shortType(ev.Type), "attempt", attempt)
+	if r.backlogPast(meta, ev, d, r.clk.Now()) {
+		log.Debug("backlog from before the channel's consumer existed: a deadline warning whose deadline has passed; not sent")
+		r.ack(ctx, msg, ev.ID, attempt)
+		return r.finish(ev.ID, ResultPast)
+	}
 	if se := r.cfg.admit(r.name, ev); se != nil {
 		r.m.failures.WithLabelValues(r.name, se.Reason).Inc()
 		return r.deadLetter(ctx, msg, meta, ev, d, se, "", 0)

@@ -411,7 +411,7 @@ channels:
 routes:
   - match: {types: ["subscription.*-window-closing", subscription.quantity-changed]}
     channels: [hook]
-delivery: {ack_wait: 90s, max_ack_pending: 7}
+delivery: {ack_wait: 90s, max_ack_pending: 7, start: new}
 `, rc.URL), nil)
 	rec := newRecorder()
 	n := startNotifier(t, cfg, e.url, rec.hooks())
@@ -601,5 +601,80 @@ routes:
 	}
 	if _, err := e.js.Consumer(context.Background(), stream.Name, ConsumerName("spare")); err == nil {
 		t.Error("a consumer exists for the unused channel")
+	}
+}
+
+// deadlineEvent is a cancellation-window-closing warning for customer c
+// whose window closes at deadline.
+func deadlineEvent(t *testing.T, c string, deadline time.Time) events.Envelope {
+	t.Helper()
+	info, _ := events.Lookup(events.SubscriptionCancellationClosing)
+	d := sampleData(info, sampleTime)
+	d.CustomerID, d.Deadline = c, &deadline
+	env, _, err := events.New("https://pc.example/partner", events.SubscriptionCancellationClosing,
+		events.IDKey{Entity: "subscription/" + c + "/sub-1", Extra: deadline.Format(time.RFC3339)}, sampleTime, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// Bug 1 of issue 15: a channel started after the watcher lost the alerts
+// published before its first start. A new channel's consumer starts a
+// lookback (default 24h) back: what was published before it is delivered,
+// except deadline warnings whose deadline has already passed (acknowledged
+// as past-deadline).
+func TestNewChannelStartsWithTheBacklog(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	open := deadlineEvent(t, "c1", time.Now().Add(48*time.Hour))
+	gone := deadlineEvent(t, "c2", time.Now().Add(-time.Hour))
+	change := quantityEvent(t, "c3", 1, 1, 1, 2)
+	for _, env := range []events.Envelope{open, gone, change} {
+		publish(t, e.js, env, "")
+	}
+	cfg := mustConfig(t, fmt.Sprintf(`
+channels:
+  hook: {kind: webhook, url: "%s"}
+routes:
+  - match: {types: ["subscription.*"]}
+    channels: [hook]
+`, rc.URL), nil)
+	if cfg.Delivery.Start != DefaultStart {
+		t.Fatalf("delivery.start defaults to %q", cfg.Delivery.Start)
+	}
+	rec := newRecorder()
+	startNotifier(t, cfg, e.url, rec.hooks())
+	waitFor(t, "the backlog", func() bool {
+		return len(rec.get("hook", open.ID)) == 1 && len(rec.get("hook", change.ID)) == 1 && len(rec.get("hook", gone.ID)) == 1
+	}, rec.changed)
+	if got := rec.get("hook", gone.ID); got[0] != ResultPast {
+		t.Errorf("the warning of a deadline already past: %v, want %s", got, ResultPast)
+	}
+	if got := rc.accepted(); got[open.ID] != 1 || got[change.ID] != 1 || got[gone.ID] != 0 {
+		t.Errorf("accepted %v: want the open warning and the change, not the past warning", got)
+	}
+	c, err := e.js.Consumer(context.Background(), stream.Name, "notify-hook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc := c.CachedInfo().Config; cc.DeliverPolicy != jetstream.DeliverByStartTimePolicy || cc.OptStartTime == nil ||
+		time.Since(*cc.OptStartTime) < 24*time.Hour || time.Since(*cc.OptStartTime) > 25*time.Hour {
+		t.Errorf("consumer starts %v at %v, want 24h back", cc.DeliverPolicy, cc.OptStartTime)
+	}
+}
+
+func TestDeliveryStartValidation(t *testing.T) {
+	for _, tc := range []struct {
+		start string
+		ok    bool
+	}{{"new", true}, {"all", true}, {"7d", true}, {"90m", true}, {"0s", false}, {"-1h", false}, {"yesterday", false}} {
+		_, err := ParseConfig([]byte("channels:\n  h: {kind: webhook, url: \"https://example.com/h\"}\nroutes:\n  - channels: [h]\ndelivery: {start: \""+tc.start+"\"}\n"), ParseOptions{})
+		if (err == nil) != tc.ok {
+			t.Errorf("delivery.start %q: %v", tc.start, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "delivery.start") {
+			t.Errorf("delivery.start %q: the error does not name the setting: %v", tc.start, err)
+		}
 	}
 }

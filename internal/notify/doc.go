@@ -11,9 +11,12 @@
 // Each channel has its own durable pull consumer, notify-<channel>, filtered
 // to the subjects its routes can match (Config.FilterSubjects); routing,
 // silences and the finer matchers (customers, offers, resellers, quantity
-// deltas, time left) run in process. A consumer created now delivers only
-// events published from now on (DeliverPolicy New: a new channel gets no
-// flood of history); an existing one resumes where it left off. Channels
+// deltas, time left) run in process. A consumer is created at
+// delivery.start: by default 24 hours back (DeliverPolicy ByStartTime), so a
+// channel started after the watcher still gets the alerts published before
+// its first start, less the deadline warnings whose deadline has passed
+// meanwhile (ResultPast); "new" starts at new events, "all" at the start of
+// the stream. An existing consumer resumes where it left off. Channels
 // never wait for one another. Within a channel, delivery.concurrency sends
 // run at once, and the events of one entity (a subscription, a customer)
 // always go through the same sender, in order. A long send tells JetStream

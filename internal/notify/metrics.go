@@ -15,9 +15,13 @@ const (
 	ResultRetry     = "retry"     // failed; redelivery scheduled
 	ResultDeferred  = "deferred"  // another copy of the event is in flight; looked at again later
 	ResultDLQ       = "dlq"       // sent to the dead-letter queue
+	// ResultPast: published before the channel's consumer existed (its
+	// delivery.start backlog), a deadline warning whose deadline has
+	// passed; acknowledged without sending.
+	ResultPast = "past-deadline"
 )
 
-var results = []string{ResultDelivered, ResultDuplicate, ResultFiltered, ResultSilenced, ResultRetry, ResultDeferred, ResultDLQ}
+var results = []string{ResultDelivered, ResultDuplicate, ResultFiltered, ResultSilenced, ResultRetry, ResultDeferred, ResultDLQ, ResultPast}
 
 // metrics are the notifier's Prometheus metrics, on a registry of its own.
 type metrics struct {
