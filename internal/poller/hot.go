@@ -123,9 +123,6 @@ type hotState struct {
 
 func (p *Poller) noteListed(customerID string, at time.Time) {
 	p.hot.mu.Lock()
-	if p.hot.fresh == nil {
-		p.hot.fresh = map[string]time.Time{}
-	}
 	p.hot.fresh[customerID] = at
 	p.hot.mu.Unlock()
 }
@@ -287,58 +284,39 @@ func (p *Poller) hotPass(ctx context.Context, o HotOptions) error {
 		hm.HotCustomers(len(set))
 	}
 	due := p.due(set, time.Now(), o)
-	work := make(chan Hot)
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var fatal error
-	for range min(o.Concurrency, max(1, len(due))) {
-		wg.Go(func() {
-			for h := range work {
-				class := budget.Hot
-				if h.Reason == HotPreAlert {
-					class = budget.Hint
-				}
-				r, err := p.refresh(budget.WithClass(ctx, class), state.Hint{CustomerID: h.CustomerID, Subscriptions: h.Subscriptions}, "hot")
-				if ctx.Err() != nil {
-					continue
-				}
-				if err != nil {
-					mu.Lock()
-					fatal = errors.Join(fatal, err)
-					mu.Unlock()
-					continue
-				}
-				if r.Result == "ok" {
-					p.hot.mu.Lock()
-					if p.hot.prefetch == nil {
-						p.hot.prefetch = map[string]time.Time{}
-					}
-					for _, k := range h.Alerts {
-						p.hot.prefetch[k] = h.At
-					}
-					p.hot.mu.Unlock()
-				} else if r.Failure != nil {
-					p.log.Warn("hot refresh failed; the sweep lists the customer as usual", "customer", h.CustomerID, "reason", h.Reason, "err", r.Failure.Err)
-				}
-				if hm, ok := p.o.Metrics.(HotMetrics); ok && r.Result != "" {
-					hm.HotRefreshed(h.Reason, r.Result)
-				}
-				if o.Refreshed != nil {
-					o.Refreshed(HotRefresh{Hot: h, Refreshed: r})
-				}
-			}
-		})
-	}
-feed:
-	for _, h := range due {
-		select {
-		case work <- h:
-		case <-ctx.Done():
-			break feed
+	each(ctx, o.Concurrency, due, func(h Hot) {
+		class := budget.Hot
+		if h.Reason == HotPreAlert {
+			class = budget.Hint
 		}
-	}
-	close(work)
-	wg.Wait()
+		r, err := p.refresh(budget.WithClass(ctx, class), state.Hint{CustomerID: h.CustomerID, Subscriptions: h.Subscriptions}, "hot")
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			mu.Lock()
+			fatal = errors.Join(fatal, err)
+			mu.Unlock()
+			return
+		}
+		if r.Result == "ok" {
+			p.hot.mu.Lock()
+			for _, k := range h.Alerts {
+				p.hot.prefetch[k] = h.At
+			}
+			p.hot.mu.Unlock()
+		} else if r.Failure != nil {
+			p.log.Warn("hot refresh failed; the sweep lists the customer as usual", "customer", h.CustomerID, "reason", h.Reason, "err", r.Failure.Err)
+		}
+		if hm, ok := p.o.Metrics.(HotMetrics); ok && r.Result != "" {
+			hm.HotRefreshed(h.Reason, r.Result)
+		}
+		if o.Refreshed != nil {
+			o.Refreshed(HotRefresh{Hot: h, Refreshed: r})
+		}
+	})
 	// Forget pre-alerts whose instant has passed: the ledger has them now.
 	now := p.o.Clock.Now()
 	p.hot.mu.Lock()

@@ -158,7 +158,8 @@ func New(o Options) (*Poller, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	o.Diff.Source, o.Diff.RefundRefresh = o.Source, o.RefundRefresh
-	return &Poller{o: o, log: log, swept: map[string]time.Time{}, changed: map[string]time.Time{}}, nil
+	return &Poller{o: o, log: log, swept: map[string]time.Time{}, changed: map[string]time.Time{},
+		hot: hotState{fresh: map[string]time.Time{}, prefetch: map[string]time.Time{}}}, nil
 }
 
 // Failure is one customer that could not be polled completely.

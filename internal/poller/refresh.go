@@ -254,6 +254,31 @@ func (p *Poller) counted(res *diff.Result, by, customerID string) {
 	}
 }
 
+// each calls f for the items, in their order, at most n at once, until
+// ctx ends (items not yet started are then skipped); it returns when every
+// call started has returned.
+func each[T any](ctx context.Context, n int, items []T, f func(T)) {
+	work := make(chan T)
+	var wg sync.WaitGroup
+	for range min(n, max(1, len(items))) {
+		wg.Go(func() {
+			for it := range work {
+				f(it)
+			}
+		})
+	}
+feed:
+	for _, it := range items {
+		select {
+		case work <- it:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+}
+
 // HintOptions configure RunHints.
 type HintOptions struct {
 	// Kick wakes the loop when a hint was stored (non-blocking sends).
@@ -314,49 +339,33 @@ func (p *Poller) RunHints(ctx context.Context, opts HintOptions) error {
 		slices.SortFunc(due, func(a, b state.Hint) int { return a.FirstAt.Compare(b.FirstAt) })
 		var mu sync.Mutex
 		var fatal error
-		work := make(chan state.Hint)
-		var wg sync.WaitGroup
-		for range min(opts.Concurrency, max(1, len(due))) {
-			wg.Go(func() {
-				for h := range work {
-					r, err := p.Refresh(ctx, h)
-					if ctx.Err() != nil {
-						continue
-					}
-					mu.Lock()
-					switch {
-					case err != nil:
-						fatal = errors.Join(fatal, err)
-					case r.Result == "failed":
-						rt := retries[h.CustomerID]
-						if rt == nil {
-							rt = &retry{bo: backoff.NewExponentialBackOff(backoff.WithInitialInterval(opts.RetryInitial),
-								backoff.WithMaxInterval(opts.RetryMax), backoff.WithMaxElapsedTime(0))}
-							retries[h.CustomerID] = rt
-						}
-						wait := rt.bo.NextBackOff()
-						rt.next = time.Now().Add(wait)
-						p.log.Warn("hinted refresh failed; the hint is kept", "customer", h.CustomerID, "retry_in", wait.Round(time.Second), "err", r.Failure.Err)
-					default:
-						delete(retries, h.CustomerID)
-					}
-					mu.Unlock()
-					if opts.Refreshed != nil {
-						opts.Refreshed(r)
-					}
-				}
-			})
-		}
-	feed:
-		for _, h := range due {
-			select {
-			case work <- h:
-			case <-ctx.Done():
-				break feed
+		each(ctx, opts.Concurrency, due, func(h state.Hint) {
+			r, err := p.Refresh(ctx, h)
+			if ctx.Err() != nil {
+				return
 			}
-		}
-		close(work)
-		wg.Wait()
+			mu.Lock()
+			switch {
+			case err != nil:
+				fatal = errors.Join(fatal, err)
+			case r.Result == "failed":
+				rt := retries[h.CustomerID]
+				if rt == nil {
+					rt = &retry{bo: backoff.NewExponentialBackOff(backoff.WithInitialInterval(opts.RetryInitial),
+						backoff.WithMaxInterval(opts.RetryMax), backoff.WithMaxElapsedTime(0))}
+					retries[h.CustomerID] = rt
+				}
+				wait := rt.bo.NextBackOff()
+				rt.next = time.Now().Add(wait)
+				p.log.Warn("hinted refresh failed; the hint is kept", "customer", h.CustomerID, "retry_in", wait.Round(time.Second), "err", r.Failure.Err)
+			default:
+				delete(retries, h.CustomerID)
+			}
+			mu.Unlock()
+			if opts.Refreshed != nil {
+				opts.Refreshed(r)
+			}
+		})
 		if ctx.Err() != nil {
 			return nil
 		}
