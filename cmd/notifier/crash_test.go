@@ -176,7 +176,7 @@ delivery: {ack_wait: 5s, retry_initial: 100ms, retry_max: 1s, concurrency: %d}
 		publish(t, js, ev)
 	}
 
-	// Wait until the first k deliveries are recorded (so no send that got
+	// Wait until the first k deliveries are recorded durably (so no send that got
 	// an answer is left unrecorded) and at least one send is held open.
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -199,8 +199,12 @@ delivery: {ack_wait: 5s, retry_initial: 100ms, retry_max: 1s, concurrency: %d}
 		}
 		select {
 		case u := <-watch.Updates():
-			if u != nil && strings.Contains(string(u.Value()), `"state":"delivered"`) {
-				recorded[u.Key()] = true
+			// Delivered batches: {"keys":["hook.<event id>",...]}.
+			var b struct{ Keys []string }
+			if u != nil && json.Unmarshal(u.Value(), &b) == nil {
+				for _, k := range b.Keys {
+					recorded[k] = true
+				}
 			}
 		case <-rc.changed:
 		case <-ctx.Done():

@@ -27,8 +27,8 @@ const (
 
 // The streams and subjects the permissions name. They mirror
 // stream.Name/stream.Subjects and the notifier's dead-letter stream and
-// deliveries bucket (notify.DLQStream, notify.DLQSubjectPrefix,
-// notify.DeliveriesBucket); a test keeps them equal. natsembed cannot import
+// deliveries and claims buckets (notify.DLQStream, notify.DLQSubjectPrefix,
+// notify.DeliveriesBucket, notify.ClaimsBucket); a test keeps them equal. natsembed cannot import
 // notify: notify's tests start this server.
 const (
 	eventsStream     = "PCWATCH_EVENTS"
@@ -36,6 +36,8 @@ const (
 	dlqSubjects      = "pcwatch.dlq.>"
 	deliveriesBucket = "PCWATCH_DELIVERIES"
 	deliveriesStream = "KV_" + deliveriesBucket
+	claimsBucket     = "PCWATCH_CLAIMS"
+	claimsStream     = "KV_" + claimsBucket
 )
 
 // EventSubjects are the subjects only the watcher identity may publish on.
@@ -258,16 +260,17 @@ func (c *Credentials) users(notifierSubjects []string) []*server.NkeyUser {
 		"CONSUMER.INFO."+eventsStream+".>", "CONSUMER.MSG.NEXT."+eventsStream+".>", "CONSUMER.DELETE."+eventsStream+".>",
 	)
 	watcherPub := append(append([]string{}, EventSubjects...), api("INFO")...)
-	for _, s := range []string{eventsStream, dlqStream, deliveriesStream} {
+	for _, s := range []string{eventsStream, dlqStream, deliveriesStream, claimsStream} {
 		watcherPub = append(watcherPub, api("STREAM.INFO."+s, "STREAM.CREATE."+s, "STREAM.UPDATE."+s)...)
 	}
 	watcherPub = append(watcherPub, readEvents...)
 	watcherPub = append(watcherPub, "$JS.ACK."+eventsStream+".>")
 
-	notifierPub := append([]string{dlqSubjects, "$KV." + deliveriesBucket + ".>", "$JS.ACK." + eventsStream + ".>"}, api(
-		"INFO", "STREAM.INFO."+eventsStream, "STREAM.INFO."+dlqStream, "STREAM.INFO."+deliveriesStream,
+	notifierPub := append([]string{dlqSubjects, "$KV." + deliveriesBucket + ".>", "$KV." + claimsBucket + ".>", "$JS.ACK." + eventsStream + ".>"}, api(
+		"INFO", "STREAM.INFO."+eventsStream, "STREAM.INFO."+dlqStream, "STREAM.INFO."+deliveriesStream, "STREAM.INFO."+claimsStream,
 		"STREAM.MSG.GET."+dlqStream, "STREAM.MSG.DELETE."+dlqStream,
 		"STREAM.MSG.GET."+deliveriesStream, "DIRECT.GET."+deliveriesStream, "DIRECT.GET."+deliveriesStream+".>",
+		"STREAM.MSG.GET."+claimsStream, "DIRECT.GET."+claimsStream, "DIRECT.GET."+claimsStream+".>",
 	)...)
 	notifierPub = append(notifierPub, readEvents...)
 	notifierPub = append(notifierPub, notifierSubjects...)

@@ -37,6 +37,7 @@ func TestNamesMatchTheirOwners(t *testing.T) {
 		"dlq stream":    notify.DLQStream,
 		"dlq subjects":  notify.DLQSubjectPrefix + ">",
 		"deliveries":    notify.DeliveriesBucket,
+		"claims":        notify.ClaimsBucket,
 	}
 	for k, v := range want {
 		if natsembed.Names[k] != v {
@@ -364,6 +365,9 @@ func TestIdentitiesAndPermissions(t *testing.T) {
 	if _, err := notify.EnsureDeliveries(ctx, wjs, notify.DefaultDedupeTTL); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := notify.EnsureClaims(ctx, wjs, notify.DefaultDedupeTTL); err != nil {
+		t.Fatal(err)
+	}
 
 	// The real notifier as the notifier identity, delivering to a webhook.
 	got := make(chan string, 10)
@@ -426,15 +430,17 @@ func TestIdentitiesAndPermissions(t *testing.T) {
 	if l, err := notify.ListDLQ(ctx, njs, "hook"); err != nil || len(l) != 1 || l[0].EventID != ev.ID {
 		t.Fatalf("dlq list as the notifier: %+v %v", l, err)
 	}
-	kv, err := njs.KeyValue(ctx, notify.DeliveriesBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.Put(ctx, "hook.x", []byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.Get(ctx, "hook.x"); err != nil {
-		t.Fatal(err)
+	for _, b := range []string{notify.DeliveriesBucket, notify.ClaimsBucket} {
+		kv, err := njs.KeyValue(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, "hook.x", []byte("1")); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if _, err := kv.Get(ctx, "hook.x"); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
 	}
 	if v := s.violations(); len(v) != 0 {
 		t.Fatalf("the watcher and the notifier doing their work hit permission violations:\n%s", strings.Join(v, "\n"))
@@ -479,8 +485,8 @@ func TestIdentitiesAndPermissions(t *testing.T) {
 	if info.State.Msgs != 1 || len(info.Config.Sources) != 0 || info.Config.RePublish != nil {
 		t.Errorf("the event stream holds %d messages (%v), sources %v: want only the watcher's event", info.State.Msgs, info.State.Subjects, info.Config.Sources)
 	}
-	if ai, err := wjs.AccountInfo(ctx); err != nil || ai.Streams != 3 {
-		t.Errorf("%+v streams (%v), want the three of pcwatch: none created by the notifier", ai, err)
+	if ai, err := wjs.AccountInfo(ctx); err != nil || ai.Streams != 4 {
+		t.Errorf("%+v streams (%v), want the four of pcwatch: none created by the notifier", ai, err)
 	}
 }
 

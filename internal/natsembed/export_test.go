@@ -7,4 +7,5 @@ var Names = map[string]string{
 	"dlq stream":    dlqStream,
 	"dlq subjects":  dlqSubjects,
 	"deliveries":    deliveriesBucket,
+	"claims":        claimsBucket,
 }

@@ -33,7 +33,7 @@ const (
 	DefaultListen        = "127.0.0.1:9465"
 	DefaultMaxAttempts   = 8
 	DefaultAckWait       = 2 * time.Minute
-	DefaultMaxAckPending = 16
+	DefaultMaxAckPending = 32
 	DefaultDedupeTTL     = 7 * 24 * time.Hour
 	DefaultRetryInitial  = 5 * time.Second
 	DefaultRetryMax      = 10 * time.Minute
@@ -562,6 +562,8 @@ func (v *validator) validate() error {
 		return v.errf("delivery.max_attempts", "must be at least 1, got %d", d.MaxAttempts)
 	case d.AckWait < 0:
 		return v.errf("delivery.ack_wait", "must be positive")
+	case d.AckWait.D() > d.DedupeTTL.D()/4:
+		return v.errf("delivery.ack_wait", "must be at most a quarter of delivery.dedupe_ttl %s (how long a send in flight is remembered), got %s", d.DedupeTTL.D(), d.AckWait.D())
 	case d.MaxAckPending < 1:
 		return v.errf("delivery.max_ack_pending", "must be at least 1, got %d", d.MaxAckPending)
 	case d.DedupeTTL.D() < time.Minute:

@@ -37,7 +37,7 @@ func TestExampleConfig(t *testing.T) {
 	if w := cfg.Warnings(); len(w) != 0 {
 		t.Errorf("warnings %v", w)
 	}
-	if d := cfg.Delivery; d.MaxAttempts != 8 || d.AckWait.D() != 2*time.Minute || d.MaxAckPending != 16 || d.DedupeTTL.D() != 168*time.Hour {
+	if d := cfg.Delivery; d.MaxAttempts != 8 || d.AckWait.D() != 2*time.Minute || d.MaxAckPending != 32 || d.DedupeTTL.D() != 168*time.Hour {
 		t.Errorf("delivery %+v", d)
 	}
 	mail := cfg.Channels["mail"]

@@ -99,6 +99,8 @@ type channelRunner struct {
 	// created is when the channel's consumer was created (JetStream's
 	// clock): events stored before it are the start position's backlog.
 	created time.Time
+	// settleq feeds the settler of the running consumer.
+	settleq chan settleItem
 }
 
 // errStreamMissing says PCWATCH_EVENTS does not exist (yet).
@@ -216,6 +218,19 @@ func (r *channelRunner) consume(ctx, workCtx context.Context) error {
 	n := r.cfg.Delivery.Concurrency
 	queues := make([]chan received, n)
 	var wg sync.WaitGroup
+	// The settler commits and acknowledges what the senders delivered, so
+	// that a sender goes on to its next message at once; it stops after
+	// the senders, having settled all they handed it.
+	r.settleq = make(chan settleItem, r.cfg.Delivery.MaxAckPending)
+	settled := make(chan struct{})
+	go func() {
+		defer close(settled)
+		r.settler(workCtx)
+	}()
+	defer func() {
+		close(r.settleq)
+		<-settled
+	}()
 	for i := range queues {
 		queues[i] = make(chan received, r.cfg.Delivery.MaxAckPending)
 		wg.Go(func() {
@@ -384,12 +399,9 @@ func (r *channelRunner) handle(ctx context.Context, rm received) string {
 		serr = r.send(ctx, msg, n)
 	}
 	if serr == nil {
-		if err := r.store.delivered(ctx, key); err != nil {
-			log.Warn("delivered, but the delivery could not be recorded: another copy of this event would be sent again", "err", err)
-		}
-		r.ack(ctx, msg, ev.ID, attempt)
-		log.Info("delivered", "customer_id", d.CustomerID)
-		return r.finish(ev.ID, ResultDelivered)
+		r.store.remember(key)
+		r.settleq <- settleItem{msg: msg, key: key, rev: cl.rev, id: ev.ID, attempt: attempt, log: log, customer: d.CustomerID}
+		return ResultDelivered
 	}
 	se := asSendError(r.name, serr)
 	r.m.failures.WithLabelValues(r.name, se.Reason).Inc()
@@ -403,6 +415,66 @@ func (r *channelRunner) handle(ctx context.Context, rm received) string {
 		return r.finish(ev.ID, ResultRetry)
 	}
 	return r.deadLetter(ctx, msg, meta, ev, d, se, key, cl.rev)
+}
+
+// settleItem is a delivered message waiting for its delivery to be
+// committed and for its ack.
+type settleItem struct {
+	msg      jetstream.Msg
+	key, id  string
+	rev      uint64 // of the sending claim
+	attempt  int
+	log      *slog.Logger
+	customer string
+}
+
+// settler takes what is waiting in settleq at once, marks the claims
+// delivered while it commits them as one delivered batch
+// (deliveryStore.commit), then acknowledges each message,
+// until settleq is closed and empty. A commit that fails is logged and the
+// messages are acknowledged anyway: they were delivered.
+func (r *channelRunner) settler(ctx context.Context) {
+	var items []settleItem
+	var keys []string
+	var revs []uint64
+	for it := range r.settleq {
+		items, keys = append(items[:0], it), append(keys[:0], it.key)
+	drain:
+		for len(items) < maxBatch {
+			select {
+			case it, ok := <-r.settleq:
+				if !ok {
+					break drain
+				}
+				items, keys = append(items, it), append(keys, it.key)
+			default:
+				break drain
+			}
+		}
+		revs = revs[:0]
+		for _, it := range items {
+			revs = append(revs, it.rev)
+		}
+		marked := make(chan struct{})
+		go func() {
+			defer close(marked)
+			r.store.markClaims(ctx, keys, revs)
+		}()
+		err := r.store.commit(ctx, keys...)
+		<-marked
+		if err != nil {
+			r.log.Warn("delivered, but the deliveries could not be recorded durably: after a NATS server restart a copy of these events would be sent again", "events", len(keys), "err", err)
+		}
+		var wg sync.WaitGroup
+		for _, it := range items {
+			wg.Go(func() {
+				r.ack(ctx, it.msg, it.id, it.attempt)
+				it.log.Info("delivered", "customer_id", it.customer)
+				r.finish(it.id, ResultDelivered)
+			})
+		}
+		wg.Wait()
+	}
 }
 
 func asSendError(channel string, err error) *SendError {

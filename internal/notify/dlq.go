@@ -281,7 +281,7 @@ func ReplayDLQ(ctx context.Context, o ReplayOptions) ([]ReplayResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	store := newDeliveryStore(kv, "replay-"+randomHex(4), o.Clock, func(ch string) time.Duration {
+	store := newDeliveryStore(js, kv.deliveries, kv.claims, "replay-"+randomHex(4), o.Clock, cfg.Delivery.DedupeTTL.D(), func(ch string) time.Duration {
 		return cfg.Delivery.AckWait.D() + cfg.Channels[ch].Timeout.D()
 	})
 	senders := map[string]sender{}
@@ -343,7 +343,7 @@ func replayOne(ctx context.Context, o ReplayOptions, s jetstream.Stream, store *
 		_ = store.release(ctx, key, cl.rev, stateDead)
 		return false, "", err
 	}
-	if err := store.delivered(ctx, key); err != nil {
+	if err := store.delivered(ctx, key, cl.rev); err != nil {
 		return true, "", fmt.Errorf("sent, but %w", err)
 	}
 	if err := s.DeleteMsg(ctx, e.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -49,28 +49,43 @@
 // lost, when the notifier dies before acknowledging it, and when the watcher
 // publishes the same event twice (the stream's duplicate window drops most
 // of those). The notifier turns this into exactly once per channel in the
-// normal case with the key-value bucket PCWATCH_DELIVERIES (history 1, TTL
-// delivery.dedupe_ttl, default 7 days), keyed <channel>.<event id>:
+// normal case with two key-value buckets, keyed <channel>.<event id>:
+// PCWATCH_CLAIMS (memory storage, not synced to disk: the per-event
+// question is cheap) and PCWATCH_DELIVERIES (file storage, synced: what
+// survives), both with TTL delivery.dedupe_ttl (default 7 days):
 //
-//  1. Before sending, the consumer writes a "sending" record with a
+//  1. Before sending, the consumer writes a "sending" claim with a
 //     compare-and-set create or update, naming this process, the stream
 //     sequence and the delivery count. Two copies of one event cannot both
 //     win: the loser sees "sending" and looks again later.
-//  2. After the receiver accepted the event it writes "delivered", then
-//     acknowledges the message and waits for JetStream to confirm the ack.
-//  3. A message whose event is recorded "delivered" is acknowledged without
+//  2. After the receiver accepted the event the sender hands it to the
+//     channel's settler and goes on with its next message. The settler
+//     marks the claims delivered and commits the deliveries as one batch
+//     record in PCWATCH_DELIVERIES (a group commit: everything that
+//     finished while the previous batch was being written), then
+//     acknowledges each message and waits for JetStream to confirm the ack.
+//  3. A message whose claim says "delivered" is acknowledged without
 //     sending: a lost ack, a redelivery, a second copy of the event.
-//  4. A failed attempt turns the record into "failed" (or "dead" once
+//  4. A failed attempt turns the claim into "failed" (or "dead" once
 //     dead-lettered), so the next attempt may claim it.
+//
+// A NATS server restart loses the claims (a memory stream). The claims
+// bucket carries a marker, "_restored"; without it (made again by the
+// watcher on its embedded server, or by the notifier elsewhere) the
+// delivered batches are copied back into it before any claim is answered,
+// so a redelivery or a copy of a delivered event is still recognised. What
+// the restart loses for good are the "sending" claims: a send interrupted
+// at that very moment is sent again without the takeover warning.
 //
 // The honest limit is the window between a send the receiver accepted and
 // the "delivered" record: if the process dies there (kill -9, power loss, a
 // crash), or dies while a send is in flight and the receiver processed it
 // without the notifier seeing the answer, JetStream redelivers the message
-// after ack_wait, the new owner finds the record still "sending" for that
+// after ack_wait, the new owner finds the claim still "sending" for that
 // very message and sends the event again. That is at-least-once, bounded by
-// the sends in flight at the moment of death (at most delivery.concurrency
-// per channel). The resend carries the same event id everywhere — the
+// the sends in flight at the moment of death and the
+// sends answered but not yet committed (together at most
+// delivery.max_ack_pending per channel). The resend carries the same event id everywhere — the
 // webhook-id header (Standard Webhooks receivers must deduplicate on it),
 // X-Pcwatch-Event-Id, the email Message-ID (<event id.channel@domain>), the
 // Slack and Teams footer, the NATS Nats-Msg-Id header — so receivers can

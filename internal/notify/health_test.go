@@ -165,6 +165,9 @@ func TestDedupeTTLOnTheEmbeddedServer(t *testing.T) {
 	if _, err := EnsureDeliveries(ctx, wjs, DefaultDedupeTTL); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := EnsureClaims(ctx, wjs, DefaultDedupeTTL); err != nil {
+		t.Fatal(err)
+	}
 	rc := newReceiver(t, nil)
 	cfg := mustConfig(t, "channels:\n  hook: {kind: webhook, url_env: U}\ndefault: {channels: [hook]}\ndelivery: {dedupe_ttl: 72h}\n", map[string]string{"U": rc.URL})
 	logs := &logBuffer{}
@@ -182,7 +185,9 @@ func TestDedupeTTLOnTheEmbeddedServer(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatalf("notifier not ready:\n%s", logs)
 	}
-	if !strings.Contains(logs.String(), "the deliveries bucket could not be changed to delivery.dedupe_ttl") || !strings.Contains(logs.String(), "bucket_ttl=168h0m0s") {
-		t.Errorf("no warning about the bucket's TTL:\n%s", logs)
+	for _, b := range []string{DeliveriesBucket, ClaimsBucket} {
+		if !strings.Contains(logs.String(), "could not be changed to delivery.dedupe_ttl") || !strings.Contains(logs.String(), "bucket="+b+" bucket_ttl=168h0m0s") {
+			t.Errorf("no warning about the TTL of bucket %s:\n%s", b, logs)
+		}
 	}
 }

@@ -244,24 +244,29 @@ func Run(ctx context.Context, o Options) error {
 	natsDesc := o.NATS.String()
 	started = true
 	err = g.Run(ctx, func(ctx context.Context) error {
-		kv, err := setupWithRetry(ctx, log, func(ctx context.Context) (jetstream.KeyValue, error) {
+		kv, err := setupWithRetry(ctx, log, func(ctx context.Context) (buckets, error) {
 			if nc.IsClosed() {
-				return nil, NATSRefused(o.NATS, nc.LastError())
+				return buckets{}, NATSRefused(o.NATS, nc.LastError())
 			}
 			if !nc.IsConnected() {
-				return nil, fmt.Errorf("%s is not reachable (set --nats-url or PCWATCH_NATS_URL)", natsDesc)
+				return buckets{}, fmt.Errorf("%s is not reachable (set --nats-url or PCWATCH_NATS_URL)", natsDesc)
 			}
 			if _, err := EnsureDLQ(ctx, js); err != nil {
-				return nil, err
+				return buckets{}, err
 			}
 			return openDeliveries(ctx, js, cfg.Delivery.DedupeTTL.D(), log)
 		})
-		if err != nil || kv == nil {
+		if err != nil || kv.deliveries == nil {
 			return err // nil: ctx ended while waiting for NATS
 		}
-		store := newDeliveryStore(kv, instance, o.Clock, func(ch string) time.Duration {
+		store := newDeliveryStore(js, kv.deliveries, kv.claims, instance, o.Clock, cfg.Delivery.DedupeTTL.D(), func(ch string) time.Duration {
 			return cfg.Delivery.AckWait.D() + cfg.Channels[ch].Timeout.D()
 		})
+		store.reconnects = func() uint64 { return nc.Stats().Reconnects }
+		store.recreate = func(ctx context.Context) error {
+			_, err := EnsureClaims(ctx, js, cfg.Delivery.DedupeTTL.D())
+			return err
+		}
 		for _, r := range runners {
 			r.store = store
 		}
@@ -289,14 +294,33 @@ func Run(ctx context.Context, o Options) error {
 // TTL; shorter than the 10s a setup attempt has.
 const deliveriesUpdateWait = 4 * time.Second
 
-// openDeliveries returns the deliveries bucket: the existing one when it
-// already keeps deliveries for ttl (no change asked of the server), else the
-// bucket created or reconfigured by EnsureDeliveries. On the watcher's
-// embedded NATS server the notifier may not create or reconfigure streams
-// (the watcher creates the bucket with DefaultDedupeTTL): when the change is
-// refused the existing bucket is used as it is, with a warning.
-func openDeliveries(ctx context.Context, js jetstream.JetStream, ttl time.Duration, log *slog.Logger) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, DeliveriesBucket)
+// buckets are the notifier's key-value buckets.
+type buckets struct {
+	deliveries, claims jetstream.KeyValue
+}
+
+// openDeliveries returns the deliveries bucket and the claims bucket, each
+// the existing one when it already keeps its records for ttl (no change
+// asked of the server), else the bucket created or reconfigured by
+// EnsureDeliveries or EnsureClaims. On the watcher's embedded NATS server
+// the notifier may not create or reconfigure streams (the watcher creates
+// the buckets with DefaultDedupeTTL): when the change is refused the
+// existing bucket is used as it is, with a warning.
+func openDeliveries(ctx context.Context, js jetstream.JetStream, ttl time.Duration, log *slog.Logger) (buckets, error) {
+	kv, err := openBucket(ctx, js, DeliveriesBucket, ttl, EnsureDeliveries, log)
+	if err != nil {
+		return buckets{}, err
+	}
+	claims, err := openBucket(ctx, js, ClaimsBucket, ttl, EnsureClaims, log)
+	if err != nil {
+		return buckets{}, err
+	}
+	return buckets{deliveries: kv, claims: claims}, nil
+}
+
+func openBucket(ctx context.Context, js jetstream.JetStream, name string, ttl time.Duration,
+	ensure func(context.Context, jetstream.JetStream, time.Duration) (jetstream.KeyValue, error), log *slog.Logger) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, name)
 	if err == nil {
 		st, serr := kv.Status(ctx)
 		if serr == nil && st.TTL() == ttl {
@@ -314,7 +338,7 @@ func openDeliveries(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 		uctx, cancel = context.WithTimeout(ctx, deliveriesUpdateWait)
 		defer cancel()
 	}
-	nkv, err := EnsureDeliveries(uctx, js, ttl)
+	nkv, err := ensure(uctx, js, ttl)
 	if err == nil {
 		return nkv, nil
 	}
@@ -325,8 +349,8 @@ func openDeliveries(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 	if serr != nil {
 		return nil, err
 	}
-	log.Warn("the deliveries bucket could not be changed to delivery.dedupe_ttl; using it as it is (on the watcher's embedded NATS server the notifier may not reconfigure streams: set dedupe_ttl to the bucket's TTL to silence this)",
-		"bucket", DeliveriesBucket, "bucket_ttl", st.TTL(), "dedupe_ttl", ttl, "err", err)
+	log.Warn("a bucket of the notifier could not be changed to delivery.dedupe_ttl; using it as it is (on the watcher's embedded NATS server the notifier may not reconfigure streams: set dedupe_ttl to the bucket's TTL to silence this)",
+		"bucket", name, "bucket_ttl", st.TTL(), "dedupe_ttl", ttl, "err", err)
 	return kv, nil
 }
 

@@ -551,8 +551,9 @@ func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, r
 	return ErrPartial
 }
 
-// provisionNotifier creates the notifier's dead-letter stream and
-// deliveries bucket on the embedded server when they do not exist: its
+// provisionNotifier creates the notifier's dead-letter stream, deliveries
+// bucket and claims bucket (a memory stream: made again at every start) on
+// the embedded server when they do not exist: its
 // identity there may not create streams (a stream's options could copy
 // its messages into the event stream). Existing ones are left as they are.
 // A failure is logged, not fatal: the notifier waits for them.
@@ -568,6 +569,9 @@ func provisionNotifier(ctx context.Context, js jetstream.JetStream, log *slog.Lo
 		}
 	} else if err != nil {
 		log.Warn("embedded NATS: cannot look up the notifier's deliveries bucket", "bucket", notify.DeliveriesBucket, "err", err)
+	}
+	if _, err := notify.EnsureClaims(pctx, js, notify.DefaultDedupeTTL); err != nil {
+		log.Warn("embedded NATS: cannot create the notifier's claims bucket", "bucket", notify.ClaimsBucket, "err", err)
 	}
 }
 
