@@ -92,7 +92,7 @@ func Notifier(o NotifierOptions) (*NotifierResult, error) {
 	floorSrv := httptest.NewServer(floorRec)
 	defer floorSrv.Close()
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream.Name, jetstream.ConsumerConfig{Durable: "bench-floor",
-		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverNewPolicy, MaxAckPending: 16})
+		AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverNewPolicy, MaxAckPending: notify.DefaultMaxAckPending})
 	if err != nil {
 		return nil, err
 	}
@@ -143,6 +143,7 @@ func Notifier(o NotifierOptions) (*NotifierResult, error) {
 channels:
   hook: {kind: webhook, url: "`+hook.URL+`", secret_env: S, timeout: 10s}
 default: {channels: [hook]}
+delivery: {start: new} # not the floor's events, already in the stream
 `), notify.ParseOptions{LookupEnv: func(string) (string, bool) { return "bench-secret", true }})
 	if err != nil {
 		return nil, err
