@@ -176,6 +176,9 @@ type Route struct {
 	Match    Match    `yaml:"match"`
 	Channels []string `yaml:"channels"`
 	Continue bool     `yaml:"continue"`
+	// Drop ends the walk for what the route matches and sends it nowhere
+	// (not even to the default route); it takes no channels.
+	Drop bool `yaml:"drop"`
 }
 
 // DefaultRoute receives the events no route matched.
@@ -202,6 +205,21 @@ type Match struct {
 	// RemainingUnder matches deadline events with less time left than
 	// this (remainingSeconds, or the deadline minus the event time).
 	RemainingUnder Duration `yaml:"remaining_under"`
+	// Changed matches on the field-level changes an event carries
+	// (data.changes[].path, JSON Pointers such as /billingCycleEndDate).
+	Changed *ChangedMatch `yaml:"changed"`
+}
+
+// ChangedMatch selects events by the fields they change. Each entry is a
+// glob (path.Match syntax, so * stops at a /) on a JSON Pointer, and also
+// matches everything below what it names: /scheduledNextTermInstructions
+// covers /scheduledNextTermInstructions/product/id. Changes matching
+// Exclude are set aside; the condition holds when a change is left and,
+// if Include is given, one of those left matches it. An event without
+// field-level changes (a deadline, a status change) does not match.
+type ChangedMatch struct {
+	Include []string `yaml:"include"`
+	Exclude []string `yaml:"exclude"`
 }
 
 // Silence mutes the events it matches on every channel until Until.
@@ -623,14 +641,21 @@ func (v *validator) validate() error {
 		if err != nil {
 			return err
 		}
-		if err := checkChannels(p+".channels", r.Channels); err != nil {
+		if r.Drop {
+			if len(r.Channels) > 0 || r.Continue {
+				return v.errf(p, "drop: true sends what the route matches nowhere: remove its channels and continue, or drop")
+			}
+			if m.empty() {
+				return v.errf(p+".match", "empty: a drop route needs at least one condition (it would drop every event)")
+			}
+		} else if err := checkChannels(p+".channels", r.Channels); err != nil {
 			return err
 		}
 		name := r.Name
 		if name == "" {
 			name = p
 		}
-		c.routes = append(c.routes, compiledRoute{name: name, m: m, channels: r.Channels, cont: r.Continue})
+		c.routes = append(c.routes, compiledRoute{name: name, m: m, channels: r.Channels, cont: r.Continue, drop: r.Drop})
 	}
 	if c.Default != nil {
 		if err := checkChannels("default.channels", c.Default.Channels); err != nil {
@@ -999,6 +1024,25 @@ func (v *validator) match(p string, m Match) (compiledMatch, error) {
 	}
 	if m.RemainingUnder < 0 {
 		return cm, v.errf(p+".remaining_under", "must not be negative")
+	}
+	if c := m.Changed; c != nil {
+		if len(c.Include) == 0 && len(c.Exclude) == 0 {
+			return cm, v.errf(p+".changed", "empty: give include and/or exclude (JSON Pointer globs such as /billingCycleEndDate)")
+		}
+		for _, l := range []struct {
+			name  string
+			globs []string
+		}{{"include", c.Include}, {"exclude", c.Exclude}} {
+			for i, g := range l.globs {
+				if !strings.HasPrefix(g, "/") {
+					return cm, v.errf(fmt.Sprintf("%s.changed.%s[%d]", p, l.name, i), "%q is not a JSON Pointer: it starts with / (e.g. /billingCycleEndDate)", g)
+				}
+				if _, err := path.Match(g, ""); err != nil {
+					return cm, v.errf(fmt.Sprintf("%s.changed.%s[%d]", p, l.name, i), "bad glob %q: %v", g, err)
+				}
+			}
+		}
+		cm.changed = &compiledChanged{include: c.Include, exclude: c.Exclude}
 	}
 	cm.customers, cm.offers, cm.partnerIDs = m.Customers, m.Offers, m.PartnerIDs
 	cm.minDelta, cm.remainingUnder = m.MinQuantityDelta, m.RemainingUnder.D()

@@ -17,6 +17,38 @@ type compiledMatch struct {
 	partnerIDs     []string
 	minDelta       int
 	remainingUnder time.Duration
+	changed        *compiledChanged
+}
+
+type compiledChanged struct{ include, exclude []string }
+
+// pointerMatches reports whether glob g matches JSON Pointer p or one of
+// its ancestors.
+func pointerMatches(g, p string) bool {
+	for {
+		if ok, _ := path.Match(g, p); ok {
+			return true
+		}
+		i := strings.LastIndexByte(p, '/')
+		if i <= 0 {
+			return false
+		}
+		p = p[:i]
+	}
+}
+
+// matches reports whether one of the changes is left after the exclusions
+// and is included.
+func (c *compiledChanged) matches(changes []events.Change) bool {
+	for _, ch := range changes {
+		if slices.ContainsFunc(c.exclude, func(g string) bool { return pointerMatches(g, ch.Path) }) {
+			continue
+		}
+		if len(c.include) == 0 || slices.ContainsFunc(c.include, func(g string) bool { return pointerMatches(g, ch.Path) }) {
+			return true
+		}
+	}
+	return false
 }
 
 type compiledRoute struct {
@@ -24,6 +56,7 @@ type compiledRoute struct {
 	m        compiledMatch
 	channels []string
 	cont     bool
+	drop     bool
 }
 
 type compiledSilence struct {
@@ -39,7 +72,7 @@ type compiledOverride struct {
 
 func (m compiledMatch) empty() bool {
 	return len(m.types) == 0 && len(m.customers) == 0 && len(m.offers) == 0 && len(m.partnerIDs) == 0 &&
-		m.minDelta == 0 && m.remainingUnder == 0
+		m.minDelta == 0 && m.remainingUnder == 0 && m.changed == nil
 }
 
 // shortType is the type without the io.pcwatch. prefix.
@@ -85,6 +118,9 @@ func (m compiledMatch) matches(ev *events.Event, d *events.Data) bool {
 			return false
 		}
 	}
+	if m.changed != nil && !m.changed.matches(d.Changes) {
+		return false
+	}
 	if m.remainingUnder > 0 {
 		left, ok := remaining(ev, d)
 		if !ok || left >= m.remainingUnder {
@@ -124,6 +160,10 @@ type Decision struct {
 	// empty and Silence holds the silence's comment.
 	Silenced bool
 	Silence  string
+	// Dropped is set when the walk ended at a drop route (the last of
+	// Routes): the event goes to no further route and not to the default
+	// route; Channels holds only what earlier routes with continue added.
+	Dropped bool
 }
 
 // Route decides which channels receive an event at instant now (which only
@@ -154,6 +194,10 @@ func (c *Config) Route(ev *events.Event, d *events.Data, now time.Time) Decision
 			continue
 		}
 		dec.Routes = append(dec.Routes, r.name)
+		if r.drop {
+			dec.Dropped = true
+			break
+		}
 		add(r.channels)
 		if !r.cont {
 			break

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -227,4 +228,86 @@ func TestPartitionKeepsEntityTogether(t *testing.T) {
 
 func quantitySubject(i int) string {
 	return "pcwatch.events.subscription.quantity-changed.c." + string(rune('a'+i%26)) + string(rune('a'+i/26))
+}
+
+// The monthly subscription.updated that only moves /billingCycleEndDate is
+// dropped; the same type changing anything else still goes out, and
+// include/exclude read JSON Pointers with globs and subtrees.
+func TestRouteOnChangedFields(t *testing.T) {
+	y := `
+channels:
+  ops:   {kind: webhook, url: "https://e.com/ops"}
+  terms: {kind: webhook, url: "https://e.com/terms"}
+routes:
+  - name: terms
+    match:
+      changed: {include: ["/scheduledNextTermInstructions", "/term*"]}
+    channels: [terms]
+    continue: true
+  - name: billing-date-only
+    match:
+      types: [subscription.updated]
+      changed: {exclude: [/billingCycleEndDate, /refundableQuantity/*]}
+    channels: [ops]
+  - name: drop-the-rest-of-updated
+    match: {types: [subscription.updated]}
+    drop: true
+default: {channels: [ops]}
+`
+	cfg := mustConfig(t, y, nil)
+	changes := func(paths ...string) func(d *events.Data) {
+		return func(d *events.Data) {
+			d.Changes = nil
+			for _, p := range paths {
+				d.Changes = append(d.Changes, events.Change{Path: p, Old: events.JSONValue(1), New: events.JSONValue(2)})
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		typ      events.Type
+		f        func(d *events.Data)
+		channels []string
+		routes   []string
+		dropped  bool
+	}{
+		{"billing date only: dropped", events.SubscriptionUpdated, changes("/billingCycleEndDate"), nil, []string{"drop-the-rest-of-updated"}, true},
+		{"billing date and a refundable batch below an excluded glob: dropped", events.SubscriptionUpdated,
+			changes("/billingCycleEndDate", "/refundableQuantity/0"), nil, []string{"drop-the-rest-of-updated"}, true},
+		{"billing date and something else: sent", events.SubscriptionUpdated, changes("/billingCycleEndDate", "/friendlyName"),
+			[]string{"ops"}, []string{"billing-date-only"}, false},
+		{"a subtree change matches its parent's include", events.SubscriptionUpdated, changes("/scheduledNextTermInstructions/product/skuId"),
+			[]string{"terms", "ops"}, []string{"terms", "billing-date-only"}, false},
+		{"an include glob stops at a /", events.SubscriptionUpdated, changes("/renewal/termDuration"),
+			[]string{"ops"}, []string{"billing-date-only"}, false},
+		{"a glob matches below what it names", events.SubscriptionUpdated, changes("/termDuration/x"),
+			[]string{"terms", "ops"}, []string{"terms", "billing-date-only"}, false},
+		{"no changes: the changed condition does not match", events.SubscriptionUpdated, changes(), nil, []string{"drop-the-rest-of-updated"}, true},
+		{"other types are not dropped", events.SubscriptionQuantityChanged, changes("/billingCycleEndDate"), []string{"ops"}, []string{"default"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, d := routeEvent(t, tc.typ, tc.f)
+			got := cfg.Route(ev, d, sampleTime)
+			want := Decision{Channels: tc.channels, Routes: tc.routes, Dropped: tc.dropped}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestChangedAndDropValidation(t *testing.T) {
+	base := "channels:\n  a: {kind: webhook, url: \"https://e.com\"}\nroutes:\n"
+	for _, tc := range []struct{ route, want string }{
+		{"  - {match: {changed: {}}, channels: [a]}", "routes[0].match.changed: empty"},
+		{"  - {match: {changed: {include: [billingCycleEndDate]}}, channels: [a]}", "routes[0].match.changed.include[0]: \"billingCycleEndDate\" is not a JSON Pointer"},
+		{"  - {match: {changed: {exclude: [\"/a[\"]}}, channels: [a]}", "routes[0].match.changed.exclude[0]: bad glob"},
+		{"  - {match: {types: [subscription.updated]}, drop: true, channels: [a]}", "routes[0]: drop: true sends what the route matches nowhere"},
+		{"  - {drop: true}\n  - {channels: [a]}", "routes[0].match: empty: a drop route needs at least one condition"},
+	} {
+		_, err := ParseConfig([]byte(base+tc.route+"\n"), ParseOptions{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.route, err, tc.want)
+		}
+	}
 }
