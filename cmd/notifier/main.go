@@ -39,10 +39,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/events"
@@ -72,6 +75,12 @@ commands:
               --config FILE [--channel X] [--id EVENT_ID ...] [--nats-url URL]
   test        send a sample event through one channel, bypassing NATS
               --config FILE --channel X [--type subscription.quantity-changed]
+  silence add     mute matching events on every channel, applied by running notifiers within seconds;
+                  deadline warnings are held and sent when it ends, or alerts.silence_lead before their deadline
+              --end TIME|--duration D [--start TIME] [--customer ID ...] [--type GLOB ...] [--offer GLOB ...]
+              [--partner-id ID ...] [--author NAME] [--comment TEXT] [--nats-url URL]
+  silence list    [--all] [--format table|json] [--nats-url URL]
+  silence expire  ID [--nats-url URL]
 
 run, dlq and test (for nats channels) take the NATS connection flags below; without a URL the notifier
 connects to nats://127.0.0.1:4222, the watcher's embedded server (its seed: <data-dir>/nats-auth/notifier.nk).
@@ -92,7 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
-		return cli.Usagef("no command: want run, check, dlq list, dlq replay or test (notifier -h for help)")
+		return cli.Usagef("no command: want run, check, dlq list, dlq replay, silence add|list|expire or test (notifier -h for help)")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -115,8 +124,21 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			return cmdDLQReplay(ctx, rest[1:], stdout, stderr, getenv)
 		}
 		return cli.Usagef("dlq: unknown subcommand %q (want list or replay)", rest[0])
+	case "silence":
+		if len(rest) == 0 {
+			return cli.Usagef("silence: want a subcommand: add, list or expire")
+		}
+		switch rest[0] {
+		case "add":
+			return cmdSilenceAdd(ctx, rest[1:], stdout, getenv)
+		case "list":
+			return cmdSilenceList(ctx, rest[1:], stdout, getenv)
+		case "expire":
+			return cmdSilenceExpire(ctx, rest[1:], stdout, getenv)
+		}
+		return cli.Usagef("silence: unknown subcommand %q (want add, list or expire)", rest[0])
 	}
-	return cli.Usagef("unknown command %q (want run, check, dlq list, dlq replay or test)", cmd)
+	return cli.Usagef("unknown command %q (want run, check, dlq list, dlq replay, silence or test)", cmd)
 }
 
 func newFlags(name string) *flag.FlagSet {
@@ -315,4 +337,112 @@ func cmdTest(ctx context.Context, args []string, stdout io.Writer, getenv func(s
 	}
 	fmt.Fprintf(stdout, "sent sample %s event %s through %s\n", strings.TrimPrefix(string(ev.Type), events.TypePrefix), ev.ID, *channel)
 	return nil
+}
+
+func cmdSilenceAdd(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	fs := newFlags("silence add")
+	var customers, types, offers, partners stringList
+	fs.Var(&customers, "customer", "customer id (repeatable, or comma-separated)")
+	fs.Var(&types, "type", "event type glob, e.g. subscription.* (repeatable)")
+	fs.Var(&offers, "offer", "offer name glob (repeatable)")
+	fs.Var(&partners, "partner-id", "reseller MPN id (repeatable)")
+	start := fs.String("start", "", "RFC 3339 start (default now)")
+	end := fs.String("end", "", "RFC 3339 end")
+	dur := fs.String("duration", "", "length from the start, e.g. 2h or 7d (instead of --end)")
+	author := fs.String("author", getenv("USER"), "who adds it (default $USER)")
+	comment := fs.String("comment", "", "why")
+	natsOpts := natsFlags(fs, getenv)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	s := notify.RuntimeSilence{Match: notify.Match{Customers: customers, Types: types, Offers: offers, PartnerIDs: partners},
+		CreatedBy: *author, Comment: *comment, StartsAt: now}
+	if *start != "" {
+		t, err := time.Parse(time.RFC3339, *start)
+		if err != nil {
+			return cli.Usagef("silence add: --start %q: want RFC 3339, e.g. 2026-12-24T18:00:00+01:00", *start)
+		}
+		s.StartsAt = t.UTC()
+	}
+	switch {
+	case *end != "" && *dur != "":
+		return cli.Usagef("silence add: give --end or --duration, not both")
+	case *end != "":
+		t, err := time.Parse(time.RFC3339, *end)
+		if err != nil {
+			return cli.Usagef("silence add: --end %q: want RFC 3339, e.g. 2026-12-27T08:00:00+01:00", *end)
+		}
+		s.EndsAt = t.UTC()
+	case *dur != "":
+		var d notify.Duration
+		if err := d.UnmarshalJSON([]byte(strconv.Quote(*dur))); err != nil || d.D() <= 0 {
+			return cli.Usagef("silence add: --duration %q: want a positive duration such as 2h or 7d", *dur)
+		}
+		s.EndsAt = s.StartsAt.Add(d.D())
+	default:
+		return cli.Usagef("silence add: say until when: --end TIME or --duration D")
+	}
+	if len(customers)+len(types)+len(offers)+len(partners) == 0 {
+		return cli.Usagef("silence add: no matcher: give --customer, --type, --offer or --partner-id (a silence of everything is refused)")
+	}
+	no, err := natsOpts()
+	if err != nil {
+		return err
+	}
+	return notify.Silences(ctx, no, func(ctx context.Context, js jetstream.JetStream) error {
+		id, err := notify.AddSilence(ctx, js, s, now)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "silence %s added: %s to %s\n", id, s.StartsAt.Format(time.RFC3339), s.EndsAt.Format(time.RFC3339))
+		return nil
+	})
+}
+
+func cmdSilenceList(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	fs := newFlags("silence list")
+	all := fs.Bool("all", false, "include silences that ended (kept a week)")
+	format := fs.String("format", "table", "output: table or json")
+	natsOpts := natsFlags(fs, getenv)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *format != "table" && *format != "json" {
+		return cli.Usagef("silence list: --format %q: want table or json", *format)
+	}
+	no, err := natsOpts()
+	if err != nil {
+		return err
+	}
+	return notify.Silences(ctx, no, func(ctx context.Context, js jetstream.JetStream) error {
+		l, err := notify.ListSilences(ctx, js)
+		if err != nil {
+			return err
+		}
+		return notify.WriteSilences(stdout, l, time.Now(), *all, *format == "json")
+	})
+}
+
+func cmdSilenceExpire(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	fs := newFlags("silence expire")
+	natsOpts := natsFlags(fs, getenv)
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return cli.Usagef("silence expire: want the silence id first (see notifier silence list)")
+	}
+	id := args[0]
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	no, err := natsOpts()
+	if err != nil {
+		return err
+	}
+	return notify.Silences(ctx, no, func(ctx context.Context, js jetstream.JetStream) error {
+		if err := notify.ExpireSilence(ctx, js, id, time.Now()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "silence %s expired; held deadline warnings it covered are sent within seconds\n", id)
+		return nil
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -430,5 +431,74 @@ func TestOneShotCommandsNeedNATS(t *testing.T) {
 	code := run(ctx, []string{"dlq", "list", "--nats-url", url}, &out, &errOut, envFunc(nil))
 	if code != 1 || !strings.Contains(errOut.String(), "cannot reach NATS "+url) {
 		t.Errorf("exit %d, stderr %q", code, errOut.String())
+	}
+}
+
+// silence add, list and expire, as the notifier identity on the watcher's
+// embedded server (which provisions the bucket).
+func TestSilenceCommands(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Options{Port: -1, StoreDir: t.TempDir(), CredentialsDir: filepath.Join(t.TempDir(), natsembed.CredentialsDirName)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	wc, err := notify.Dial(context.Background(), natsconn.Options{URL: srv.ClientURL(), NKeySeedFile: srv.Credentials().WatcherSeed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wjs, _ := jetstream.New(wc)
+	if err := notify.Provision(context.Background(), wjs); err != nil {
+		t.Fatal(err)
+	}
+	wc.Close()
+	env := envFunc(map[string]string{"PCWATCH_NATS_URL": srv.ClientURL(), "PCWATCH_NATS_NKEY": srv.Credentials().NotifierSeed, "USER": "alice"})
+	cmd := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), args, &out, &errOut, env)
+		return code, out.String(), errOut.String()
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"silence", "add", "--customer", "c1"}, "say until when"},
+		{[]string{"silence", "add", "--duration", "2h"}, "no matcher"},
+		{[]string{"silence", "add", "--customer", "c1", "--duration", "soon"}, `--duration "soon"`},
+		{[]string{"silence", "add", "--customer", "c1", "--end", "tomorrow"}, "want RFC 3339"},
+		{[]string{"silence", "expire"}, "want the silence id"},
+		{[]string{"silence", "mute"}, `unknown subcommand "mute"`},
+	} {
+		if code, _, errOut := cmd(tc.args...); code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, code, errOut, tc.want)
+		}
+	}
+	if code, _, errOut := cmd("silence", "add", "--type", "nope.*", "--duration", "1h"); code != 2 || !strings.Contains(errOut, "matches no event type") {
+		t.Errorf("bad type: exit %d, %q", code, errOut)
+	}
+	code, out, errOut := cmd("silence", "add", "--customer", "c1", "--type", "subscription.*", "--duration", "7d", "--comment", "offboarding")
+	if code != 0 || !strings.HasPrefix(out, "silence ") {
+		t.Fatalf("add: exit %d, %q %q", code, out, errOut)
+	}
+	id := strings.Fields(out)[1]
+	code, out, _ = cmd("silence", "list", "--format", "json")
+	var l []notify.RuntimeSilence
+	if code != 0 || json.Unmarshal([]byte(out), &l) != nil || len(l) != 1 || l[0].ID != id || l[0].CreatedBy != "alice" ||
+		l[0].Comment != "offboarding" || !slices.Equal(l[0].Match.Customers, []string{"c1"}) || l[0].EndsAt.Sub(l[0].StartsAt) != 7*24*time.Hour {
+		t.Fatalf("list: %d %s", code, out)
+	}
+	if code, out, _ := cmd("silence", "list"); code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "active") || !strings.Contains(out, "offboarding") {
+		t.Errorf("table: %d %q", code, out)
+	}
+	if code, out, errOut := cmd("silence", "expire", id); code != 0 || !strings.Contains(out, "expired") {
+		t.Fatalf("expire: %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := cmd("silence", "list"); code != 0 || out != "no silences\n" {
+		t.Errorf("after expire: %d %q", code, out)
+	}
+	if code, out, _ := cmd("silence", "list", "--all"); code != 0 || !strings.Contains(out, "expired") {
+		t.Errorf("--all: %d %q", code, out)
+	}
+	if code, _, errOut := cmd("silence", "expire", id); code != 1 || !strings.Contains(errOut, "already ended") {
+		t.Errorf("expire twice: %d %q", code, errOut)
 	}
 }

@@ -38,6 +38,10 @@ const (
 	deliveriesStream = "KV_" + deliveriesBucket
 	claimsBucket     = "PCWATCH_CLAIMS"
 	claimsStream     = "KV_" + claimsBucket
+	alertsBucket     = "PCWATCH_ALERTS"
+	alertsStream     = "KV_" + alertsBucket
+	silencesBucket   = "PCWATCH_SILENCES"
+	silencesStream   = "KV_" + silencesBucket
 )
 
 // EventSubjects are the subjects only the watcher identity may publish on.
@@ -260,18 +264,22 @@ func (c *Credentials) users(notifierSubjects []string) []*server.NkeyUser {
 		"CONSUMER.INFO."+eventsStream+".>", "CONSUMER.MSG.NEXT."+eventsStream+".>", "CONSUMER.DELETE."+eventsStream+".>",
 	)
 	watcherPub := append(append([]string{}, EventSubjects...), api("INFO")...)
-	for _, s := range []string{eventsStream, dlqStream, deliveriesStream, claimsStream} {
+	for _, s := range []string{eventsStream, dlqStream, deliveriesStream, claimsStream, alertsStream, silencesStream} {
 		watcherPub = append(watcherPub, api("STREAM.INFO."+s, "STREAM.CREATE."+s, "STREAM.UPDATE."+s)...)
 	}
 	watcherPub = append(watcherPub, readEvents...)
 	watcherPub = append(watcherPub, "$JS.ACK."+eventsStream+".>")
 
-	notifierPub := append([]string{dlqSubjects, "$KV." + deliveriesBucket + ".>", "$KV." + claimsBucket + ".>", "$JS.ACK." + eventsStream + ".>"}, api(
-		"INFO", "STREAM.INFO."+eventsStream, "STREAM.INFO."+dlqStream, "STREAM.INFO."+deliveriesStream, "STREAM.INFO."+claimsStream,
-		"STREAM.MSG.GET."+dlqStream, "STREAM.MSG.DELETE."+dlqStream,
-		"STREAM.MSG.GET."+deliveriesStream, "DIRECT.GET."+deliveriesStream, "DIRECT.GET."+deliveriesStream+".>",
-		"STREAM.MSG.GET."+claimsStream, "DIRECT.GET."+claimsStream, "DIRECT.GET."+claimsStream+".>",
-	)...)
+	notifierPub := []string{dlqSubjects, "$JS.ACK." + eventsStream + ".>"}
+	notifierPub = append(notifierPub, api("INFO", "STREAM.INFO."+eventsStream, "STREAM.INFO."+dlqStream,
+		"STREAM.MSG.GET."+dlqStream, "STREAM.MSG.DELETE."+dlqStream)...)
+	for _, b := range []struct{ bucket, stream string }{
+		{deliveriesBucket, deliveriesStream}, {claimsBucket, claimsStream}, {alertsBucket, alertsStream}, {silencesBucket, silencesStream},
+	} {
+		// Writes, gets and walks of the bucket, without consumers.
+		notifierPub = append(notifierPub, "$KV."+b.bucket+".>")
+		notifierPub = append(notifierPub, api("STREAM.INFO."+b.stream, "STREAM.MSG.GET."+b.stream, "DIRECT.GET."+b.stream, "DIRECT.GET."+b.stream+".>")...)
+	}
 	notifierPub = append(notifierPub, readEvents...)
 	notifierPub = append(notifierPub, notifierSubjects...)
 	return []*server.NkeyUser{

@@ -38,6 +38,8 @@ func TestNamesMatchTheirOwners(t *testing.T) {
 		"dlq subjects":  notify.DLQSubjectPrefix + ">",
 		"deliveries":    notify.DeliveriesBucket,
 		"claims":        notify.ClaimsBucket,
+		"alerts":        notify.AlertsBucket,
+		"silences":      notify.SilencesBucket,
 	}
 	for k, v := range want {
 		if natsembed.Names[k] != v {
@@ -359,13 +361,7 @@ func TestIdentitiesAndPermissions(t *testing.T) {
 	if _, err := stream.Ensure(ctx, wjs, stream.Options{MaxAge: time.Hour}); err != nil {
 		t.Fatalf("updating the stream: %v", err)
 	}
-	if _, err := notify.EnsureDLQ(ctx, wjs); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := notify.EnsureDeliveries(ctx, wjs, notify.DefaultDedupeTTL); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := notify.EnsureClaims(ctx, wjs, notify.DefaultDedupeTTL); err != nil {
+	if err := notify.Provision(ctx, wjs); err != nil {
 		t.Fatal(err)
 	}
 
@@ -430,7 +426,7 @@ func TestIdentitiesAndPermissions(t *testing.T) {
 	if l, err := notify.ListDLQ(ctx, njs, "hook"); err != nil || len(l) != 1 || l[0].EventID != ev.ID {
 		t.Fatalf("dlq list as the notifier: %+v %v", l, err)
 	}
-	for _, b := range []string{notify.DeliveriesBucket, notify.ClaimsBucket} {
+	for _, b := range []string{notify.DeliveriesBucket, notify.ClaimsBucket, notify.AlertsBucket, notify.SilencesBucket} {
 		kv, err := njs.KeyValue(ctx, b)
 		if err != nil {
 			t.Fatal(err)
@@ -485,8 +481,8 @@ func TestIdentitiesAndPermissions(t *testing.T) {
 	if info.State.Msgs != 1 || len(info.Config.Sources) != 0 || info.Config.RePublish != nil {
 		t.Errorf("the event stream holds %d messages (%v), sources %v: want only the watcher's event", info.State.Msgs, info.State.Subjects, info.Config.Sources)
 	}
-	if ai, err := wjs.AccountInfo(ctx); err != nil || ai.Streams != 4 {
-		t.Errorf("%+v streams (%v), want the four of pcwatch: none created by the notifier", ai, err)
+	if ai, err := wjs.AccountInfo(ctx); err != nil || ai.Streams != 6 {
+		t.Errorf("%+v streams (%v), want the six of pcwatch: none created by the notifier", ai, err)
 	}
 }
 

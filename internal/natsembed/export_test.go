@@ -8,4 +8,6 @@ var Names = map[string]string{
 	"dlq subjects":  dlqSubjects,
 	"deliveries":    deliveriesBucket,
 	"claims":        claimsBucket,
+	"alerts":        alertsBucket,
+	"silences":      silencesBucket,
 }

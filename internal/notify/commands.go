@@ -218,3 +218,59 @@ func Test(ctx context.Context, cfg *Config, channel string, t events.Type, dial 
 	}
 	return ev, nil
 }
+
+// Silences is `notifier silence ...`: f runs with a JetStream context on a
+// connection to the server o names.
+func Silences(ctx context.Context, o natsconn.Options, f func(ctx context.Context, js jetstream.JetStream) error) error {
+	nc, err := Dial(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, listWait)
+	defer cancel()
+	return f(ctx, js)
+}
+
+// WriteSilences writes runtime silences: a JSON array (empty, never null),
+// or a table with the state at now (active, pending, expired), the end,
+// the matchers, the author and the comment. Expired ones only with all.
+func WriteSilences(w io.Writer, l []RuntimeSilence, now time.Time, all, asJSON bool) error {
+	var sel []RuntimeSilence
+	for _, s := range l {
+		if all || now.Before(s.EndsAt) {
+			sel = append(sel, s)
+		}
+	}
+	if asJSON {
+		if sel == nil {
+			sel = []RuntimeSilence{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(sel)
+	}
+	if len(sel) == 0 {
+		_, err := fmt.Fprintln(w, "no silences")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tSTARTS\tENDS\tMATCH\tBY\tCOMMENT")
+	for _, s := range sel {
+		state := "active"
+		switch {
+		case !now.Before(s.EndsAt):
+			state = "expired"
+		case now.Before(s.StartsAt):
+			state = "pending"
+		}
+		m, _ := json.Marshal(s.Match)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, state, s.StartsAt.UTC().Format(time.RFC3339), s.EndsAt.UTC().Format(time.RFC3339),
+			cli.OneLine(string(m)), cli.OneLine(s.CreatedBy), truncate(60, cli.OneLine(s.Comment)))
+	}
+	return tw.Flush()
+}

@@ -1,8 +1,10 @@
 package notify
 
 import (
+	"encoding/json"
 	secretpkg "github.com/pcwatch/pcwatch/internal/secret"
 	"sync"
+	"sync/atomic"
 
 	"bytes"
 	"crypto/x509"
@@ -38,6 +40,7 @@ const (
 	DefaultRetryInitial  = 5 * time.Second
 	DefaultRetryMax      = 10 * time.Minute
 	DefaultConcurrency   = 4
+	DefaultSilenceLead   = 24 * time.Hour
 	DefaultHTTPTimeout   = 10 * time.Second
 	DefaultSMTPTimeout   = 30 * time.Second
 	DefaultEmailSubject  = "[pcwatch] {{.Title}}"
@@ -83,6 +86,9 @@ type Config struct {
 	AllowedHosts []string `yaml:"allowed_hosts"`
 	// Accept restricts which events are delivered at all.
 	Accept Accept `yaml:"accept"`
+	// Alerts tunes how silences, reminders and resolutions treat open
+	// deadline warnings.
+	Alerts Alerts `yaml:"alerts"`
 
 	file      string
 	names     []string           // channel names, sorted
@@ -93,7 +99,18 @@ type Config struct {
 	routes    []compiledRoute
 	deflt     []string
 	silences  []compiledSilence
-	warnings  []string
+	// runtime are the silences of SilencesBucket, replaced as a whole by
+	// the notifier's silence poller.
+	runtime  atomic.Pointer[[]compiledSilence]
+	warnings []string
+}
+
+// Alerts tunes open deadline warnings.
+type Alerts struct {
+	// SilenceLead is how long before its deadline a warning muted by a
+	// silence that lasts past the deadline is sent anyway (default 24h):
+	// no silence makes a deadline warning arrive after the deadline.
+	SilenceLead Duration `yaml:"silence_lead"`
 }
 
 // Accept restricts the events the notifier delivers. Events whose type is
@@ -179,6 +196,13 @@ type Route struct {
 	// Drop ends the walk for what the route matches and sends it nowhere
 	// (not even to the default route); it takes no channels.
 	Drop bool `yaml:"drop"`
+	// RepeatInterval sends a deadline warning again this often while its
+	// deadline is open and nobody acted (a reminder); 0: once.
+	RepeatInterval Duration `yaml:"repeat_interval"`
+	// SendResolved (default true) sends a "resolved" notice when the user
+	// acts on a warning this route sent (seats reduced, auto-renew off,
+	// subscription cancelled or suspended) or its deadline passes.
+	SendResolved *bool `yaml:"send_resolved"`
 }
 
 // DefaultRoute receives the events no route matched.
@@ -193,21 +217,21 @@ type DefaultRoute struct {
 type Match struct {
 	// Types are globs (path.Match syntax) on the event type without its
 	// "io.pcwatch." prefix, e.g. "subscription.*-window-closing".
-	Types []string `yaml:"types"`
+	Types []string `yaml:"types" json:"types,omitempty"`
 	// Customers are customer ids (data.customerId).
-	Customers []string `yaml:"customers"`
+	Customers []string `yaml:"customers" json:"customers,omitempty"`
 	// Offers are globs on the subscription's offer name (after or before).
-	Offers []string `yaml:"offers"`
+	Offers []string `yaml:"offers" json:"offers,omitempty"`
 	// PartnerIDs are reseller MPN ids (the subscription's partnerId).
-	PartnerIDs []string `yaml:"partner_ids"`
+	PartnerIDs []string `yaml:"partner_ids" json:"partnerIds,omitempty"`
 	// MinQuantityDelta matches quantity changes with |delta| >= N.
-	MinQuantityDelta int `yaml:"min_quantity_delta"`
+	MinQuantityDelta int `yaml:"min_quantity_delta" json:"minQuantityDelta,omitempty"`
 	// RemainingUnder matches deadline events with less time left than
 	// this (remainingSeconds, or the deadline minus the event time).
-	RemainingUnder Duration `yaml:"remaining_under"`
+	RemainingUnder Duration `yaml:"remaining_under" json:"remainingUnder,omitempty"`
 	// Changed matches on the field-level changes an event carries
 	// (data.changes[].path, JSON Pointers such as /billingCycleEndDate).
-	Changed *ChangedMatch `yaml:"changed"`
+	Changed *ChangedMatch `yaml:"changed" json:"changed,omitempty"`
 }
 
 // ChangedMatch selects events by the fields they change. Each entry is a
@@ -218,8 +242,8 @@ type Match struct {
 // if Include is given, one of those left matches it. An event without
 // field-level changes (a deadline, a status change) does not match.
 type ChangedMatch struct {
-	Include []string `yaml:"include"`
-	Exclude []string `yaml:"exclude"`
+	Include []string `yaml:"include" json:"include,omitempty"`
+	Exclude []string `yaml:"exclude" json:"exclude,omitempty"`
 }
 
 // Silence mutes the events it matches on every channel until Until.
@@ -293,6 +317,23 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes the duration as Go formats it.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// MarshalJSON writes the duration as a string Go formats ("24h0m0s").
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string ("90s", "24h", "7d").
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("bad duration %s: want a string such as 90s, 24h or 7d", b)
+	}
+	v, err := parseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
 
 // parseDuration is time.ParseDuration plus a leading "<N>d" for days.
 func parseDuration(s string) (time.Duration, error) {
@@ -594,6 +635,13 @@ func (v *validator) validate() error {
 		return v.errf("delivery.concurrency", "must be between 1 and max_ack_pending (%d), got %d", d.MaxAckPending, d.Concurrency)
 	}
 
+	if c.Alerts.SilenceLead == 0 {
+		c.Alerts.SilenceLead = Duration(DefaultSilenceLead)
+	}
+	if c.Alerts.SilenceLead.D() < time.Minute {
+		return v.errf("alerts.silence_lead", "must be at least 1m (how long before its deadline a silenced warning is sent anyway), got %s", c.Alerts.SilenceLead.D())
+	}
+
 	for i, g := range c.Accept.Sources {
 		p := fmt.Sprintf("accept.sources[%d]", i)
 		if strings.TrimSpace(g) == "" {
@@ -655,7 +703,18 @@ func (v *validator) validate() error {
 		if name == "" {
 			name = p
 		}
-		c.routes = append(c.routes, compiledRoute{name: name, m: m, channels: r.Channels, cont: r.Continue, drop: r.Drop})
+		if r.RepeatInterval < 0 || (r.RepeatInterval > 0 && r.RepeatInterval.D() < time.Minute) {
+			return v.errf(p+".repeat_interval", "must be at least 1m (or 0: no reminders), got %s", r.RepeatInterval.D())
+		}
+		if r.Drop && (r.RepeatInterval != 0 || r.SendResolved != nil) {
+			return v.errf(p, "a drop route sends nothing: repeat_interval and send_resolved do not apply")
+		}
+		cr := compiledRoute{name: name, m: m, channels: r.Channels, cont: r.Continue, drop: r.Drop,
+			repeat: r.RepeatInterval.D(), sendResolved: r.SendResolved == nil || *r.SendResolved}
+		if cr.repeat > 0 && !routeMayOpenAlerts(cr) {
+			return v.errf(p+".repeat_interval", "the route matches no deadline warning (%s): reminders repeat those only", strings.Join(warningTypeNames(), ", "))
+		}
+		c.routes = append(c.routes, cr)
 	}
 	if c.Default != nil {
 		if err := checkChannels("default.channels", c.Default.Channels); err != nil {

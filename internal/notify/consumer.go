@@ -69,6 +69,10 @@ type testHooks struct {
 	result func(channel, id, result string)
 	// listening is called with the health address once it listens.
 	listening func(addr string)
+	// alertEvery replaces alertEvery and silencePoll.
+	alertEvery time.Duration
+	// silences is called after each read of the runtime silences.
+	silences func(n int)
 }
 
 // received is a message and when it came out of the consumer.
@@ -101,6 +105,10 @@ type channelRunner struct {
 	created time.Time
 	// settleq feeds the settler of the running consumer.
 	settleq chan settleItem
+	// akv is AlertsBucket and alerts this channel's records in it (set with
+	// store).
+	akv    jetstream.KeyValue
+	alerts *alertCache
 }
 
 // errStreamMissing says PCWATCH_EVENTS does not exist (yet).
@@ -231,6 +239,19 @@ func (r *channelRunner) consume(ctx, workCtx context.Context) error {
 		close(r.settleq)
 		<-settled
 	}()
+	if r.alertsOn() {
+		// The open alerts first: a resolution handled next must find them.
+		if err := r.scanAlerts(ctx); err != nil {
+			return err
+		}
+		sctx, stop := context.WithCancel(ctx)
+		sched := make(chan struct{})
+		go func() {
+			defer close(sched)
+			r.scheduler(sctx)
+		}()
+		defer func() { stop(); <-sched }()
+	}
 	for i := range queues {
 		queues[i] = make(chan received, r.cfg.Delivery.MaxAckPending)
 		wg.Go(func() {
@@ -354,11 +375,36 @@ func (r *channelRunner) handle(ctx context.Context, rm received) string {
 		r.m.failures.WithLabelValues(r.name, se.Reason).Inc()
 		return r.deadLetter(ctx, msg, meta, ev, d, se, "", 0)
 	}
-	dec := r.cfg.Route(ev, d, r.clk.Now())
+	now := r.clk.Now()
+	if r.alertsOn() {
+		r.resolveAlerts(ctx, ev, d)
+	}
+	dec := r.cfg.Route(ev, d, now)
+	var notice *Notice
 	if dec.Silenced {
-		log.Debug("silenced", "silence", dec.Silence)
-		r.ack(ctx, msg, ev.ID, attempt)
-		return r.finish(ev.ID, ResultSilenced)
+		if f, open := openWarning(ev, d, now); open && r.alertsOn() && r.cfg.routeOptions(ev, d, r.name).routed {
+			// A deadline warning is held, not dropped: sent when the
+			// silence ends, or silence_lead before the deadline.
+			lead := r.cfg.Alerts.SilenceLead.D()
+			if hold, until, _ := holdDecision(now, *d.Deadline, lead, dec); hold {
+				if err := r.hold(ctx, ev, d, f, msg.Subject(), msg.Data(), until, dec.Silence); err != nil {
+					delay := retryDelay(attempt, nil, r.cfg.Delivery.RetryInitial.D(), r.cfg.Delivery.RetryMax.D(), r.rnd())
+					log.Warn("cannot hold a silenced deadline warning; retrying later rather than lose it", "err", err, "retry_in", delay)
+					_ = msg.NakWithDelay(delay)
+					return r.finish(ev.ID, ResultRetry)
+				}
+				log.Info("deadline warning held by a silence", "silence", dec.Silence, "until", until, "deadline", d.Deadline)
+				r.ack(ctx, msg, ev.ID, attempt)
+				return r.finish(ev.ID, ResultHeld)
+			}
+			nt := overrideNotice(dec, lead)
+			notice = &nt
+			dec = r.cfg.walk(ev, d)
+		} else {
+			log.Debug("silenced", "silence", dec.Silence)
+			r.ack(ctx, msg, ev.ID, attempt)
+			return r.finish(ev.ID, ResultSilenced)
+		}
 	}
 	if !slices.Contains(dec.Channels, r.name) {
 		r.ack(ctx, msg, ev.ID, attempt)
@@ -395,10 +441,18 @@ func (r *channelRunner) handle(ctx context.Context, rm received) string {
 	if err != nil {
 		serr = &SendError{Channel: r.name, Reason: ReasonRender, Permanent: true, Err: err}
 	} else {
-		n := &notification{Event: ev, Data: d, Body: msg.Data(), Message: td, Subject: msg.Subject(), Attempt: attempt}
+		if notice != nil {
+			applyNotice(td, *notice)
+		}
+		n := &notification{Event: ev, Data: d, Body: msg.Data(), Message: td, Subject: msg.Subject(), Attempt: attempt, Notice: notice}
 		serr = r.send(ctx, msg, n)
 	}
 	if serr == nil {
+		if f, open := openWarning(ev, d, now); open && r.alertsOn() {
+			if err := r.opened(ctx, ev, d, f, msg.Subject(), msg.Data(), r.cfg.routeOptions(ev, d, r.name)); err != nil {
+				log.Warn("delivered, but its reminders and resolution could not be scheduled", "err", err)
+			}
+		}
 		r.store.remember(key)
 		r.settleq <- settleItem{msg: msg, key: key, rev: cl.rev, id: ev.ID, attempt: attempt, log: log, customer: d.CustomerID}
 		return ResultDelivered

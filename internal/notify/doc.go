@@ -97,6 +97,26 @@
 // than that (a replay of an old stream) is sent again. Replays from the
 // dead-letter queue use and update the same records.
 //
+// # Open alerts: silences, reminders, resolution
+//
+// A deadline warning (alertFamilies: cancellation and refund windows,
+// renewal, trial end) delivered on a channel opens an alert, a record in
+// AlertsBucket keyed by channel, subscription and deadline. Each channel's
+// scheduler (alerts.go) fires what is due every few seconds: a reminder
+// when a route's repeat_interval elapsed, a resolved notice when an event
+// about the subscription says the user acted (the family's resolves) or the
+// deadline passed. A warning that an active silence mutes is held in the
+// same bucket and sent when the silence ends, or alerts.silence_lead before
+// its deadline (holdDecision). Every change of a record is a
+// compare-and-set on the revision read, so a resolution written while a
+// reminder is being sent wins; every notice has its own delivery key and is
+// claimed like an event, so two notifiers never both send it. A crash
+// between a send and the record's update repeats nothing (the claim) but
+// may leave the record one step behind, which the next round corrects.
+// Runtime silences are one compare-and-set value in SilencesBucket, read
+// every few seconds (silencePoller); what cannot be decoded never replaces
+// the last good list.
+//
 // Secrets — webhook URLs with tokens, signing secrets, SMTP passwords —
 // never appear in logs, errors, metrics or the DLQ: URLs are reduced to
 // scheme and host.

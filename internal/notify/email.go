@@ -166,7 +166,13 @@ func (s *emailSender) compose(n *notification) ([]byte, error) {
 	hdr("From", s.ch.From)
 	hdr("To", strings.Join(s.ch.To, ", "))
 	hdr("Subject", mime.QEncoding.Encode("utf-8", subject))
-	hdr("Message-ID", MessageID(n.Event.ID, s.ch.name, s.ch.From))
+	hdr("Message-ID", MessageID(n.deliveryID(), s.ch.name, s.ch.From))
+	if n.Notice != nil && n.Notice.Thread != "" {
+		// A reminder or resolved notice is a reply to the first mail.
+		first := MessageID(n.Notice.Thread, s.ch.name, s.ch.From)
+		hdr("In-Reply-To", first)
+		hdr("References", first)
+	}
 	hdr("MIME-Version", "1.0")
 	hdr("Content-Type", "text/plain; charset=utf-8")
 	hdr("Content-Transfer-Encoding", "quoted-printable")

@@ -159,13 +159,7 @@ func TestDedupeTTLOnTheEmbeddedServer(t *testing.T) {
 	ensureEventStream(t, wjs)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	if _, err := EnsureDLQ(ctx, wjs); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := EnsureDeliveries(ctx, wjs, DefaultDedupeTTL); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := EnsureClaims(ctx, wjs, DefaultDedupeTTL); err != nil {
+	if err := Provision(ctx, wjs); err != nil {
 		t.Fatal(err)
 	}
 	rc := newReceiver(t, nil)

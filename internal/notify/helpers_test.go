@@ -271,12 +271,19 @@ type notifier struct {
 // startNotifier runs the notifier against url and waits until it is ready.
 func startNotifier(t testing.TB, cfg *Config, url string, h *testHooks) *notifier {
 	t.Helper()
+	return startNotifierWith(t, Options{Config: cfg, NATS: natsconn.Options{URL: url}, hooks: h})
+}
+
+// startNotifierWith runs the notifier with o (Config, NATS and any other
+// option set by the test) and waits until it is ready.
+func startNotifierWith(t testing.TB, o Options) *notifier {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan ReadyInfo, 1)
 	n := &notifier{cancel: cancel, done: make(chan error, 1)}
+	o.Listen, o.Logger, o.ShutdownGrace, o.Ready = "127.0.0.1:0", testLogger(t), 5*time.Second, func(i ReadyInfo) { ready <- i }
 	go func() {
-		n.done <- Run(ctx, Options{Config: cfg, NATS: natsconn.Options{URL: url}, Listen: "127.0.0.1:0",
-			Logger: testLogger(t), ShutdownGrace: 5 * time.Second, hooks: h, Ready: func(i ReadyInfo) { ready <- i }})
+		n.done <- Run(ctx, o)
 	}()
 	select {
 	case n.info = <-ready:

@@ -63,6 +63,11 @@ type TemplateData struct {
 	Text     string // the rendered text (empty while title and text render)
 	Footer   string // "pcwatch · <type> · event <id> · <time>"
 	Severity string // info, warning or critical
+	// Notice is "" for the first message of an event, else what kind of
+	// follow-up this is: reminder, resolved, released (held by a silence
+	// until it ended) or override (sent before its deadline although a
+	// silence still holds).
+	Notice string
 }
 
 // Fact is one label/value pair.

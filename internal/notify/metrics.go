@@ -19,9 +19,13 @@ const (
 	// delivery.start backlog), a deadline warning whose deadline has
 	// passed; acknowledged without sending.
 	ResultPast = "past-deadline"
+	// ResultHeld: a deadline warning muted by a silence, kept in
+	// PCWATCH_ALERTS to be sent when the silence ends or silence_lead
+	// before its deadline.
+	ResultHeld = "held"
 )
 
-var results = []string{ResultDelivered, ResultDuplicate, ResultFiltered, ResultSilenced, ResultRetry, ResultDeferred, ResultDLQ, ResultPast}
+var results = []string{ResultDelivered, ResultDuplicate, ResultFiltered, ResultSilenced, ResultRetry, ResultDeferred, ResultDLQ, ResultPast, ResultHeld}
 
 // metrics are the notifier's Prometheus metrics, on a registry of its own.
 type metrics struct {

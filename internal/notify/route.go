@@ -57,12 +57,21 @@ type compiledRoute struct {
 	channels []string
 	cont     bool
 	drop     bool
+	// repeat is the route's repeat_interval; sendResolved its
+	// send_resolved.
+	repeat       time.Duration
+	sendResolved bool
 }
 
 type compiledSilence struct {
-	m       compiledMatch
-	until   time.Time
-	comment string
+	m           compiledMatch
+	from, until time.Time // from: zero for the configuration's silences
+	comment     string
+	id          string // runtime silences only
+}
+
+func (s *compiledSilence) active(now time.Time) bool {
+	return !now.Before(s.from) && now.Before(s.until)
 }
 
 type compiledOverride struct {
@@ -157,9 +166,11 @@ type Decision struct {
 	// default route applied.
 	Routes []string
 	// Silenced is set when an active silence matched; Channels is then
-	// empty and Silence holds the silence's comment.
-	Silenced bool
-	Silence  string
+	// empty, Silence holds the silence's comment and SilenceEnd when it
+	// ends (the latest end of the active silences that match).
+	Silenced   bool
+	Silence    string
+	SilenceEnd time.Time
 	// Dropped is set when the walk ended at a drop route (the last of
 	// Routes): the event goes to no further route and not to the default
 	// route; Channels holds only what earlier routes with continue added.
@@ -173,15 +184,36 @@ type Decision struct {
 // the event everywhere.
 func (c *Config) Route(ev *events.Event, d *events.Data, now time.Time) Decision {
 	var dec Decision
-	for _, s := range c.silences {
-		if now.Before(s.until) && s.m.matches(ev, d) {
-			dec.Silenced, dec.Silence = true, s.comment
-			if dec.Silence == "" {
-				dec.Silence = "silenced until " + s.until.UTC().Format(time.RFC3339)
+	check := func(l []compiledSilence) {
+		for i := range l {
+			s := &l[i]
+			if !s.active(now) || !s.m.matches(ev, d) {
+				continue
 			}
-			return dec
+			if !dec.Silenced {
+				dec.Silenced, dec.Silence = true, s.comment
+				if dec.Silence == "" {
+					dec.Silence = "silenced until " + s.until.UTC().Format(time.RFC3339)
+				}
+			}
+			if s.until.After(dec.SilenceEnd) {
+				dec.SilenceEnd = s.until
+			}
 		}
 	}
+	check(c.silences)
+	if rt := c.runtime.Load(); rt != nil {
+		check(*rt)
+	}
+	if dec.Silenced {
+		return dec
+	}
+	return c.walk(ev, d)
+}
+
+// walk is Route without the silences.
+func (c *Config) walk(ev *events.Event, d *events.Data) Decision {
+	var dec Decision
 	add := func(chs []string) {
 		for _, ch := range chs {
 			if !slices.Contains(dec.Channels, ch) {
@@ -232,6 +264,11 @@ func (c *Config) FilterSubjects(channel string) []string {
 	}
 	if slices.Contains(c.deflt, channel) {
 		return all()
+	}
+	if len(subs) > 0 && c.remindsOn(channel) {
+		for _, t := range resolverTypes {
+			subs = append(subs, subjectsForGlob(shortType(t))...)
+		}
 	}
 	return reduceSubjects(subs)
 }
@@ -311,4 +348,72 @@ func subjectCovers(t, s string) bool {
 		}
 	}
 	return len(tt) == len(st)
+}
+
+// routeOptions is what the routes that send an event to one channel say
+// about its follow-ups.
+type routeOptions struct {
+	routed       bool // the routes send the event to the channel
+	repeat       time.Duration
+	sendResolved bool
+}
+
+// routeOptions walks the routes as Route does, ignoring silences, and
+// returns the options of the first route that sends the event to channel
+// (the default route: no reminders, resolved notices on).
+func (c *Config) routeOptions(ev *events.Event, d *events.Data, channel string) routeOptions {
+	matched := false
+	for _, r := range c.routes {
+		if !r.m.matches(ev, d) {
+			continue
+		}
+		matched = true
+		if r.drop {
+			return routeOptions{}
+		}
+		if slices.Contains(r.channels, channel) {
+			return routeOptions{routed: true, repeat: r.repeat, sendResolved: r.sendResolved}
+		}
+		if !r.cont {
+			return routeOptions{}
+		}
+	}
+	if !matched && slices.Contains(c.deflt, channel) {
+		return routeOptions{routed: true, sendResolved: true}
+	}
+	return routeOptions{}
+}
+
+// remindsOn says whether some route repeats warnings on channel: its
+// consumer then also reads the events that resolve them.
+func (c *Config) remindsOn(channel string) bool {
+	for _, r := range c.routes {
+		if r.repeat > 0 && slices.Contains(r.channels, channel) {
+			return true
+		}
+	}
+	return false
+}
+
+// routeMayOpenAlerts says whether the route can match a deadline warning.
+func routeMayOpenAlerts(r compiledRoute) bool {
+	if len(r.m.types) == 0 {
+		return true
+	}
+	for _, f := range alertFamilies {
+		for _, g := range r.m.types {
+			if ok, _ := path.Match(g, shortType(f.closing)); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func warningTypeNames() []string {
+	var out []string
+	for _, f := range alertFamilies {
+		out = append(out, shortType(f.closing))
+	}
+	return out
 }

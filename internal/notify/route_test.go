@@ -113,7 +113,9 @@ func TestRouting(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ev, d := routeEvent(t, tc.typ, tc.f)
 			got := cfg.Route(ev, d, now)
-			want := Decision{Channels: tc.channels, Routes: tc.routes, Silenced: tc.silenced != "", Silence: tc.silenced}
+			ends := map[string]time.Time{"customer offboarding": time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC),
+				"silenced until 2030-01-01T00:00:00Z": time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+			want := Decision{Channels: tc.channels, Routes: tc.routes, Silenced: tc.silenced != "", Silence: tc.silenced, SilenceEnd: ends[tc.silenced]}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("decision (-want +got):\n%s", diff)
 			}

@@ -225,6 +225,15 @@ func Run(ctx context.Context, o Options) error {
 			return r.consume(cctx, workCtx)
 		}})
 	}
+	sp := &silencePoller{cfg: cfg, log: log, hooks: o.hooks}
+	g.Add(actor.Actor{Name: "silences", OnFailure: actor.Restart, Run: func(actx context.Context) error {
+		select {
+		case <-setUp:
+		case <-actx.Done():
+			return nil
+		}
+		return sp.run(actx)
+	}})
 	g.Add(actor.Actor{Name: "dlq-gauge", OnFailure: actor.Restart, Run: func(ctx context.Context) error {
 		refreshDLQGauge(ctx, js, m, refreshDLQ)
 		return nil
@@ -267,8 +276,12 @@ func Run(ctx context.Context, o Options) error {
 			_, err := EnsureClaims(ctx, js, cfg.Delivery.DedupeTTL.D())
 			return err
 		}
+		// The runtime silences are in force before the first event.
+		sp.kv = kv.silences
+		sp.refresh(ctx)
 		for _, r := range runners {
 			r.store = store
+			r.akv, r.alerts = kv.alerts, &alertCache{}
 		}
 		close(setUp)
 		h.set(nc, runners)
@@ -290,13 +303,49 @@ func Run(ctx context.Context, o Options) error {
 	return err
 }
 
+// Provision creates, on a server where the notifier may not, what it
+// needs: the dead-letter stream, the deliveries bucket (when missing: an
+// existing one keeps its TTL), and the claims, alerts and silences
+// buckets. The watcher calls it on its embedded server. Errors name each
+// stream or bucket that could not be made.
+func Provision(ctx context.Context, js jetstream.JetStream) error {
+	var errs []error
+	if _, err := EnsureDLQ(ctx, js); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := js.KeyValue(ctx, DeliveriesBucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+		if _, err := EnsureDeliveries(ctx, js, DefaultDedupeTTL); err != nil {
+			errs = append(errs, err)
+		}
+	} else if err != nil {
+		errs = append(errs, fmt.Errorf("looking up KV bucket %s: %w", DeliveriesBucket, err))
+	}
+	// A memory bucket: made again at every start (a server restart lost it).
+	if _, err := EnsureClaims(ctx, js, DefaultDedupeTTL); err != nil {
+		errs = append(errs, err)
+	}
+	for _, b := range []struct {
+		name   string
+		ensure func(context.Context, jetstream.JetStream, time.Duration) (jetstream.KeyValue, error)
+	}{{AlertsBucket, EnsureAlerts}, {SilencesBucket, EnsureSilences}} {
+		if _, err := js.KeyValue(ctx, b.name); errors.Is(err, jetstream.ErrBucketNotFound) {
+			if _, err := b.ensure(ctx, js, 0); err != nil {
+				errs = append(errs, err)
+			}
+		} else if err != nil {
+			errs = append(errs, fmt.Errorf("looking up KV bucket %s: %w", b.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // deliveriesUpdateWait bounds an attempt to change the deliveries bucket's
 // TTL; shorter than the 10s a setup attempt has.
 const deliveriesUpdateWait = 4 * time.Second
 
 // buckets are the notifier's key-value buckets.
 type buckets struct {
-	deliveries, claims jetstream.KeyValue
+	deliveries, claims, alerts, silences jetstream.KeyValue
 }
 
 // openDeliveries returns the deliveries bucket and the claims bucket, each
@@ -315,7 +364,15 @@ func openDeliveries(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 	if err != nil {
 		return buckets{}, err
 	}
-	return buckets{deliveries: kv, claims: claims}, nil
+	alerts, err := openBucket(ctx, js, AlertsBucket, alertsTTL, EnsureAlerts, log)
+	if err != nil {
+		return buckets{}, err
+	}
+	silences, err := openBucket(ctx, js, SilencesBucket, 0, EnsureSilences, log)
+	if err != nil {
+		return buckets{}, err
+	}
+	return buckets{deliveries: kv, claims: claims, alerts: alerts, silences: silences}, nil
 }
 
 func openBucket(ctx context.Context, js jetstream.JetStream, name string, ttl time.Duration,

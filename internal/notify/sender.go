@@ -80,6 +80,20 @@ type notification struct {
 	Message *TemplateData // the rendered message
 	Subject string        // the NATS subject it came on ("" for tests)
 	Attempt int           // 1 for the first attempt
+	// Notice is set on a follow-up sent from an alert record (a reminder,
+	// a resolved notice, a warning held by a silence); ID is then its own
+	// delivery id, which receivers deduplicate on.
+	Notice *Notice
+	ID     string
+}
+
+// deliveryID is the id receivers deduplicate on: the event id, or a
+// notice's own id.
+func (n *notification) deliveryID() string {
+	if n.ID != "" {
+		return n.ID
+	}
+	return n.Event.ID
 }
 
 // sender delivers notifications to one channel. send must respect ctx and

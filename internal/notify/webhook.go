@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/pcwatch/pcwatch/internal/cli"
 	"github.com/pcwatch/pcwatch/internal/events"
 )
 
@@ -48,13 +49,22 @@ func (w *webhookSender) send(ctx context.Context, n *notification) error {
 	}
 	ts := strconv.FormatInt(w.post.clk.Now().Unix(), 10)
 	h.Set("Content-Type", events.ContentType)
-	h.Set("Webhook-Id", n.Event.ID)
+	id := n.deliveryID()
+	h.Set("Webhook-Id", id)
 	h.Set("Webhook-Timestamp", ts)
 	if w.key != nil {
-		h.Set("Webhook-Signature", Sign(w.key, n.Event.ID, ts, n.Body))
+		h.Set("Webhook-Signature", Sign(w.key, id, ts, n.Body))
 	}
 	h.Set("X-Pcwatch-Event-Id", n.Event.ID)
 	h.Set("X-Pcwatch-Event-Type", string(n.Event.Type))
+	if nt := n.Notice; nt != nil {
+		// A follow-up of the warning in the body (the same CloudEvent).
+		h.Set("X-Pcwatch-Notice", nt.Kind)
+		h.Set("X-Pcwatch-Notice-Reason", cli.OneLine(nt.Reason))
+		if nt.Thread != "" {
+			h.Set("X-Pcwatch-Thread-Id", nt.Thread)
+		}
+	}
 	if n.Attempt > 0 {
 		h.Set("X-Pcwatch-Attempt", strconv.Itoa(n.Attempt))
 	}

@@ -560,18 +560,8 @@ func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, r
 func provisionNotifier(ctx context.Context, js jetstream.JetStream, log *slog.Logger) {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := notify.EnsureDLQ(pctx, js); err != nil {
-		log.Warn("embedded NATS: cannot create the notifier's dead-letter stream", "stream", notify.DLQStream, "err", err)
-	}
-	if _, err := js.KeyValue(pctx, notify.DeliveriesBucket); errors.Is(err, jetstream.ErrBucketNotFound) {
-		if _, err := notify.EnsureDeliveries(pctx, js, notify.DefaultDedupeTTL); err != nil {
-			log.Warn("embedded NATS: cannot create the notifier's deliveries bucket", "bucket", notify.DeliveriesBucket, "err", err)
-		}
-	} else if err != nil {
-		log.Warn("embedded NATS: cannot look up the notifier's deliveries bucket", "bucket", notify.DeliveriesBucket, "err", err)
-	}
-	if _, err := notify.EnsureClaims(pctx, js, notify.DefaultDedupeTTL); err != nil {
-		log.Warn("embedded NATS: cannot create the notifier's claims bucket", "bucket", notify.ClaimsBucket, "err", err)
+	if err := notify.Provision(pctx, js); err != nil {
+		log.Warn("embedded NATS: cannot create what the notifier needs; it waits for it", "err", err)
 	}
 }
 
