@@ -258,11 +258,13 @@ func StoredFacts(key string, rec state.Record) (*Facts, error) {
 	}
 	// Facts from before the seen times: their deadlines were known at the
 	// record's last write at the latest.
-	seen := rec.Updated
-	if seen.IsZero() {
-		seen = rec.FirstSeen
+	// (A record written without times reads back times before 1970: no
+	// time, and its deadlines' sightings stay unknown, never late.)
+	if epoch := time.Unix(0, 0); rec.Updated.After(epoch) {
+		f.AssumeSeen(rec.Updated)
+	} else if rec.FirstSeen.After(epoch) {
+		f.AssumeSeen(rec.FirstSeen)
 	}
-	f.AssumeSeen(seen)
 	return &f, nil
 }
 
