@@ -204,6 +204,27 @@ func TestEventCatalog(t *testing.T) {
 			t.Errorf("%s: the example fired late; the scenario should evaluate on time", in.Type)
 		}
 	}
+	// The deadlines fired at the first cycle (t0) were all first seen then:
+	// none is late (issue 15: first sightings were), those past their
+	// threshold's grace are first-seen-inside. (Later the scenario jumps
+	// days between cycles, as a watcher down in between: those may be late.)
+	firstSeen := 0
+	for _, in := range events.Catalog() {
+		for _, e := range byType[in.Type] {
+			if !in.Deadline || !e.ev.Time.Equal(t0) {
+				continue
+			}
+			if e.data.Timing == events.TimingLate {
+				t.Errorf("%s (outbox %d): late at the first sighting:\n%s", in.Type, e.rec.Seq, e.rec.Body)
+			}
+			if e.data.Timing == events.TimingFirstSeenInside {
+				firstSeen++
+			}
+		}
+	}
+	if firstSeen == 0 {
+		t.Error("no deadline event at the first cycle is first-seen-inside; the scenario should show one")
+	}
 
 	checkFields(t, schema, byType)
 	checkFilters(t, out, all)
@@ -442,16 +463,19 @@ func invariants(e emitted) []string {
 		}
 	}
 	if in.Deadline {
-		if d.Deadline == nil || d.Late == nil {
-			bad("deadline event without deadline or late")
+		if d.Deadline == nil || d.Late == nil || !d.Timing.Valid() {
+			bad("deadline event without deadline, late or a valid timing (%q)", d.Timing)
 			return p
+		}
+		if *d.Late != (d.Timing == events.TimingLate) {
+			bad("late %v but timing %s: want late == (timing == late)", *d.Late, d.Timing)
 		}
 		if in.Type == events.SubscriptionCancellationClosed {
 			if has("threshold") || has("remaining") || ev.Time.Before(*d.Deadline) {
 				bad("cancellation-window-closed fires after its deadline and has no threshold")
 			}
-			if !*d.Late && ev.Time.Sub(*d.Deadline) > 5*time.Minute {
-				bad("fired %v after the deadline but not late", ev.Time.Sub(*d.Deadline))
+			if d.Timing == events.TimingOnTime && ev.Time.Sub(*d.Deadline) > 5*time.Minute {
+				bad("fired %v after the deadline but on time", ev.Time.Sub(*d.Deadline))
 			}
 		} else {
 			th := time.Duration(d.ThresholdSeconds) * time.Second
@@ -462,8 +486,8 @@ func invariants(e emitted) []string {
 				if diff := rem - time.Duration(*d.RemainingSeconds)*time.Second; diff < 0 || diff >= time.Second || rem > th || rem <= 0 {
 					bad("remainingSeconds %d: want deadline - time (%v), within the threshold %v", *d.RemainingSeconds, rem, th)
 				}
-				if !*d.Late && th-rem > 5*time.Minute {
-					bad("fired %v after its threshold but not late", th-rem)
+				if d.Timing == events.TimingOnTime && th-rem > 5*time.Minute {
+					bad("fired %v after its threshold but on time", th-rem)
 				}
 			}
 		}

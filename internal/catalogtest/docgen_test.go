@@ -153,7 +153,12 @@ func dataFields(in events.Info) []fieldDoc {
 		if rule.CarriesAutoRenew() {
 			add("autoRenewEnabled", "boolean", true, docs.AutoRenew)
 		}
-		late := "true when it fired more than 5 minutes after its threshold, or when a wider threshold of the same deadline had passed unfired too (see [late](#deadlines-and-the-late-flag))."
+		timing := "`on-time` when it fired within the grace of its threshold (and of any wider one it skipped); `first-seen-inside` when the watcher first saw the deadline after (or less than a poll cycle plus the grace before) the threshold passed, so it could not have fired earlier; `late` when the watcher knew the deadline in time but fired after its threshold (it was down) (see [timing](#deadlines-and-their-timing))."
+		if docs.Timing != "" {
+			timing = docs.Timing
+		}
+		add("timing", "string", true, timing)
+		late := "`timing == \"late\"`: the watcher knew the deadline in time but was down when the threshold passed. Kept for consumers written before `timing`; watchers before it also set it for deadlines first seen inside their threshold."
 		if docs.Late != "" {
 			late = docs.Late
 		}
@@ -499,7 +504,7 @@ func renderDoc(out *outcome, examples map[events.Type]emitted, byType map[events
 	w("  `--hold-cycles` (default 3) complete listings. Entities that come back are simply unmarked; once the share still\n")
 	w("  missing is no longer above the threshold, the hold ends and those still missing are removed at that listing.\n\n")
 
-	w("### Deadlines and the late flag\n\n")
+	w("### Deadlines and their timing\n\n")
 	w("Partner Center never announces NCE deadlines; pcwatch computes them from the last listing (and, for seat\n")
 	w("batches, from get-subscription-by-id) and evaluates them every `--deadline-interval` (default 1m), independently\n")
 	w("of the poll cycle. Default thresholds:\n\n")
@@ -511,9 +516,19 @@ func renderDoc(out *outcome, examples map[events.Type]emitted, byType map[events
 	}
 	w("\n")
 	w("Each (subscription, deadline, threshold) fires at most once, ever. When several thresholds of one deadline have\n")
-	w("passed unfired (the watcher was down, or first saw the subscription inside them), only the tightest fires, with\n")
-	w("`late: true`; an event that fires more than %s after its threshold is late too. Nothing fires for a deadline\n", events.FormatDuration(dl.LateAfter))
-	w("that has already passed, except `cancellation-window-closed`, once, for a window the watcher saw open.\n\n")
+	w("passed unfired (the watcher was down, or first saw the subscription inside them), only the tightest fires, and the\n")
+	w("others are recorded as skipped. Nothing fires for a deadline that has already passed, except\n")
+	w("`cancellation-window-closed`, once, for a window the watcher saw open.\n\n")
+	w("Every deadline event says in `timing` why it fires when it does:\n\n")
+	w("| `timing` | When | `late` |\n|---|---|---|\n")
+	w("| `on-time` | it fires within the grace of its threshold (and of every wider threshold it skips): twice `--deadline-interval`, at least %s | false |\n", events.FormatDuration(dl.LateAfter))
+	w("| `first-seen-inside` | it fires later, but the watcher first saw the deadline (the subscription, its cancellation window, the seat batch, the commitment end) only after its threshold had passed, or less than the sighting lag before (one `--interval`, its 10%% jitter and the grace: a cycle records what it lists with its start and may commit a customer up to a cycle later): it could not have fired earlier. A trial first seen 5 days before it ends fires its 7-day warning at that sighting, `first-seen-inside`, and its 1-day warning later, `on-time` | false |\n")
+	w("| `late` | it fires later although the watcher knew the deadline in time: no evaluation ran when the threshold passed (the watcher was down or stalled). When a fired threshold also skips wider ones, it is late if any of them was missed so | true |\n\n")
+	w("`late` is `timing == \"late\"`, kept for consumers written before `timing` (watchers before it set `late` for deadlines first\n")
+	w("seen inside their threshold too). The watcher keeps when it first saw each deadline with the subscription's state; state\n")
+	w("written by a watcher before that has no such time, and a deadline in it counts as first seen at the subscription's last\n")
+	w("stored change: what passed before that is `first-seen-inside`, never a false `late`. On an accelerated calendar\n")
+	w("(`--clock`, the demo) the grace and the sighting lag are scaled by its speed.\n\n")
 
 	w("## Shared objects\n\n")
 	for _, o := range objectTypes {

@@ -83,6 +83,31 @@ func (a Accelerated) Now() time.Time {
 	return a.Start.Add(time.Duration(float64(elapsed) * speed)).UTC()
 }
 
+// Rate is how many of c's seconds pass per wall second: an Accelerated
+// clock's Speed, 1 for any other clock. Durations meant in wall time (a
+// poll interval, a grace) are multiplied by it to compare with c's times.
+func Rate(c Clock) float64 {
+	switch a := c.(type) {
+	case Accelerated:
+		if a.Speed > 0 {
+			return a.Speed
+		}
+	case *Accelerated:
+		if a != nil && a.Speed > 0 {
+			return a.Speed
+		}
+	}
+	return 1
+}
+
+// Scale multiplies a wall duration by rate (see Rate).
+func Scale(d time.Duration, rate float64) time.Duration {
+	if rate <= 0 || rate == 1 {
+		return d
+	}
+	return time.Duration(float64(d) * rate)
+}
+
 // String renders the clock as a spec that Parse accepts.
 func (a Accelerated) String() string {
 	return fmt.Sprintf("start=%s,epoch=%s,speed=%g",

@@ -55,3 +55,18 @@ func TestFake(t *testing.T) {
 		t.Errorf("Now = %v", got)
 	}
 }
+
+func TestRate(t *testing.T) {
+	a := Accelerated{Start: time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC), Speed: 3600}
+	for _, tc := range []struct {
+		c    Clock
+		want float64
+	}{{Real{}, 1}, {NewFake(time.Time{}), 1}, {a, 3600}, {&a, 3600}, {Accelerated{}, 1}} {
+		if got := Rate(tc.c); got != tc.want {
+			t.Errorf("Rate(%T) = %g, want %g", tc.c, got, tc.want)
+		}
+	}
+	if Scale(2*time.Second, 3600) != 2*time.Hour || Scale(time.Minute, 1) != time.Minute || Scale(time.Minute, 0) != time.Minute {
+		t.Error("Scale")
+	}
+}

@@ -33,28 +33,28 @@ func (l ledger) record(fs []Firing) {
 
 func TestEvaluateThresholds(t *testing.T) {
 	cancelBy := t0.Add(7 * 24 * time.Hour)
-	f := Facts{NCE: true, Status: "active", Quantity: 10, CancelBy: cancelBy, CancelSeenOpen: cancelBy, Term: "P1M"}
+	f := Facts{NCE: true, Status: "active", Quantity: 10, CancelBy: cancelBy, CancelSeenOpen: cancelBy, CancelBySeen: t0, Term: "P1M"}
 	l := ledger{}
 	type step struct {
 		at   time.Time
-		want []string // kind/threshold/late
+		want []string // kind/threshold/timing
 	}
 	steps := []step{
 		{t0, nil},
 		{cancelBy.Add(-72*time.Hour - time.Second), nil},
-		{cancelBy.Add(-72 * time.Hour), []string{"cancellation/72h0m0s/false"}},
+		{cancelBy.Add(-72 * time.Hour), []string{"cancellation/72h0m0s/on-time"}},
 		{cancelBy.Add(-71 * time.Hour), nil}, // fires once
-		{cancelBy.Add(-24*time.Hour + time.Minute), []string{"cancellation/24h0m0s/false"}},
+		{cancelBy.Add(-24*time.Hour + time.Minute), []string{"cancellation/24h0m0s/on-time"}},
 		// Down across 4h: nothing until after the deadline, then only
 		// "closed", late.
-		{cancelBy.Add(10 * time.Minute), []string{"cancellation-closed/0s/true"}},
+		{cancelBy.Add(10 * time.Minute), []string{"cancellation-closed/0s/late"}},
 		{cancelBy.Add(time.Hour), nil},
 	}
 	for i, s := range steps {
 		fs := Evaluate("sub/c/s", f, s.at, Config{}, l.has)
 		var got []string
 		for _, fi := range fs {
-			got = append(got, fmt.Sprintf("%s/%s/%v", fi.Rule, fi.Threshold, fi.Late))
+			got = append(got, fmt.Sprintf("%s/%s/%s", fi.Rule, fi.Threshold, fi.Timing))
 		}
 		if fmt.Sprint(got) != fmt.Sprint(s.want) {
 			t.Errorf("step %d at %v: fired %v, want %v", i, s.at, got, s.want)
@@ -65,12 +65,12 @@ func TestEvaluateThresholds(t *testing.T) {
 
 func TestEvaluateDowntimeAcrossTwoThresholds(t *testing.T) {
 	cancelBy := t0.Add(7 * 24 * time.Hour)
-	f := Facts{NCE: true, Status: "active", CancelBy: cancelBy, CancelSeenOpen: cancelBy}
+	f := Facts{NCE: true, Status: "active", CancelBy: cancelBy, CancelSeenOpen: cancelBy, CancelBySeen: t0}
 	l := ledger{}
 	l.record(Evaluate("e", f, cancelBy.Add(-72*time.Hour), Config{}, l.has)) // 72h fired on time
 	// The watcher was down from 30h to 3h before: 24h and 4h both passed.
 	fs := Evaluate("e", f, cancelBy.Add(-3*time.Hour), Config{}, l.has)
-	if len(fs) != 1 || fs[0].Threshold != 4*time.Hour || !fs[0].Late || len(fs[0].Ledger) != 2 {
+	if len(fs) != 1 || fs[0].Threshold != 4*time.Hour || !fs[0].Late() || len(fs[0].Ledger) != 2 {
 		t.Fatalf("firings = %+v; want one late 4h firing that also records 24h", fs)
 	}
 	l.record(fs)
@@ -83,10 +83,11 @@ func TestEvaluateFirstSighting(t *testing.T) {
 	cancelBy := t0.Add(10 * time.Hour)
 	l := ledger{}
 	// First seen 10h before the window closes: 72h and 24h have passed;
-	// only 24h fires, late.
-	f := Facts{NCE: true, Status: "active", CancelBy: cancelBy, CancelSeenOpen: cancelBy}
+	// only 24h fires, first seen inside (not late: the watcher could not
+	// have fired it earlier).
+	f := Facts{NCE: true, Status: "active", CancelBy: cancelBy, CancelSeenOpen: cancelBy, CancelBySeen: t0}
 	fs := Evaluate("e", f, t0, Config{}, l.has)
-	if len(fs) != 1 || fs[0].Threshold != 24*time.Hour || !fs[0].Late {
+	if len(fs) != 1 || fs[0].Threshold != 24*time.Hour || fs[0].Timing != events.TimingFirstSeenInside {
 		t.Fatalf("firings = %+v", fs)
 	}
 	// A deadline already past at first sighting fires nothing, not even
@@ -109,7 +110,7 @@ func TestEvaluateKinds(t *testing.T) {
 		{"no renewal for monthly terms", Facts{Status: "active", Term: "P1M", CommitmentEnd: end}, end.Add(-12 * time.Hour), "[]"},
 		{"no renewal when suspended", Facts{Status: "suspended", Term: "P1Y", CommitmentEnd: end}, end.Add(-12 * time.Hour), "[]"},
 		{"trial end", Facts{Status: "active", Trial: true, Term: "P1M", CommitmentEnd: end}, end.Add(-20 * time.Hour), "[trial/24h0m0s]"},
-		{"refund batch", Facts{NCE: true, Status: "active", Refund: []Batch{{3, end}, {2, end}, {1, end.Add(time.Hour)}}}, end.Add(-4 * time.Hour), "[refund/4h0m0s/5 refund/48h0m0s/1]"},
+		{"refund batch", Facts{NCE: true, Status: "active", Refund: []Batch{{Quantity: 3, Until: end}, {Quantity: 2, Until: end}, {Quantity: 1, Until: end.Add(time.Hour)}}}, end.Add(-4 * time.Hour), "[refund/4h0m0s/5 refund/48h0m0s/1]"},
 		{"nothing for deleted", Facts{NCE: true, Status: "deleted", CancelBy: end, CancelSeenOpen: end}, end.Add(-time.Hour), "[]"},
 		{"renewal of all terms when asked", Facts{Status: "active", Term: "P1M", CommitmentEnd: end}, end.Add(-12 * time.Hour), "[renewal/24h0m0s]"},
 	}
@@ -235,7 +236,7 @@ func TestEvaluatorFiresOnceAcrossRestarts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), state.FileName)
 	clk := clock.NewFake(t0)
 	cancelBy := t0.Add(73 * time.Hour)
-	f := Facts{NCE: true, Status: "active", Quantity: 10, AutoRenew: true, CancelBy: cancelBy, CancelSeenOpen: cancelBy, Term: "P1Y"}
+	f := Facts{NCE: true, Status: "active", Quantity: 10, AutoRenew: true, CancelBy: cancelBy, CancelSeenOpen: cancelBy, CancelBySeen: t0, Term: "P1Y"}
 	st, ev := evalStore(t, path, clk, f)
 	ctx := context.Background()
 
@@ -308,7 +309,7 @@ func TestEvaluatorMovedDeadline(t *testing.T) {
 	l.record(Evaluate("e", f, t0, Config{}, l.has))
 	moved := first.Add(30 * 24 * time.Hour)
 	f.CancelBy, f.CancelSeenOpen = moved, moved
-	if fs := Evaluate("e", f, moved.Add(-72*time.Hour), Config{}, l.has); len(fs) != 1 || fs[0].Late {
+	if fs := Evaluate("e", f, moved.Add(-72*time.Hour), Config{}, l.has); len(fs) != 1 || fs[0].Late() {
 		t.Errorf("new window's 72h: %+v", fs)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pcwatch/pcwatch/internal/events"
 )
 
 const day = 24 * time.Hour
@@ -18,15 +20,25 @@ type Config struct {
 	// RenewalAllTerms announces renewals of monthly terms too; by default
 	// only terms of a year or more, which renew rarely and cost the most.
 	RenewalAllTerms bool
-	// LateAfter: an event fired more than this after its threshold passed
-	// is marked late. Default 5 minutes (comfortably above the evaluation
-	// interval).
+	// LateAfter is the grace: an event fired within this of its threshold
+	// is on time; one fired later is late or first-seen-inside (see
+	// Evaluate). Default 5 minutes (comfortably above the evaluation
+	// interval). On an accelerated clock it is in the clock's time.
 	LateAfter time.Duration
+	// SightingLag is how long after a deadline's recorded first sighting
+	// the evaluator may first be able to act on it: a poll cycle records
+	// what it lists with the cycle's start, and commits a customer's
+	// listing up to a cycle later. A threshold crossed before the first
+	// sighting, or less than SightingLag after it, is first-seen-inside,
+	// never late. Default 20 minutes (the default 15-minute interval, its
+	// jitter and the grace); the watcher derives it from its interval and
+	// clock rate.
+	SightingLag time.Duration
 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	c := Config{Thresholds: map[*Rule][]time.Duration{}, LateAfter: 5 * time.Minute}
+	c := Config{Thresholds: map[*Rule][]time.Duration{}, LateAfter: 5 * time.Minute, SightingLag: 20 * time.Minute}
 	for _, r := range rules {
 		if r.HasThresholds() {
 			c.Thresholds[r] = r.Defaults()
@@ -38,6 +50,9 @@ func DefaultConfig() Config {
 func (c Config) withDefaults() Config {
 	if c.LateAfter <= 0 {
 		c.LateAfter = DefaultConfig().LateAfter
+	}
+	if c.SightingLag <= 0 {
+		c.SightingLag = DefaultConfig().SightingLag
 	}
 	return c
 }
@@ -56,6 +71,9 @@ type Deadline struct {
 	At         time.Time
 	Quantity   int // refund batches
 	Thresholds []time.Duration
+	// Seen is when the watcher first saw the deadline (Facts' seen times);
+	// zero when unknown.
+	Seen time.Time
 }
 
 // Deadlines lists a subscription's deadlines that still matter (live
@@ -84,7 +102,7 @@ type Firing struct {
 	Deadline  time.Time
 	Threshold time.Duration // 0 for cancellation-closed
 	Quantity  int           // refund batches
-	Late      bool
+	Timing    events.Timing
 	// Ledger are the ledger keys to record with it: the fired threshold and
 	// any earlier ones skipped because a tighter one had passed too.
 	Ledger []string
@@ -120,14 +138,21 @@ func ParseLedgerKey(key string) (entity string, r *Rule, at time.Time, threshold
 	return parts[0], r, time.Unix(n, 0).UTC(), time.Duration(th) * time.Second, true
 }
 
+// Late reports whether the firing is late (Timing == events.TimingLate).
+func (f Firing) Late() bool { return f.Timing == events.TimingLate }
+
 // Evaluate returns what fires now for one subscription. fired reports
 // whether a ledger key was recorded before. The rules:
 //   - each (entity, kind, deadline, threshold) fires at most once, ever;
 //   - when several thresholds of one deadline have passed unfired, only the
-//     tightest fires, marked late, and the others are recorded as skipped;
-//   - a threshold fired more than LateAfter after it passed is late;
+//     tightest fires, and the others are recorded as skipped;
 //   - nothing fires for a deadline already past, except
-//     cancellation-window-closed, once, for a window seen open.
+//     cancellation-window-closed, once, for a window seen open;
+//   - its timing (see timingOf) is on-time when every threshold it fires or
+//     skips passed at most LateAfter ago; otherwise late when one of those
+//     that passed longer ago passed at least SightingLag after the deadline
+//     was first seen (the watcher knew it in time and did not fire: it
+//     was down), else first-seen-inside.
 func Evaluate(entity string, f Facts, now time.Time, cfg Config, fired func(string) bool) []Firing {
 	cfg = cfg.withDefaults()
 	var out []Firing
@@ -151,24 +176,48 @@ func Evaluate(entity string, f Facts, now time.Time, cfg Config, fired func(stri
 			continue
 		}
 		var unfired []string
+		var passed []time.Time // when each unfired threshold passed
 		for _, th := range crossed {
 			if k := LedgerKey(entity, d.Rule, d.At, th); !fired(k) {
 				unfired = append(unfired, k)
+				passed = append(passed, d.At.Add(-th))
 			}
 		}
 		out = append(out, Firing{
 			Rule: d.Rule, Deadline: d.At, Threshold: tightest, Quantity: d.Quantity,
-			Late:   len(unfired) > 1 || now.Sub(d.At.Add(-tightest)) > cfg.LateAfter,
+			Timing: timingOf(passed, d.Seen, now, cfg),
 			Ledger: unfired,
 		})
 	}
 	if f.NCE && live(f.Status) && !f.CancelBy.IsZero() && f.CancelSeenOpen.Equal(f.CancelBy) && !now.Before(f.CancelBy) {
 		if k := LedgerKey(entity, CancellationClosed, f.CancelBy, 0); !fired(k) {
 			out = append(out, Firing{Rule: CancellationClosed, Deadline: f.CancelBy,
-				Late: now.Sub(f.CancelBy) > cfg.LateAfter, Ledger: []string{k}})
+				Timing: timingOf([]time.Time{f.CancelBy}, f.CancelBySeen, now, cfg), Ledger: []string{k}})
 		}
 	}
 	return out
+}
+
+// timingOf is the timing of a firing at now that covers thresholds passed
+// at the instants passed, of a deadline first seen at seen (zero:
+// unknown). A threshold passed at most LateAfter ago is on time. One
+// passed longer ago was missed by the watcher — late — only if the
+// deadline was known in time: first seen at least SightingLag before the
+// threshold passed. Otherwise the watcher could not have fired it earlier:
+// first-seen-inside. An unknown first sighting is never late (no state
+// says the watcher knew the deadline in time).
+func timingOf(passed []time.Time, seen, now time.Time, cfg Config) events.Timing {
+	t := events.TimingOnTime
+	for _, at := range passed {
+		if now.Sub(at) <= cfg.LateAfter {
+			continue
+		}
+		if !seen.IsZero() && !at.Before(seen.Add(cfg.SightingLag)) {
+			return events.TimingLate
+		}
+		t = events.TimingFirstSeenInside
+	}
+	return t
 }
 
 // TermAtLeastYear reports whether an ISO 8601 duration (P1Y, P12M, P365D,

@@ -267,10 +267,10 @@ func customerName(r *state.ReadTx, custID string) string {
 
 func (e *Evaluator) event(fi Firing, custID, subID, name string, after events.View, f Facts, now time.Time) (events.Envelope, error) {
 	deadline := fi.Deadline
-	late := fi.Late
+	late := fi.Late()
 	d := &events.Data{
 		CustomerID: custID, CustomerName: name, SubscriptionID: subID, After: &after,
-		Deadline: &deadline, Late: &late,
+		Deadline: &deadline, Timing: fi.Timing, Late: &late,
 	}
 	if fi.Rule.HasThresholds() {
 		rem := fi.Deadline.Sub(now)

@@ -29,7 +29,13 @@ type Facts struct {
 	// still ahead; cancellation-window-closed fires only when it equals
 	// CancelBy, i.e. for a window the watcher saw open.
 	CancelSeenOpen time.Time `json:"cancelSeenOpen,omitzero"`
-	CommitmentEnd  time.Time `json:"commitmentEnd,omitzero"`
+	// CancelBySeen is when the watcher first saw this CancelBy (a new
+	// window, a moved one: the time it was listed with this value).
+	CancelBySeen  time.Time `json:"cancelBySeen,omitzero"`
+	CommitmentEnd time.Time `json:"commitmentEnd,omitzero"`
+	// CommitmentEndSeen is when the watcher first saw this CommitmentEnd
+	// (renewal and trial-end deadlines).
+	CommitmentEndSeen time.Time `json:"commitmentEndSeen,omitzero"`
 	// Refund batches: each NCE seat increase can be refunded until its own
 	// instant. From the listing when it carries refundableQuantity, else
 	// from the last get-by-id fetch.
@@ -47,6 +53,62 @@ type Facts struct {
 type Batch struct {
 	Quantity int       `json:"quantity"`
 	Until    time.Time `json:"until"`
+	// Seen is when the watcher first saw a batch closing at Until.
+	Seen time.Time `json:"seen,omitzero"`
+}
+
+// The seen times (CancelBySeen, CommitmentEndSeen, Batch.Seen) tell a
+// deadline first seen inside a threshold from one the watcher knew in time
+// but fired late (events.Timing). Facts written before they existed have
+// none: StoredFacts fills them with the record's last write (AssumeSeen),
+// the latest instant the deadline was certainly known. That errs towards
+// first-seen-inside, never towards a false "late": a threshold crossed
+// between the real first sighting and that write is called first seen
+// inside; one crossed after it is judged exactly.
+
+// seenSince is when deadline at was first seen: prevSeen when the previous
+// facts had the same deadline, else now. Zero for no deadline.
+func seenSince(at, prevAt, prevSeen, now time.Time) time.Time {
+	switch {
+	case at.IsZero():
+		return time.Time{}
+	case !prevSeen.IsZero() && prevAt.Equal(at):
+		return prevSeen
+	}
+	return now
+}
+
+// AssumeSeen fills the seen times missing from facts written before the
+// watcher recorded them: each present deadline without one is taken as
+// seen at t (see above). A zero t changes nothing.
+func (f *Facts) AssumeSeen(t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	if !f.CancelBy.IsZero() && f.CancelBySeen.IsZero() {
+		f.CancelBySeen = t
+	}
+	if !f.CommitmentEnd.IsZero() && f.CommitmentEndSeen.IsZero() {
+		f.CommitmentEndSeen = t
+	}
+	for i := range f.Refund {
+		if f.Refund[i].Seen.IsZero() {
+			f.Refund[i].Seen = t
+		}
+	}
+}
+
+// carrySeen gives each batch the seen time of a batch of old closing at
+// the same instant, or now.
+func carrySeen(batches, old []Batch, now time.Time) {
+	for i := range batches {
+		batches[i].Seen = now
+		for _, o := range old {
+			if o.Until.Equal(batches[i].Until) && !o.Seen.IsZero() && o.Seen.Before(batches[i].Seen) {
+				batches[i].Seen = o.Seen
+			}
+		}
+	}
 }
 
 // noEndYear is the year from which Partner Center's commitment end dates
@@ -79,6 +141,12 @@ func FactsOf(s *pc.Subscription, prev *Facts, now time.Time) Facts {
 	} else if prev != nil && prev.CancelSeenOpen.Equal(f.CancelBy) {
 		f.CancelSeenOpen = prev.CancelSeenOpen
 	}
+	var prevFacts Facts // zero at first sighting
+	if prev != nil {
+		prevFacts = *prev
+	}
+	f.CancelBySeen = seenSince(f.CancelBy, prevFacts.CancelBy, prevFacts.CancelBySeen, now)
+	f.CommitmentEndSeen = seenSince(f.CommitmentEnd, prevFacts.CommitmentEnd, prevFacts.CommitmentEndSeen, now)
 	if prev != nil {
 		f.LastIncreaseAt = prev.LastIncreaseAt
 		if s.Quantity > prev.Quantity {
@@ -88,6 +156,7 @@ func FactsOf(s *pc.Subscription, prev *Facts, now time.Time) Facts {
 	if rq := s.RefundableQuantity; rq != nil {
 		f.RefundFromList = true
 		f.Refund = batchesOf(rq)
+		carrySeen(f.Refund, prevFacts.Refund, now)
 	} else if prev != nil && !prev.RefundFromList {
 		f.Refund, f.RefundFetchedAt, f.RefundFetchedQty = prev.Refund, prev.RefundFetchedAt, prev.RefundFetchedQty
 	}
@@ -96,7 +165,9 @@ func FactsOf(s *pc.Subscription, prev *Facts, now time.Time) Facts {
 
 // SetRefund records refund batches fetched by id.
 func (f *Facts) SetRefund(rq *pc.RefundableQuantity, now time.Time) {
+	old := f.Refund
 	f.Refund = batchesOf(rq)
+	carrySeen(f.Refund, old, now)
 	f.RefundFetchedAt = now
 	f.RefundFetchedQty = f.Quantity
 }
@@ -170,7 +241,9 @@ func DecodeFacts(b []byte) (Facts, error) {
 // state.ErrCorrupt).
 //
 // It is the one reader of stored facts: the differ (previous facts, the
-// partner filter, refund reads), the evaluator and /api/deadlines.
+// partner filter, refund reads), the evaluator and /api/deadlines. Seen
+// times missing from facts written by an older watcher are filled with the
+// record's last write (AssumeSeen).
 func StoredFacts(key string, rec state.Record) (*Facts, error) {
 	meta, err := rec.MetaJSON()
 	if err != nil {
@@ -182,6 +255,15 @@ func StoredFacts(key string, rec state.Record) (*Facts, error) {
 	f, err := DecodeFacts(meta)
 	if err != nil {
 		return nil, &state.RecordError{Kind: resource.Subscriptions.Name(), Key: key, Err: fmt.Errorf("its deadline facts do not decode: %w", err)}
+	}
+	// Facts from before the seen times: their deadlines were known at the
+	// record's last write at the latest.
+	// (A record written without times reads back times before 1970: no
+	// time, and its deadlines' sightings stay unknown, never late.)
+	if epoch := time.Unix(0, 0); rec.Updated.After(epoch) {
+		f.AssumeSeen(rec.Updated)
+	} else if rec.FirstSeen.After(epoch) {
+		f.AssumeSeen(rec.FirstSeen)
 	}
 	return &f, nil
 }

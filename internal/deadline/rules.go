@@ -41,6 +41,7 @@ type RuleDocs struct {
 	Quantity  string // the data member quantity, when its events carry it
 	AutoRenew string // the data member autoRenewEnabled, when its events carry it
 	Late      string // the data member late, when it differs from the threshold rules'
+	Timing    string // the data member timing, when it differs from the threshold rules'
 	// Window is the rule's row in the table of default thresholds, Flags
 	// what the row adds to its flag; Days writes its thresholds in days.
 	Window, Flags string
@@ -60,7 +61,7 @@ var (
 			if !f.NCE || f.CancelBy.IsZero() {
 				return nil
 			}
-			return []Deadline{{At: f.CancelBy, Thresholds: ths}}
+			return []Deadline{{At: f.CancelBy, Seen: f.CancelBySeen, Thresholds: ths}}
 		},
 	}
 	// CancellationClosed fires once when a window the watcher saw open
@@ -68,7 +69,8 @@ var (
 	CancellationClosed = &Rule{
 		name: "cancellation-closed", event: events.SubscriptionCancellationClosed,
 		docs: RuleDocs{Deadline: "When the cancellation window closed.",
-			Late: "true when it fired more than 5 minutes after the window closed (the watcher was down)."},
+			Timing: "`on-time` when it fired within the grace of the window closing; `late` when the watcher knew the window in time but fired after that (it was down); `first-seen-inside` when the window was first seen only moments (less than a poll cycle plus the grace) before it closed (see [timing](#deadlines-and-their-timing)).",
+			Late:   "`timing == \"late\"`: the watcher knew the window in time but was down when it closed."},
 	}
 	// Refund warns before the refund window of a batch of added seats
 	// closes.
@@ -86,10 +88,14 @@ var (
 			for _, b := range f.Refund {
 				i := slices.IndexFunc(out, func(d Deadline) bool { return d.At.Equal(b.Until) })
 				if i >= 0 {
+					// Known since the first of them was seen.
 					out[i].Quantity += b.Quantity
+					if b.Seen.Before(out[i].Seen) {
+						out[i].Seen = b.Seen
+					}
 					continue
 				}
-				out = append(out, Deadline{At: b.Until, Quantity: b.Quantity, Thresholds: ths})
+				out = append(out, Deadline{At: b.Until, Seen: b.Seen, Quantity: b.Quantity, Thresholds: ths})
 			}
 			return out
 		},
@@ -108,7 +114,7 @@ var (
 				!(f.Status == "" || strings.EqualFold(f.Status, "active")) {
 				return nil
 			}
-			return []Deadline{{At: f.CommitmentEnd, Thresholds: ths}}
+			return []Deadline{{At: f.CommitmentEnd, Seen: f.CommitmentEndSeen, Thresholds: ths}}
 		},
 	}
 	// Trial warns before a trial ends.
@@ -123,7 +129,7 @@ var (
 			if f.CommitmentEnd.IsZero() || f.CommitmentEnd.Year() >= noEndYear || !f.Trial {
 				return nil
 			}
-			return []Deadline{{At: f.CommitmentEnd, Thresholds: ths}}
+			return []Deadline{{At: f.CommitmentEnd, Seen: f.CommitmentEndSeen, Thresholds: ths}}
 		},
 	}
 

@@ -248,9 +248,7 @@ func FormatEvent(ev *events.Event, d *events.Data) string {
 				detail += ", will EXPIRE (auto-renew off)"
 			}
 		}
-		if d.Late != nil && *d.Late {
-			detail += " [late]"
-		}
+		detail += timingNote(d)
 	case d.Old != nil || d.New != nil:
 		detail = compact(d.Old) + " -> " + compact(d.New)
 		if d.Delta != nil {
@@ -268,6 +266,22 @@ func FormatEvent(ev *events.Event, d *events.Data) string {
 		detail = strings.Join(parts, "; ")
 	}
 	return fmt.Sprintf("%s  %-42s %-26s %-40s %s", ev.Time.Local().Format("15:04:05"), typ, trunc(who, 26), trunc(what, 40), detail)
+}
+
+// timingNote says why a deadline event fires when it does: nothing when on
+// time, "[LATE: watcher was down]", or "(first seen inside 72h)".
+func timingNote(d *events.Data) string {
+	switch {
+	case d.Timing == events.TimingLate:
+		return " [LATE: watcher was down]"
+	case d.Timing == events.TimingFirstSeenInside && d.Threshold != "":
+		return " (first seen inside " + d.Threshold + ")"
+	case d.Timing == events.TimingFirstSeenInside:
+		return " (first seen just before)"
+	case d.Timing == "" && d.Late != nil && *d.Late:
+		return " [late]"
+	}
+	return ""
 }
 
 func compact(b json.RawMessage) string {

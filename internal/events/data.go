@@ -42,8 +42,13 @@ type Data struct {
 	RemainingSeconds *int64     `json:"remainingSeconds,omitempty"`
 	Quantity         *int       `json:"quantity,omitempty"`         // refund window: seats of the batch
 	AutoRenewEnabled *bool      `json:"autoRenewEnabled,omitempty"` // renewal, trial end
-	// Late is true when the event fires after its threshold had passed
-	// (the watcher was down, or the entity was first seen inside it).
+	// Timing says why a deadline event fires when it does: on time, first
+	// seen inside its threshold, or late (see Timing).
+	Timing Timing `json:"timing,omitempty"`
+	// Late is timing == "late": the watcher knew the deadline in time but
+	// fired after its threshold (it was down). Kept for consumers written
+	// before timing; watchers before timing also set it for deadlines first
+	// seen inside their threshold.
 	Late *bool `json:"late,omitempty"`
 
 	Cycle   *CycleSummary `json:"cycle,omitempty"`
@@ -383,4 +388,29 @@ type Actor struct {
 	OperationDate     time.Time `json:"operationDate,omitzero"`
 	// Source is where pcwatch learnt it: "activity-log" or "webhook".
 	Source string `json:"source,omitempty"`
+}
+
+// Timing is data.timing of a deadline event: why it fires when it does.
+type Timing string
+
+// The timings. A deadline event fired within the watcher's grace
+// (--deadline-interval based, 5 minutes at least) of its threshold is
+// on-time. One fired later is first-seen-inside when the watcher first saw
+// the deadline (the subscription, its window, its seat batch or its
+// commitment end) only after, or less than one poll cycle plus the grace
+// before, the threshold was crossed: it could not have fired earlier. It
+// is late when the watcher knew the deadline in time and still fired after
+// its threshold (no evaluation ran: the watcher was down or stalled).
+const (
+	TimingOnTime          Timing = "on-time"
+	TimingFirstSeenInside Timing = "first-seen-inside"
+	TimingLate            Timing = "late"
+)
+
+// Timings lists the timings, in documentation order.
+func Timings() []Timing { return []Timing{TimingOnTime, TimingFirstSeenInside, TimingLate} }
+
+// Valid reports whether t is one of the timings.
+func (t Timing) Valid() bool {
+	return t == TimingOnTime || t == TimingFirstSeenInside || t == TimingLate
 }

@@ -35,8 +35,20 @@ const (
 	tmplWho     = `{{.CustomerName}} (customer {{.CustomerID}})`
 	tmplSubWho  = `{{.Product}} for {{.CustomerName}} (customer {{.CustomerID}}, subscription {{.SubscriptionID}})`
 	tmplChanges = `{{with .Changes}} Changed: {{range $i, $c := .}}{{if $i}}; {{end}}{{$c.Field}} {{$c.Old}} -> {{$c.New}}{{if ge $i 4}}{{break}}{{end}}{{end}}{{if gt (len $.Changes) 5}} and {{len $.Changes}} changes in all{{end}}.{{end}}`
-	tmplLate    = `{{if .Late}} This alert is late: the {{.Threshold}} warning point had already passed when pcwatch noticed.{{end}}`
-	tmplLateTag = `{{if .Late}}[LATE] {{end}}`
+	// Timing (deadline events): late says pcwatch was down; first seen
+	// inside says this is the first warning pcwatch could give; on time
+	// adds nothing. An event without timing (an older watcher) that is late
+	// says only that it is.
+	tmplLateTag = `{{if .Late}}[LATE{{if eq .Timing "late"}}: watcher was down{{end}}] {{end}}`
+	tmplSeenTag = `{{if .FirstSeenInside}} (first seen inside the {{with .Data.ThresholdSeconds}}{{dur .}}{{else}}{{.Threshold}}{{end}} window){{end}}`
+	tmplLate    = `{{if eq .Timing "late"}} This alert is late: pcwatch knew this deadline but was not running when the {{.Threshold}} warning point passed.` +
+		`{{else if .Late}} This alert is late: the {{.Threshold}} warning point had already passed when pcwatch noticed.{{end}}` +
+		`{{if .FirstSeenInside}} pcwatch first saw this deadline only after the {{.Threshold}} warning point had passed: this is the first warning it could give.{{end}}`
+	// cancellation-window-closed has no threshold.
+	tmplClosedSeenTag = `{{if .FirstSeenInside}} (first seen just before it closed){{end}}`
+	tmplClosedLate    = `{{if eq .Timing "late"}} This alert is late: pcwatch knew this window but was not running when it closed.` +
+		`{{else if .Late}} This alert is late: the window had closed well before pcwatch noticed.{{end}}` +
+		`{{if .FirstSeenInside}} pcwatch first saw this window open only just before it closed.{{end}}`
 )
 
 // genericTemplate renders event types this notifier does not know yet.
@@ -184,7 +196,7 @@ var presentations = map[events.Type]presentation{
 	},
 	events.SubscriptionCancellationClosing: {
 		titleText: must("subscription.cancellation-window-closing",
-			tmplLateTag+`{{.CustomerName}}: cancellation window for {{.Product}} closes in {{.Remaining}}`,
+			tmplLateTag+`{{.CustomerName}}: cancellation window for {{.Product}} closes in {{.Remaining}}`+tmplSeenTag,
 			`Cancellation window for {{.Product}} closes in {{.Remaining}} ({{.Deadline}}). Cancel or reduce seats in Partner Center before then for a full refund. Customer: `+tmplWho+`, subscription {{.SubscriptionID}}{{with .Data.After}}{{with .Quantity}}, {{deref .}} seats{{end}}{{end}}.`+tmplLate),
 		sample: func(s *sample) {
 			s.sub.OfferName = "Microsoft 365 E3"
@@ -195,18 +207,18 @@ var presentations = map[events.Type]presentation{
 	},
 	events.SubscriptionCancellationClosed: {
 		titleText: must("subscription.cancellation-window-closed",
-			tmplLateTag+`{{.CustomerName}}: cancellation window for {{.Product}} closed`,
-			`The cancellation window for {{.Product}} closed at {{.Deadline}}: the commitment is now binding{{with .Data.After}}{{with .CommitmentEndDate}} until {{when .}}{{end}}{{end}} and it can no longer be cancelled for a refund. Customer: `+tmplWho+`, subscription {{.SubscriptionID}}.`+tmplLate),
+			tmplLateTag+`{{.CustomerName}}: cancellation window for {{.Product}} closed`+tmplClosedSeenTag,
+			`The cancellation window for {{.Product}} closed at {{.Deadline}}: the commitment is now binding{{with .Data.After}}{{with .CommitmentEndDate}} until {{when .}}{{end}}{{end}} and it can no longer be cancelled for a refund. Customer: `+tmplWho+`, subscription {{.SubscriptionID}}.`+tmplClosedLate),
 		sample: func(s *sample) {
 			s.sub.OfferName = "Microsoft 365 E3"
 			dl := s.at.Add(-2 * time.Minute).Truncate(time.Minute)
-			s.d.Deadline, s.d.Late = &dl, ptr(false)
+			s.d.Deadline, s.d.Timing, s.d.Late = &dl, events.TimingOnTime, ptr(false)
 			s.sub.CancellationAllowedUntilDate = &dl
 		},
 	},
 	events.SubscriptionRefundClosing: {
 		titleText: must("subscription.refund-window-closing",
-			tmplLateTag+`{{.CustomerName}}: refund window for {{with .Data.Quantity}}{{deref .}} {{end}}added seats of {{.Product}} closes in {{.Remaining}}`,
+			tmplLateTag+`{{.CustomerName}}: refund window for {{with .Data.Quantity}}{{deref .}} {{end}}added seats of {{.Product}} closes in {{.Remaining}}`+tmplSeenTag,
 			`{{with .Data.Quantity}}{{deref .}} seats{{else}}Seats{{end}} added to {{.Product}} can be reduced for a refund only until {{.Deadline}} (in {{.Remaining}}). If they are not needed, reduce the quantity in Partner Center before then. Customer: `+tmplWho+`, subscription {{.SubscriptionID}}.`+tmplLate),
 		sample: func(s *sample) {
 			s.d.Quantity = ptr(3)
@@ -215,7 +227,7 @@ var presentations = map[events.Type]presentation{
 	},
 	events.SubscriptionRenewalApproaching: {
 		titleText: must("subscription.renewal-approaching",
-			tmplLateTag+`{{.CustomerName}}: {{.Product}} {{if eq (onoff .Data.AutoRenewEnabled) "off"}}expires{{else}}renews{{end}} in {{.Remaining}}`,
+			tmplLateTag+`{{.CustomerName}}: {{.Product}} {{if eq (onoff .Data.AutoRenewEnabled) "off"}}expires{{else}}renews{{end}} in {{.Remaining}}`+tmplSeenTag,
 			`{{if eq (onoff .Data.AutoRenewEnabled) "off"}}{{.Product}} expires in {{.Remaining}} ({{.Deadline}}) because auto-renew is off. Switch auto-renew on in Partner Center to keep it.`+
 				`{{else}}{{.Product}} renews automatically in {{.Remaining}} ({{.Deadline}}){{with .Data.After}}{{with .TermDuration}} for another term of {{term .}}{{end}}{{end}}. To change seats, the term or the product at renewal, schedule the change in Partner Center before then.{{end}}`+
 				` Customer: `+tmplWho+`, subscription {{.SubscriptionID}}.`+tmplLate),
@@ -227,7 +239,7 @@ var presentations = map[events.Type]presentation{
 	},
 	events.SubscriptionTrialEnding: {
 		titleText: must("subscription.trial-ending",
-			tmplLateTag+`{{.CustomerName}}: trial of {{.Product}} ends in {{.Remaining}}`,
+			tmplLateTag+`{{.CustomerName}}: trial of {{.Product}} ends in {{.Remaining}}`+tmplSeenTag,
 			`The trial of {{.Product}} ends in {{.Remaining}} ({{.Deadline}}). {{if eq (onoff .Data.AutoRenewEnabled) "off"}}It will not convert to a paid subscription: buy one before then to keep the users' access.{{else}}It converts to a paid subscription then: switch auto-renew off in Partner Center before then if the customer does not want it.{{end}}`+
 				` Customer: `+tmplWho+`, subscription {{.SubscriptionID}}.`+tmplLate),
 		sample: func(s *sample) {

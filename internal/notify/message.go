@@ -53,7 +53,17 @@ type TemplateData struct {
 	Deadline  string // "2026-11-22 14:00 UTC"
 	Remaining string // "3h58m", "6d23h"
 	Threshold string // "72h"
-	Late      bool   // the alert fired after its threshold had passed
+	// Timing is data.timing: "on-time", "first-seen-inside" (pcwatch first
+	// saw the deadline after its threshold had passed: this is its first
+	// warning) or "late" (pcwatch knew the deadline but was down when the
+	// threshold passed); "" for events of watchers before timing.
+	Timing string
+	// FirstSeenInside is Timing == "first-seen-inside".
+	FirstSeenInside bool
+	// Late: the alert fired late because pcwatch was down (Timing ==
+	// "late"). For an event of a watcher before timing, any alert fired
+	// after its threshold had passed (Timing is "").
+	Late bool
 
 	Facts       []Fact       // label/value pairs for cards and mails
 	Changes     []ChangeLine // field-level changes, at most 200
@@ -299,7 +309,9 @@ func newTemplateData(ev *events.Event, d *events.Data, channel string) *Template
 	if td.Threshold == "" && d.ThresholdSeconds > 0 {
 		td.Threshold = humanDuration(time.Duration(d.ThresholdSeconds) * time.Second)
 	}
-	td.Late = d.Late != nil && *d.Late
+	td.Timing = string(d.Timing)
+	td.FirstSeenInside = d.Timing == events.TimingFirstSeenInside
+	td.Late = d.Timing == events.TimingLate || d.Timing == "" && d.Late != nil && *d.Late
 	td.Severity = severity(info, td.Late)
 	td.Footer = fmt.Sprintf("pcwatch · %s · event %s · detected %s", td.Type, ev.ID, when(ev.Time))
 	td.Facts = facts(td, d)
@@ -370,8 +382,13 @@ func facts(td *TemplateData, d *events.Data) []Fact {
 	if d.Quantity != nil {
 		add("Seats in batch", strconv.Itoa(*d.Quantity))
 	}
-	if td.Late {
+	switch {
+	case td.Timing == string(events.TimingLate):
+		add("Late", "yes: pcwatch knew this deadline but was down when the threshold passed")
+	case td.Late:
 		add("Late", "yes: the threshold had passed when pcwatch noticed")
+	case td.FirstSeenInside:
+		add("First seen", "inside the threshold: pcwatch learned of this deadline after the warning point had passed")
 	}
 	if c := d.Cycle; c != nil {
 		add("Cycle", strconv.FormatUint(c.Number, 10))

@@ -72,7 +72,7 @@ func (s *sample) deadline(left, threshold time.Duration) {
 	secs := int64(dl.Sub(s.at) / time.Second)
 	s.d.RemainingSeconds = &secs
 	s.d.Remaining = events.FormatDuration(dl.Sub(s.at))
-	s.d.Late = ptr(false)
+	s.d.Timing, s.d.Late = events.TimingOnTime, ptr(false)
 }
 
 // change adds a field-level change (nil: absent).

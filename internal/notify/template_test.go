@@ -103,9 +103,42 @@ func TestDeadlineTexts(t *testing.T) {
 	if td.Title != "Contoso Ltd: cancellation window for Microsoft 365 E3 closes in 3h58m" || td.Severity != "warning" {
 		t.Errorf("title %q severity %s", td.Title, td.Severity)
 	}
-	late := renderSample(t, events.SubscriptionCancellationClosing, func(d *events.Data) { d.Late = ptr(true) }, nil)
-	if !strings.HasPrefix(late.Title, "[LATE] ") || !strings.Contains(late.Text, "This alert is late: the 4h warning point had already passed") || late.Severity != "critical" {
+	if td.Timing != "on-time" || td.Late || td.FirstSeenInside || strings.Contains(td.Title, "(first seen") || strings.Contains(td.Text, "late") {
+		t.Errorf("on time: timing %q late %v first seen inside %v: %q / %q", td.Timing, td.Late, td.FirstSeenInside, td.Title, td.Text)
+	}
+	late := renderSample(t, events.SubscriptionCancellationClosing, func(d *events.Data) { d.Timing, d.Late = events.TimingLate, ptr(true) }, nil)
+	if !strings.HasPrefix(late.Title, "[LATE: watcher was down] ") || !strings.Contains(late.Text, "This alert is late: pcwatch knew this deadline but was not running when the 4h warning point passed.") ||
+		late.Severity != "critical" || !late.Late || late.FirstSeenInside {
 		t.Errorf("late: %q / %q / %s", late.Title, late.Text, late.Severity)
+	}
+	// Issue 15: first seen inside the threshold is not late.
+	seen := renderSample(t, events.SubscriptionCancellationClosing, func(d *events.Data) {
+		d.Timing, d.Late, d.Threshold, d.ThresholdSeconds = events.TimingFirstSeenInside, ptr(false), "72h", 72*3600
+	}, nil)
+	if seen.Title != "Contoso Ltd: cancellation window for Microsoft 365 E3 closes in 3h58m (first seen inside the 3d window)" ||
+		!strings.Contains(seen.Text, "pcwatch first saw this deadline only after the 72h warning point had passed: this is the first warning it could give.") ||
+		strings.Contains(seen.Title+seen.Text, "LATE") || strings.Contains(seen.Text, "is late") || seen.Severity != "warning" || seen.Late || !seen.FirstSeenInside {
+		t.Errorf("first seen inside: %q / %q / %s", seen.Title, seen.Text, seen.Severity)
+	}
+	trial := renderSample(t, events.SubscriptionTrialEnding, func(d *events.Data) {
+		d.Timing, d.Threshold, d.ThresholdSeconds = events.TimingFirstSeenInside, "168h", 7*24*3600
+	}, nil)
+	if !strings.HasSuffix(trial.Title, "(first seen inside the 7d window)") {
+		t.Errorf("trial first seen inside: %q", trial.Title)
+	}
+	// An event of a watcher before timing: late, cause unknown.
+	old := renderSample(t, events.SubscriptionCancellationClosing, func(d *events.Data) { d.Timing, d.Late = "", ptr(true) }, nil)
+	if !strings.HasPrefix(old.Title, "[LATE] ") || !strings.Contains(old.Text, "This alert is late: the 4h warning point had already passed when pcwatch noticed.") ||
+		old.Severity != "critical" || !old.Late || old.Timing != "" {
+		t.Errorf("late without timing: %q / %q / %s", old.Title, old.Text, old.Severity)
+	}
+	closed := renderSample(t, events.SubscriptionCancellationClosed, func(d *events.Data) { d.Timing, d.Late = events.TimingLate, ptr(true) }, nil)
+	if !strings.HasPrefix(closed.Title, "[LATE: watcher was down] ") || !strings.Contains(closed.Text, "pcwatch knew this window but was not running when it closed.") {
+		t.Errorf("closed late: %q / %q", closed.Title, closed.Text)
+	}
+	closedSeen := renderSample(t, events.SubscriptionCancellationClosed, func(d *events.Data) { d.Timing = events.TimingFirstSeenInside }, nil)
+	if !strings.HasSuffix(closedSeen.Title, "closed (first seen just before it closed)") || strings.Contains(closedSeen.Text, "late") {
+		t.Errorf("closed first seen inside: %q / %q", closedSeen.Title, closedSeen.Text)
 	}
 	r := renderSample(t, events.SubscriptionRenewalApproaching, nil, nil)
 	if !strings.Contains(r.Title, "renews in 6d23h") || !strings.Contains(r.Text, "renews automatically in 6d23h (2026-11-29 09:02 UTC) for another term of 1 year") {

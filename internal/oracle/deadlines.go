@@ -359,6 +359,11 @@ func CheckDeadlines(in DeadlineInput) ([]string, DeadlineStats) {
 			continue
 		}
 		dl := *d.Deadline
+		// timing (absent from watchers before it): one of the three, and
+		// late is timing == late.
+		if d.Timing != "" && (!d.Timing.Valid() || d.Late == nil || *d.Late != (d.Timing == events.TimingLate)) {
+			problems = append(problems, fmt.Sprintf("deadline: %s: timing %q with late %v: want on-time, first-seen-inside or late, and late == (timing == late): %s", en, d.Timing, derefBool(d.Late), e))
+		}
 		if e.Type == events.SubscriptionCancellationClosed {
 			if e.Time.Before(dl) {
 				problems = append(problems, fmt.Sprintf("deadline: %s: cancellation-window-closed fired at %s, before the window closed at %s: %s", en, e.Time.UTC().Format(time.RFC3339), dl.UTC().Format(time.RFC3339), e))
@@ -526,6 +531,13 @@ func absDur(d time.Duration) time.Duration {
 }
 
 func deref64(p *int64) any {
+	if p == nil {
+		return "absent"
+	}
+	return *p
+}
+
+func derefBool(p *bool) any {
 	if p == nil {
 		return "absent"
 	}

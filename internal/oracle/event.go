@@ -60,7 +60,10 @@ func (e Event) String() string {
 		if e.Data.Threshold != "" {
 			fmt.Fprintf(&b, ", threshold %s", e.Data.Threshold)
 		}
-		if e.Data.Late != nil && *e.Data.Late {
+		switch {
+		case e.Data.Timing != "" && e.Data.Timing != events.TimingOnTime:
+			b.WriteString(", " + string(e.Data.Timing))
+		case e.Data.Timing == "" && e.Data.Late != nil && *e.Data.Late:
 			b.WriteString(", late")
 		}
 	}

@@ -291,6 +291,15 @@ func TestDeadlines(t *testing.T) {
 			t.Fatalf("%v %+v", p, st)
 		}
 	})
+	t.Run("timing and late disagree", func(t *testing.T) {
+		b := &builder{t: t}
+		fsi := deadlineEvent(b, events.SubscriptionCancellationClosing, cancelBy, 72*time.Hour, hours(28).Add(20*time.Minute), true)
+		fsi.Data.Timing = events.TimingFirstSeenInside
+		bogus := deadlineEvent(b, events.SubscriptionCancellationClosing, cancelBy, 24*time.Hour, hours(76).Add(5*time.Minute), false)
+		bogus.Data.Timing = "whenever"
+		p, _ := CheckDeadlines(in([]Event{created(b), fsi, bogus}, allUp))
+		wantProblem(t, p, `timing "first-seen-inside" with late true`, `timing "whenever" with late false`)
+	})
 	t.Run("closed for a window never seen open", func(t *testing.T) {
 		b := &builder{t: t}
 		v := subView(5, "active", true)

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pcwatch/pcwatch/internal/cli"
+	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
@@ -674,11 +675,28 @@ func (c Config) Spread() time.Duration {
 	return c.Interval * 4 / 5
 }
 
-// DeadlineConfig returns the deadline evaluator's configuration: the
-// thresholds, and late after twice the evaluation interval (at least 5
-// minutes).
+// DeadlineConfig returns the deadline evaluator's configuration for the
+// clock of --clock (see DeadlineConfigAt).
 func (c Config) DeadlineConfig() deadline.Config {
-	return deadline.Config{Thresholds: c.Thresholds, RenewalAllTerms: c.RenewalAllTerms, LateAfter: max(5*time.Minute, 2*c.DeadlineInterval)}
+	rate := 1.0
+	if clk, err := clock.Parse(c.Clock); err == nil {
+		rate = clock.Rate(clk)
+	}
+	return c.DeadlineConfigAt(rate)
+}
+
+// DeadlineConfigAt returns the deadline evaluator's configuration on a
+// clock running rate times as fast as the wall (clock.Rate): the
+// thresholds; the grace (LateAfter), twice the evaluation interval
+// (at least 5 minutes); and the sighting lag, one poll interval with its
+// 10% jitter plus the grace. The intervals are wall time, the deadlines'
+// instants the clock's: on an accelerated calendar (the demo) the
+// intervals are scaled by rate, or a deadline evaluated every simulated
+// hour would always look late.
+func (c Config) DeadlineConfigAt(rate float64) deadline.Config {
+	grace := max(5*time.Minute, clock.Scale(2*c.DeadlineInterval, rate))
+	lag := clock.Scale(c.Interval+c.Interval/10, rate) + grace
+	return deadline.Config{Thresholds: c.Thresholds, RenewalAllTerms: c.RenewalAllTerms, LateAfter: grace, SightingLag: lag}
 }
 
 // Kinds returns the kinds --resources enables, in polling order.

@@ -51,6 +51,30 @@ func TestDeadlineRuleOptions(t *testing.T) {
 	if c.DeadlineInterval = 10 * time.Minute; c.DeadlineConfig().LateAfter != 20*time.Minute {
 		t.Errorf("late after %v", c.DeadlineConfig().LateAfter)
 	}
+	// The sighting lag: an interval, its jitter and the grace.
+	if got, want := c.DeadlineConfig().SightingLag, c.Interval+c.Interval/10+20*time.Minute; got != want {
+		t.Errorf("sighting lag %v, want %v", got, want)
+	}
+}
+
+// On an accelerated calendar (the demo: an hour a second) the grace and the
+// sighting lag are in the calendar's time: the intervals scaled by the
+// clock's rate, the 5-minute floor not.
+func TestDeadlineConfigOnAcceleratedClock(t *testing.T) {
+	c := Default()
+	c.Interval, c.DeadlineInterval = 3*time.Second, time.Second
+	c.Clock = "start=2026-06-01T00:00:00Z,epoch=2026-06-01T00:00:00Z,speed=3600"
+	d := c.DeadlineConfig()
+	if d.LateAfter != 2*time.Hour || d.SightingLag != 3*time.Hour+18*time.Minute+2*time.Hour {
+		t.Errorf("accelerated: late after %v, sighting lag %v; want 2h and 5h18m", d.LateAfter, d.SightingLag)
+	}
+	if got := c.DeadlineConfigAt(3600); got.LateAfter != d.LateAfter || got.SightingLag != d.SightingLag {
+		t.Errorf("DeadlineConfigAt(3600) = %v/%v, DeadlineConfig %v/%v", got.LateAfter, got.SightingLag, d.LateAfter, d.SightingLag)
+	}
+	c.Clock = ""
+	if d := c.DeadlineConfig(); d.LateAfter != 5*time.Minute || d.SightingLag != 3*time.Second+300*time.Millisecond+5*time.Minute {
+		t.Errorf("wall clock: late after %v, sighting lag %v", d.LateAfter, d.SightingLag)
+	}
 }
 
 // --resources takes the kinds' options, case-insensitively, and polls them

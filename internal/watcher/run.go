@@ -310,7 +310,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	dcfg := c.DeadlineConfig()
+	dcfg := c.DeadlineConfigAt(clock.Rate(clk)) // the intervals in the clock's time
 	eval := &deadline.Evaluator{Store: store, Clock: clk, Config: dcfg, Source: source, Interval: c.DeadlineInterval,
 		Logger: log.With("component", "deadlines"), Committed: func(int) { rel.Kick() }, Metrics: m}
 	pl, err := poller.New(poller.Options{
