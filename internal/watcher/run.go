@@ -326,7 +326,8 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 
-	h := &health{store: store, nc: nc, relay: rel.Health, actors: g.Status, interval: c.Interval, started: time.Now(), listFailures: c.FailureThreshold}
+	h := &health{store: store, nc: nc, relay: rel.Health, actors: g.Status, interval: c.Interval, started: time.Now(), listFailures: c.FailureThreshold,
+		progress: pl.Progress}
 	if c.Listen != "" {
 		ln, err := net.Listen("tcp", c.Listen)
 		if err != nil {
