@@ -302,9 +302,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	if errors.As(serr, &sce) {
 		return &StartupError{serr}
 	}
-	if rt.Embedded {
-		provisionNotifier(ctx, js, log)
-	}
+	// On the embedded server the notifier may not create streams; on a
+	// server of one's own it should not either (README, Security): the
+	// watcher creates its dead-letter stream and deliveries bucket when
+	// its permissions allow (deploy/nats/nats.conf grants them).
+	provisionNotifier(ctx, js, log, rt.Embedded)
 
 	rel, err := relay.New(relay.Options{Conn: nc, Outbox: store, Metrics: m, Redact: red.Bytes, Logger: log.With("component", "relay")})
 	if err != nil {
@@ -553,12 +555,21 @@ func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, r
 }
 
 // provisionNotifier creates the notifier's dead-letter stream and
-// deliveries bucket on the embedded server when they do not exist: its
-// identity there may not create streams (a stream's options could copy
-// its messages into the event stream). Existing ones are left as they are.
-// A failure is logged, not fatal: the notifier waits for them.
-func provisionNotifier(ctx context.Context, js jetstream.JetStream, log *slog.Logger) {
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// deliveries bucket when they do not exist: its identity on the embedded
+// server may not create streams (a stream's options could copy its
+// messages into the event stream), nor should it on a server of one's
+// own. Existing ones are left as they are. A failure is logged, not
+// fatal: the notifier waits for them (or, allowed to, creates them). On
+// an external server (embedded false) the watcher may lack the permission
+// (a refused request is not answered): the wait is shorter and a failure
+// is said at debug level.
+func provisionNotifier(ctx context.Context, js jetstream.JetStream, log *slog.Logger, embedded bool) {
+	wait := 10 * time.Second
+	if !embedded {
+		wait = 3 * time.Second
+		log = slog.New(debugOnly{log.Handler()})
+	}
+	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	if _, err := notify.EnsureDLQ(pctx, js); err != nil {
 		log.Warn("embedded NATS: cannot create the notifier's dead-letter stream", "stream", notify.DLQStream, "err", err)
@@ -570,6 +581,18 @@ func provisionNotifier(ctx context.Context, js jetstream.JetStream, log *slog.Lo
 	} else if err != nil {
 		log.Warn("embedded NATS: cannot look up the notifier's deliveries bucket", "bucket", notify.DeliveriesBucket, "err", err)
 	}
+}
+
+// debugOnly logs every record at debug level.
+type debugOnly struct{ slog.Handler }
+
+func (d debugOnly) Enabled(ctx context.Context, _ slog.Level) bool {
+	return d.Handler.Enabled(ctx, slog.LevelDebug)
+}
+
+func (d debugOnly) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = slog.LevelDebug
+	return d.Handler.Handle(ctx, r)
 }
 
 // keepStream retries creating the stream until it exists (nil) or ctx
