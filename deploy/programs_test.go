@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -191,7 +192,16 @@ func checkWatcher(t *testing.T, where string, args []string, env map[string]stri
 	if len(args) == 0 || args[0] != "run" {
 		t.Fatalf("%s: watcher %q, want run", where, args)
 	}
-	cfg, err := watcher.Load("run", args[1:], getenv)
+	runArgs := slices.Clone(args[1:])
+	for i, a := range runArgs {
+		if (a == "--config" || a == "-config") && i+1 < len(runArgs) {
+			if _, ok := fs[runArgs[i+1]]; !ok {
+				t.Errorf("%s: --config %s: no such file in the deployment", where, runArgs[i+1])
+			}
+			runArgs[i+1] = local(runArgs[i+1])
+		}
+	}
+	cfg, err := watcher.Load("run", runArgs, getenv)
 	if err != nil {
 		t.Fatalf("%s: watcher run %q: %v", where, args[1:], err)
 	}
