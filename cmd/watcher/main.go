@@ -5,6 +5,7 @@
 //	watcher demo               the zero-config tour: simulator + embedded NATS + live events
 //	watcher deadlines          upcoming deadlines from the state file, soonest first
 //	watcher state              what the state file knows
+//	watcher backup <dest>      a consistent copy of the state file, taken while the watcher runs or not
 //
 // deadlines and state take the configuration of run (--config, PCWATCH_*
 // and run's flags; package inspect): deadlines computes with the running
@@ -67,7 +68,21 @@ commands:
   demo        the zero-config tour: simulator, embedded NATS, live events
   deadlines   upcoming deadlines from the state file, soonest first
   state       what the state file knows (customers, last polls, outbox)
+  backup      backup <dest>: a consistent, checked copy of the state file (while the watcher runs too)
   webhooks    status|register|unregister|test: the partner's Partner Center webhook registration
+`
+
+const backupUsage = `usage: watcher backup <dest> [--config FILE] [flags of watcher run]
+
+  <dest>      the copy's path, or an existing directory (the copy is then pcwatch-<UTC time>.db in it)
+
+A consistent copy of <data-dir>/pcwatch.db, taken in one bbolt read transaction. With no
+watcher running the state file is opened read-only; while a watcher holds it, the copy
+comes from that watcher's operations server at --listen (GET /api/backup, with
+PCWATCH_OPS_TOKEN or PCWATCH_OPS_TOKEN_FILE when set), so polling goes on. The copy is
+written to a temporary file, synced, checked as a watcher checks a state file at start,
+and only then renamed to <dest>. Restore: stop the watcher, put the copy in place of
+<data-dir>/pcwatch.db (mode 0600), start it (README, Operations: Backups).
 `
 
 const webhooksUsage = `usage: watcher webhooks status|register|unregister|test [--webhook-url URL] [--events a,b] [--force] [flags of watcher run]
@@ -106,6 +121,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cli.Exit(stderr, "watcher "+cmd, cmdInspect(ctx, cmd, rest, getenv, stdout, stderr))
 	case "webhooks":
 		return cli.Exit(stderr, "watcher webhooks", cmdWebhooks(ctx, rest, getenv, stdout, stderr))
+	case "backup":
+		return cli.Exit(stderr, "watcher backup", cmdBackup(ctx, rest, getenv, stdout, stderr))
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return cli.StatusOK
@@ -193,6 +210,39 @@ func cmdWebhooks(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	return cmds.Run(ctx, []string{sub})
+}
+
+// cmdBackup is `watcher backup <dest>`: run's configuration says where
+// the state file is (--data-dir) and where a running watcher answers
+// (--listen); package inspect takes the copy.
+func cmdBackup(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprint(stderr, backupUsage)
+			return nil
+		}
+		fmt.Fprint(stderr, backupUsage)
+		return cli.Usagef("want the copy's path: watcher backup <dest> [flags]")
+	}
+	dest := args[0]
+	cfg, err := watcher.Load("backup", args[1:], getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stderr, backupUsage)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	src := inspect.Source{Config: cfg, Getenv: getenv, Warn: func(msg string) {
+		fmt.Fprintf(stderr, "watcher backup: warning: %s\n", cli.OneLine(msg))
+	}}
+	res, err := src.Backup(ctx, dest, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "backup %s: %d bytes from %s, checked (%d customers, %d events waiting in the outbox)\n",
+		res.Path, res.Bytes, res.From, res.Customers, res.Outbox)
+	return nil
 }
 
 // cmdInspect is `watcher deadlines` and `watcher state`: run's

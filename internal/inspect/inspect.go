@@ -118,43 +118,55 @@ func (s Source) read(ctx context.Context, apiPath string, local func(*state.Stor
 // ask fetches apiPath from the running watcher that holds the state file
 // (locked is the error of opening it, said with any failure).
 func (s Source) ask(ctx context.Context, locked error, apiPath string, into any) error {
-	listen := s.Config.Listen
-	if listen == "" {
-		return fmt.Errorf("%w; and --listen is empty, so there is no running watcher's operations server to ask (set --listen or PCWATCH_LISTEN to its address)", locked)
-	}
-	token, err := opsguard.TokenFromEnv(s.Getenv)
-	if err != nil {
-		return fmt.Errorf("%w; %w", locked, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+listen+apiPath, nil)
-	if err != nil {
-		return fmt.Errorf("%w; and --listen %q is not an address: %w", locked, listen, err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
 	hc := s.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	resp, err := hc.Do(req)
+	resp, err := s.get(ctx, hc, locked, apiPath)
 	if err != nil {
-		return fmt.Errorf("%w; and the running watcher's operations server at %s did not answer (%w)", locked, listen, err)
+		return err
 	}
 	defer resp.Body.Close()
+	if err := decodeAnswer(resp.Body, into); err != nil {
+		return fmt.Errorf("%s%s: the answer is not the view: %w", s.Config.Listen, apiPath, err)
+	}
+	return nil
+}
+
+// get asks the running watcher at --listen for apiPath with the
+// operations token; the answer is 200 or an error saying what to fix.
+func (s Source) get(ctx context.Context, hc *http.Client, locked error, apiPath string) (*http.Response, error) {
+	listen := s.Config.Listen
+	if listen == "" {
+		return nil, fmt.Errorf("%w; and --listen is empty, so there is no running watcher's operations server to ask (set --listen or PCWATCH_LISTEN to its address)", locked)
+	}
+	token, err := opsguard.TokenFromEnv(s.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("%w; %w", locked, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+listen+apiPath, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w; and --listen %q is not an address: %w", locked, listen, err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w; and the running watcher's operations server at %s did not answer (%w)", locked, listen, err)
+	}
 	if resp.StatusCode == http.StatusUnauthorized {
-		return fmt.Errorf("%s%s answered %s: set %s or %s to the running watcher's operations token", listen, apiPath, resp.Status, opsguard.TokenEnv, opsguard.TokenFileEnv)
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s%s answered %s: set %s or %s to the running watcher's operations token", listen, apiPath, resp.Status, opsguard.TokenEnv, opsguard.TokenFileEnv)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s%s answered %s", listen, apiPath, resp.Status)
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s%s answered %s", listen, apiPath, resp.Status)
 	}
 	if w := resp.Header.Get("Warning"); w != "" {
 		s.warn("from the running watcher: %s", w)
 	}
-	if err := decodeAnswer(resp.Body, into); err != nil {
-		return fmt.Errorf("%s%s: the answer is not the view: %w", listen, apiPath, err)
-	}
-	return nil
+	return resp, nil
 }
 
 // maxAnswer bounds the answer read from a running watcher: the views of

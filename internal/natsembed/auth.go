@@ -250,6 +250,14 @@ func CheckNotifierSubjects(subjects []string) error {
 
 // users returns the server's two NKey users and their permissions.
 func (c *Credentials) users(notifierSubjects []string) []*server.NkeyUser {
+	w, n := Permissions(notifierSubjects)
+	return []*server.NkeyUser{{Nkey: c.watcherPub, Permissions: w}, {Nkey: c.notifierPub, Permissions: n}}
+}
+
+// Permissions are the watcher's and the notifier's permissions on the
+// embedded server (the README's Security table), for a server of one's
+// own too: deploy/nats/nats.conf grants the same (TestNATSConfMatchesEmbedded).
+func Permissions(notifierSubjects []string) (watcher, notifier *server.Permissions) {
 	api := func(subjects ...string) []string {
 		out := make([]string, len(subjects))
 		for i, s := range subjects {
@@ -282,16 +290,13 @@ func (c *Credentials) users(notifierSubjects []string) []*server.NkeyUser {
 	}
 	notifierPub = append(notifierPub, readEvents...)
 	notifierPub = append(notifierPub, notifierSubjects...)
-	return []*server.NkeyUser{
-		{Nkey: c.watcherPub, Permissions: &server.Permissions{
+	return &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: watcherPub},
 			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
-		}},
-		{Nkey: c.notifierPub, Permissions: &server.Permissions{
+		}, &server.Permissions{
 			// The deny list repeats what the allow list already leaves out:
 			// the events must never become publishable by a later edit.
 			Publish:   &server.SubjectPermission{Allow: notifierPub, Deny: EventSubjects},
 			Subscribe: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.>"}},
-		}},
-	}
+		}
 }

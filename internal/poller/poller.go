@@ -97,6 +97,10 @@ type Options struct {
 	// before it watches; after a restart the state file's last complete
 	// listings count). Zero: only customers never listed are overdue.
 	MaxStaleness time.Duration
+	// ProgressInterval is how often a sweep still running logs its
+	// progress (customers polled of the total, ETA); default
+	// DefaultProgressInterval, negative never.
+	ProgressInterval time.Duration
 	// Redact, when set, removes secrets from failure messages before they
 	// are stored (the state file's failure streaks) and published
 	// (ops.customer-poll-failed): a peer may echo credentials in an error.
@@ -116,6 +120,9 @@ type Poller struct {
 	changed map[string]time.Time // wall time of each customer's last change event (see hot.go)
 	hot     hotState
 	seeded  bool // swept was seeded from the state file's last complete listings
+
+	progMu sync.Mutex
+	prog   Progress // of the running (or last) sweep
 }
 
 // New returns a poller.
@@ -152,6 +159,9 @@ func New(o Options) (*Poller, error) {
 	}
 	if o.RefundRefresh <= 0 {
 		o.RefundRefresh = 6 * time.Hour
+	}
+	if o.ProgressInterval == 0 {
+		o.ProgressInterval = DefaultProgressInterval
 	}
 	log := o.Logger
 	if log == nil {
@@ -251,6 +261,19 @@ func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
 	rep.Customers = len(targets)
 	p.seedSwept()
 	targets, paced := p.plan(targets, time.Now())
+	never := 0
+	for _, t := range targets {
+		if t.class == budget.Overdue {
+			never++
+		}
+	}
+	p.progressStart(n, len(targets), never)
+	defer p.progressDone()
+	if o.ProgressInterval > 0 {
+		stopLog := make(chan struct{})
+		defer close(stopLog)
+		go p.logProgress(ctx, o.ProgressInterval, stopLog)
+	}
 
 	var refunds atomic.Int64
 	refunds.Store(int64(o.RefundFetchBudget))
@@ -299,6 +322,7 @@ func (p *Poller) Cycle(ctx context.Context) (*Report, error) {
 					p.mu.Unlock()
 					p.noteListed(t.id, now)
 				}
+				p.progressPolled(f == nil)
 				if o.Metrics != nil {
 					o.Metrics.CustomerPolled(f == nil)
 				}

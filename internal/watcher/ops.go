@@ -37,6 +37,9 @@ type health struct {
 	// listFailures: consecutive failed customer lists that make the
 	// watcher not ready (--failure-threshold).
 	listFailures int
+	// progress is the poller's sweep progress (/api/progress); nil: not
+	// served.
+	progress func() poller.Progress
 
 	mu         sync.Mutex
 	lastCycle  time.Time
@@ -158,7 +161,63 @@ func opsHandler(m *metrics, h *health, store *state.Store, dcfg deadline.Config,
 		}
 		writeJSON(w, ds, err)
 	})))
+	mux.Handle("GET /api/progress", guard.Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.progress == nil {
+			http.NotFound(w, r)
+			return
+		}
+		writeJSON(w, NewProgressView(h.progress()), nil)
+	})))
+	// The state file as a consistent copy (one read transaction, while
+	// polling goes on): what `watcher backup` saves while this watcher
+	// holds the file's lock. It carries tenant data and the outbox, so it
+	// is behind the token like /api/state.
+	mux.Handle("GET /api/backup", guard.Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+state.FileName+`"`)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if _, err := store.Backup(w); err != nil {
+			// Headers are gone: the copy ends short, and `watcher
+			// backup` refuses a copy that does not open.
+			panic(http.ErrAbortHandler)
+		}
+	})))
 	return guard.CheckHost(mux)
+}
+
+// ProgressView is what /api/progress answers: the running sweep's
+// progress, or the last sweep's once it is done.
+type ProgressView struct {
+	Cycle       uint64    `json:"cycle"`
+	Running     bool      `json:"running"`
+	StartedAt   time.Time `json:"startedAt,omitzero"`
+	Total       int       `json:"total"`
+	NeverListed int       `json:"neverListed"`
+	Polled      int       `json:"polled"`
+	OK          int       `json:"ok"`
+	Failed      int       `json:"failed"`
+	Percent     float64   `json:"percent"`
+	Elapsed     float64   `json:"elapsedSeconds"`
+	// ETA is the time left at the pace so far, while running and once a
+	// customer is done.
+	ETA      *float64   `json:"etaSeconds,omitempty"`
+	ETAText  string     `json:"eta,omitempty"`
+	Finishes *time.Time `json:"finishesAt,omitempty"`
+}
+
+// NewProgressView renders p.
+func NewProgressView(p poller.Progress) ProgressView {
+	v := ProgressView{Cycle: p.Cycle, Running: p.Running, StartedAt: p.StartedAt, Total: p.Total, NeverListed: p.NeverListed,
+		Polled: p.Polled, OK: p.OK, Failed: p.Failed, Elapsed: p.Elapsed().Round(time.Second).Seconds()}
+	if p.Total > 0 {
+		v.Percent = float64(int(1000*float64(p.Polled)/float64(p.Total))) / 10
+	}
+	if eta, ok := p.ETA(); ok {
+		s := eta.Round(time.Second).Seconds()
+		at := p.At.Add(eta).UTC().Truncate(time.Second)
+		v.ETA, v.ETAText, v.Finishes = &s, fmtDur(eta), &at
+	}
+	return v
 }
 
 // writeJSON answers v as JSON, or err as a 500, writing the body through

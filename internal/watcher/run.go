@@ -302,9 +302,11 @@ func Run(ctx context.Context, o Options) (err error) {
 	if errors.As(serr, &sce) {
 		return &StartupError{serr}
 	}
-	if rt.Embedded {
-		provisionNotifier(ctx, js, log)
-	}
+	// On the embedded server the notifier may not create streams; on a
+	// server of one's own it should not either (README, Security): the
+	// watcher creates its dead-letter stream and deliveries bucket when
+	// its permissions allow (deploy/nats/nats.conf grants them).
+	provisionNotifier(ctx, js, log, rt.Embedded)
 
 	rel, err := relay.New(relay.Options{Conn: nc, Outbox: store, Metrics: m, Redact: red.Bytes, Logger: log.With("component", "relay")})
 	if err != nil {
@@ -326,7 +328,8 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 
-	h := &health{store: store, nc: nc, relay: rel.Health, actors: g.Status, interval: c.Interval, started: time.Now(), listFailures: c.FailureThreshold}
+	h := &health{store: store, nc: nc, relay: rel.Health, actors: g.Status, interval: c.Interval, started: time.Now(), listFailures: c.FailureThreshold,
+		progress: pl.Progress}
 	if c.Listen != "" {
 		ln, err := net.Listen("tcp", c.Listen)
 		if err != nil {
@@ -551,18 +554,38 @@ func runOnce(ctx context.Context, pl *poller.Poller, eval *deadline.Evaluator, r
 	return ErrPartial
 }
 
-// provisionNotifier creates the notifier's dead-letter stream, deliveries
-// bucket and claims bucket (a memory stream: made again at every start) on
-// the embedded server when they do not exist: its
-// identity there may not create streams (a stream's options could copy
-// its messages into the event stream). Existing ones are left as they are.
-// A failure is logged, not fatal: the notifier waits for them.
-func provisionNotifier(ctx context.Context, js jetstream.JetStream, log *slog.Logger) {
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// provisionNotifier creates the notifier's dead-letter stream and
+// buckets (notify.Provision) when they do not exist: its identity on the embedded
+// server may not create streams (a stream's options could copy its
+// messages into the event stream), nor should it on a server of one's
+// own. Existing ones are left as they are. A failure is logged, not
+// fatal: the notifier waits for them (or, allowed to, creates them). On
+// an external server (embedded false) the watcher may lack the permission
+// (a refused request is not answered): the wait is shorter and a failure
+// is said at debug level.
+func provisionNotifier(ctx context.Context, js jetstream.JetStream, log *slog.Logger, embedded bool) {
+	wait := 10 * time.Second
+	if !embedded {
+		wait = 3 * time.Second
+		log = slog.New(debugOnly{log.Handler()})
+	}
+	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	if err := notify.Provision(pctx, js); err != nil {
-		log.Warn("embedded NATS: cannot create what the notifier needs; it waits for it", "err", err)
+		log.Warn("cannot create what the notifier needs on NATS; it waits for it (or creates it, if allowed)", "err", err)
 	}
+}
+
+// debugOnly logs every record at debug level.
+type debugOnly struct{ slog.Handler }
+
+func (d debugOnly) Enabled(ctx context.Context, _ slog.Level) bool {
+	return d.Handler.Enabled(ctx, slog.LevelDebug)
+}
+
+func (d debugOnly) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = slog.LevelDebug
+	return d.Handler.Handle(ctx, r)
 }
 
 // keepStream retries creating the stream until it exists (nil) or ctx
