@@ -45,7 +45,7 @@ func TestCheckAcceptsTheExample(t *testing.T) {
 	}
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"check", "--config", "../../deploy/notifier.example.yaml"}, &out, &errOut, os.Getenv)
-	if code != 0 || out.String() != "config OK: 5 channels, 7 routes\n" {
+	if code != 0 || out.String() != "config OK: 5 channels, 8 routes\n" {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
 	}
 }

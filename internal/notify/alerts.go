@@ -199,8 +199,28 @@ type alertCache struct {
 }
 
 type cachedAlert struct {
-	rec alertRecord
-	rev uint64
+	rec   alertRecord  // of a group: only Kind and Due
+	group *groupRecord // set for a group record
+	rev   uint64
+}
+
+// decodeAlert reads a record of AlertsBucket.
+func decodeAlert(b []byte, rev uint64) (cachedAlert, error) {
+	var rec alertRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return cachedAlert{}, err
+	}
+	if rec.Kind == "" {
+		return cachedAlert{}, errors.New("no kind")
+	}
+	if rec.Kind != alertGroup {
+		return cachedAlert{rec: rec, rev: rev}, nil
+	}
+	var g groupRecord
+	if err := json.Unmarshal(b, &g); err != nil {
+		return cachedAlert{}, err
+	}
+	return cachedAlert{rec: alertRecord{Kind: alertGroup, Due: g.Due}, group: &g, rev: rev}, nil
 }
 
 // alerts returns the channel's alert cache, nil when the channel keeps
@@ -239,12 +259,12 @@ func (r *channelRunner) scanAlerts(ctx context.Context) error {
 			delete(recs, key)
 			continue
 		}
-		var rec alertRecord
-		if err := json.Unmarshal(m.Data, &rec); err != nil || rec.Kind == "" {
+		c, err := decodeAlert(m.Data, m.Sequence)
+		if err != nil {
 			r.log.Warn("unreadable alert record: ignored", "key", key, "err", err)
 			continue
 		}
-		recs[key] = cachedAlert{rec: rec, rev: m.Sequence}
+		recs[key] = c
 	}
 	r.alerts.mu.Lock()
 	r.alerts.recs, r.alerts.scanned = recs, r.clk.Now()
@@ -309,9 +329,8 @@ func (r *channelRunner) reloadAlert(ctx context.Context, key string) {
 	if err != nil {
 		return // the next rescan
 	}
-	var rec alertRecord
-	if json.Unmarshal(e.Value(), &rec) == nil && rec.Kind != "" {
-		r.alerts.recs[key] = cachedAlert{rec: rec, rev: e.Revision()}
+	if c, err := decodeAlert(e.Value(), e.Revision()); err == nil {
+		r.alerts.recs[key] = c
 	}
 }
 
@@ -363,7 +382,7 @@ func (r *channelRunner) resolveAlerts(ctx context.Context, ev *events.Event, d *
 	var hits []hit
 	r.alerts.mu.Lock()
 	for k, c := range r.alerts.recs {
-		if strings.HasPrefix(k, prefix) && c.rec.Kind != alertResolved {
+		if strings.HasPrefix(k, prefix) && c.group == nil && c.rec.Kind != alertResolved {
 			hits = append(hits, hit{k, c.rec, c.rev})
 		}
 	}
@@ -453,7 +472,11 @@ func (r *channelRunner) fireDue(ctx context.Context) {
 		r.alerts.mu.Lock()
 		c, ok := r.alerts.recs[k]
 		r.alerts.mu.Unlock()
-		if ok && !c.rec.Due.After(now) {
+		switch {
+		case !ok || c.rec.Due.After(now):
+		case c.group != nil:
+			r.flushGroup(ctx, k, *c.group, c.rev)
+		default:
 			r.fire(ctx, k, c.rec, c.rev)
 		}
 	}

@@ -2,13 +2,16 @@ package notify
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"text/template"
 	"time"
 
 	"github.com/pcwatch/pcwatch/internal/clock"
@@ -452,6 +455,155 @@ func TestRepeatIntervalValidation(t *testing.T) {
 	for _, typ := range resolverTypes {
 		if !slices.ContainsFunc(subs, func(s string) bool { return subjectCovers(s, subjectsForGlob(shortType(typ))[0]) }) {
 			t.Errorf("filter %v does not read %s, which resolves reminders", subs, typ)
+		}
+	}
+}
+
+func renewalAt(t testing.TB, c string, sub int, at time.Time) events.Envelope {
+	return warningEvent(t, events.SubscriptionRenewalApproaching, c, sub, at, at.Add(30*24*time.Hour), 30*24*time.Hour)
+}
+
+// Forty renewals of one customer in one cycle are one message; another
+// customer gets its own; events after a message wait for group_interval.
+// The webhook body is a signed CloudEvents batch.
+func TestGroupingOneMessagePerCustomer(t *testing.T) {
+	a := startAlerts(t, `
+routes:
+  - match: {types: ["subscription.*"]}
+    channels: [hook]
+    group_by: [customer]
+    group_wait: 30s
+    group_interval: 5m
+`)
+	var c1 []events.Envelope
+	for i := range 40 {
+		ev := renewalAt(t, "c1", i, alertStart)
+		c1 = append(c1, ev)
+		publish(t, a.js, ev, "")
+	}
+	c2 := quantityEvent(t, "c2", 1, 1, 5, 7)
+	publish(t, a.js, c2, "")
+	publish(t, a.js, c1[3], "copy") // a second copy: not grouped twice
+	waitFor(t, "all grouped", func() bool { return a.rec.count("hook", ResultGrouped) == 41 && a.rec.count("hook", ResultDuplicate) == 1 }, a.rec.changed)
+	a.clk.Set(alertStart.Add(29 * time.Second))
+	a.quiet(t, 0)
+
+	a.clk.Set(alertStart.Add(30 * time.Second))
+	got := a.waitSent(t, "two grouped messages", 2)
+	sizes := map[string]int{}
+	for _, r := range got {
+		if ct := r.header.Get("Content-Type"); ct != "application/cloudevents-batch+json" {
+			t.Errorf("content type %q", ct)
+		}
+		var batch []map[string]any
+		if err := json.Unmarshal(r.body, &batch); err != nil {
+			t.Fatalf("not a JSON batch: %v", err)
+		}
+		ts := r.header.Get("Webhook-Timestamp")
+		key, _ := signingKey(testSecret)
+		if want := Sign(key, r.id, ts, r.body); r.header.Get("Webhook-Signature") != want {
+			t.Error("the batch is not signed with its webhook-id")
+		}
+		data := batch[0]["data"].(map[string]any)
+		sizes[data["customerId"].(string)] = len(batch)
+		if r.header.Get("X-Pcwatch-Group-Size") != strconv.Itoa(len(batch)) {
+			t.Errorf("group size header %q for %d", r.header.Get("X-Pcwatch-Group-Size"), len(batch))
+		}
+	}
+	if sizes["c1"] != 40 || sizes["c2"] != 1 {
+		t.Fatalf("group sizes %v", sizes)
+	}
+	waitFor(t, "members reported delivered", func() bool { return a.rec.count("hook", ResultDelivered) == 41 }, a.rec.changed)
+
+	// group_interval: the next c1 event waits for 5m after the message.
+	late := renewalAt(t, "c1", 99, alertStart.Add(time.Minute))
+	a.clk.Set(alertStart.Add(time.Minute))
+	publish(t, a.js, late, "")
+	waitFor(t, "grouped", func() bool { return slices.Contains(a.rec.get("hook", late.ID), ResultGrouped) }, a.rec.changed)
+	a.clk.Set(alertStart.Add(5*time.Minute + 29*time.Second))
+	a.quiet(t, 2)
+	a.clk.Set(alertStart.Add(5*time.Minute + 30*time.Second))
+	got = a.waitSent(t, "the next message", 3)
+	if !strings.Contains(string(got[2].body), late.ID) || strings.Count(string(got[2].body), `"specversion"`) != 1 {
+		t.Fatalf("third message %s", got[2].body)
+	}
+	if got[0].id == got[2].id {
+		t.Error("two grouped messages share a webhook-id")
+	}
+}
+
+// A group survives a notifier restart and is sent once; a deadline
+// warning too close to its deadline is not held for its group.
+func TestGroupSurvivesRestart(t *testing.T) {
+	a := startAlerts(t, `
+routes:
+  - match: {types: ["subscription.*"]}
+    channels: [hook]
+    group_by: [customer, type]
+`)
+	ev := renewalAt(t, "c1", 1, alertStart)
+	publish(t, a.js, ev, "")
+	urgent := warningEvent(t, events.SubscriptionCancellationClosing, "c1", 2, alertStart, alertStart.Add(time.Minute), time.Hour)
+	publish(t, a.js, urgent, "")
+	got := a.waitSent(t, "the urgent warning, alone", 1)
+	if got[0].id != urgent.ID || got[0].header.Get("X-Pcwatch-Group-Size") != "" {
+		t.Fatalf("sent %v", notices(got))
+	}
+	waitFor(t, "grouped", func() bool { return slices.Contains(a.rec.get("hook", ev.ID), ResultGrouped) }, a.rec.changed)
+	a.n.stop()
+	h := a.rec.hooks()
+	h.alertEvery = 5 * time.Millisecond
+	a.n = startNotifierWith(t, Options{Config: a.cfg, NATS: natsconn.Options{URL: a.url}, Clock: a.clk, hooks: h})
+	a.clk.Set(alertStart.Add(DefaultGroupWait))
+	got = a.waitSent(t, "the group after the restart", 2)
+	if !strings.Contains(string(got[1].body), ev.ID) {
+		t.Fatalf("sent %s", got[1].body)
+	}
+	a.clk.Set(alertStart.Add(time.Hour))
+	a.quiet(t, 2)
+}
+
+func TestGroupRendering(t *testing.T) {
+	var rows []GroupRow
+	for i := range 60 {
+		rows = append(rows, GroupRow{Title: fmt.Sprintf("Renewal of subscription %d in 30 days: %s", i, strings.Repeat("x", 300)), Product: "Microsoft 365 E3", Detail: "2026-12-24 00:00 UTC (30d left)"})
+	}
+	m := &TemplateData{Title: "60 events: Contoso", Text: "subscription.renewal-approaching x60", Footer: "pcwatch", Severity: "warning", Group: rows}
+	s := slackPayload(m)
+	if len(s.Blocks) > 50 {
+		t.Errorf("%d Slack blocks, more than 50", len(s.Blocks))
+	}
+	if b, _ := json.Marshal(s); !strings.Contains(string(b), "and 20 more events") {
+		t.Error("Slack: the cut is not said")
+	}
+	b, err := teamsPayload(m)
+	if err != nil || len(b) > TeamsMaxBytes {
+		t.Fatalf("Teams: %d bytes, %v", len(b), err)
+	}
+	if !strings.Contains(string(b), `"Table"`) || !strings.Contains(string(b), "more events not shown") {
+		t.Errorf("Teams card: %.300s", b)
+	}
+	var out strings.Builder
+	td, err := template.New("b").Parse(DefaultEmailBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := td.Execute(&out, m); err != nil || strings.Count(out.String(), "- Renewal of subscription") != 60 {
+		t.Errorf("email body: %v\n%.500s", err, out.String())
+	}
+}
+
+func TestGroupValidation(t *testing.T) {
+	base := "channels:\n  a: {kind: webhook, url: \"https://e.com\"}\nroutes:\n"
+	for _, tc := range []struct{ y, want string }{
+		{"  - {channels: [a], group_by: [tenant]}", `routes[0].group_by[0]: "tenant": want one of customer`},
+		{"  - {channels: [a], group_wait: 10s}", "routes[0].group_by: group_wait and group_interval need group_by"},
+		{"  - {channels: [a], group_by: [customer], group_wait: 2h}", "routes[0].group_wait: must be between 1s and 1h"},
+		{"  - {match: {customers: [x]}, drop: true, group_by: [customer]}", "group_by does not apply"},
+	} {
+		_, err := ParseConfig([]byte(base+tc.y+"\n"), ParseOptions{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.y, err, tc.want)
 		}
 	}
 }

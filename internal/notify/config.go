@@ -45,6 +45,11 @@ const (
 	DefaultSMTPTimeout   = 30 * time.Second
 	DefaultEmailSubject  = "[pcwatch] {{.Title}}"
 	DefaultEmailBody     = `{{.Text}}
+{{- if .Group}}
+{{range .Group}}
+- {{.Title}}{{if .Product}}
+  {{.Product}}{{end}}{{if .Detail}}
+  {{.Detail}}{{end}}{{end}}{{end}}
 {{range .Facts}}
 {{.Name}}: {{.Value}}{{end}}
 {{- if .Changes}}
@@ -203,6 +208,13 @@ type Route struct {
 	// acts on a warning this route sent (seats reduced, auto-renew off,
 	// subscription cancelled or suspended) or its deadline passes.
 	SendResolved *bool `yaml:"send_resolved"`
+	// GroupBy turns the events this route sends into one message per group
+	// (customer, type, route, partner, offer): the first event of a group
+	// waits GroupWait (default 30s) for others, later ones GroupInterval
+	// (default 5m) after the group's last message.
+	GroupBy       []string `yaml:"group_by"`
+	GroupWait     Duration `yaml:"group_wait"`
+	GroupInterval Duration `yaml:"group_interval"`
 }
 
 // DefaultRoute receives the events no route matched.
@@ -711,6 +723,9 @@ func (v *validator) validate() error {
 		}
 		cr := compiledRoute{name: name, m: m, channels: r.Channels, cont: r.Continue, drop: r.Drop,
 			repeat: r.RepeatInterval.D(), sendResolved: r.SendResolved == nil || *r.SendResolved}
+		if err := v.grouping(p, r, &cr); err != nil {
+			return err
+		}
 		if cr.repeat > 0 && !routeMayOpenAlerts(cr) {
 			return v.errf(p+".repeat_interval", "the route matches no deadline warning (%s): reminders repeat those only", strings.Join(warningTypeNames(), ", "))
 		}
@@ -1145,4 +1160,36 @@ func signingKey(s string) ([]byte, error) {
 		return k, nil
 	}
 	return []byte(s), nil
+}
+
+// grouping checks a route's group_by, group_wait and group_interval.
+func (v *validator) grouping(p string, r Route, cr *compiledRoute) error {
+	if len(r.GroupBy) == 0 {
+		if r.GroupWait != 0 || r.GroupInterval != 0 {
+			return v.errf(p+".group_by", "group_wait and group_interval need group_by (one or more of %s)", strings.Join(groupLabels, ", "))
+		}
+		return nil
+	}
+	if r.Drop {
+		return v.errf(p, "a drop route sends nothing: group_by does not apply")
+	}
+	for i, l := range r.GroupBy {
+		if !slices.Contains(groupLabels, l) {
+			return v.errf(fmt.Sprintf("%s.group_by[%d]", p, i), "%q: want one of %s", l, strings.Join(groupLabels, ", "))
+		}
+	}
+	cr.groupBy, cr.groupWait, cr.groupInterval = slices.Compact(slices.Clone(r.GroupBy)), r.GroupWait.D(), r.GroupInterval.D()
+	if cr.groupWait == 0 {
+		cr.groupWait = DefaultGroupWait
+	}
+	if cr.groupInterval == 0 {
+		cr.groupInterval = DefaultGroupInterval
+	}
+	switch {
+	case cr.groupWait < time.Second || cr.groupWait > time.Hour:
+		return v.errf(p+".group_wait", "must be between 1s and 1h, got %s", cr.groupWait)
+	case cr.groupInterval < time.Second || cr.groupInterval > 24*time.Hour:
+		return v.errf(p+".group_interval", "must be between 1s and 24h, got %s", cr.groupInterval)
+	}
+	return nil
 }

@@ -31,7 +31,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Summary(); got != "5 channels, 7 routes" {
+	if got := cfg.Summary(); got != "5 channels, 8 routes" {
 		t.Errorf("summary %q", got)
 	}
 	if w := cfg.Warnings(); len(w) != 0 {

@@ -429,6 +429,22 @@ func (r *channelRunner) handle(ctx context.Context, rm received) string {
 		_ = msg.NakWithDelay(cl.wait)
 		return r.finish(ev.ID, ResultDeferred)
 	}
+	if opt := r.cfg.routeOptions(ev, d, r.name); len(opt.groupBy) > 0 && notice == nil && r.alertsOn() && groupable(ev, d, now, opt.groupWait) {
+		// Into its group; the group's message is the delivery. The key is
+		// recorded delivered now: a redelivery is a duplicate.
+		if err := r.enqueue(ctx, ev, d, msg.Subject(), msg.Data(), opt); err != nil {
+			_ = r.store.release(ctx, key, cl.rev, stateFailed)
+			delay := retryDelay(attempt, nil, r.cfg.Delivery.RetryInitial.D(), r.cfg.Delivery.RetryMax.D(), r.rnd())
+			log.Warn("cannot add the event to its group; retrying later", "err", err, "retry_in", delay)
+			_ = msg.NakWithDelay(delay)
+			return r.finish(ev.ID, ResultRetry)
+		}
+		if err := r.store.delivered(ctx, key, cl.rev); err != nil {
+			log.Warn("grouped, but not recorded as such: a redelivery would be grouped again", "err", err)
+		}
+		r.ack(ctx, msg, ev.ID, attempt)
+		return r.finish(ev.ID, ResultGrouped)
+	}
 	if cl.takeover != nil {
 		log.Warn("sending again an event whose earlier send was interrupted (a notifier died or stalled mid-send): the receiver may get it twice, with the same event id",
 			"previous_owner", cl.takeover.Owner, "previous_attempt_at", cl.takeover.At)

@@ -78,6 +78,9 @@ type TemplateData struct {
 	// until it ended) or override (sent before its deadline although a
 	// silence still holds).
 	Notice string
+	// Group is set on a grouped message (a route's group_by): one row per
+	// event. Title, Text and Footer then speak of the group.
+	Group []GroupRow
 }
 
 // Fact is one label/value pair.

@@ -23,9 +23,12 @@ const (
 	// PCWATCH_ALERTS to be sent when the silence ends or silence_lead
 	// before its deadline.
 	ResultHeld = "held"
+	// ResultGrouped: added to its group (a route's group_by), to be sent
+	// in the group's message; delivered is counted when that is sent.
+	ResultGrouped = "grouped"
 )
 
-var results = []string{ResultDelivered, ResultDuplicate, ResultFiltered, ResultSilenced, ResultRetry, ResultDeferred, ResultDLQ, ResultPast, ResultHeld}
+var results = []string{ResultDelivered, ResultDuplicate, ResultFiltered, ResultSilenced, ResultRetry, ResultDeferred, ResultDLQ, ResultPast, ResultHeld, ResultGrouped}
 
 // metrics are the notifier's Prometheus metrics, on a registry of its own.
 type metrics struct {

@@ -83,8 +83,11 @@ func (s *natsSender) send(ctx context.Context, n *notification) error {
 	}
 	msg := nats.NewMsg(subj)
 	msg.Data = n.Body
-	msg.Header.Set(jetstream.MsgIDHeader, n.Event.ID)
+	msg.Header.Set(jetstream.MsgIDHeader, n.deliveryID())
 	msg.Header.Set("Content-Type", events.ContentType)
+	if n.Group != nil {
+		msg.Header.Set("Content-Type", "application/cloudevents-batch+json")
+	}
 	msg.Header.Set("Pcwatch-Event-Type", string(n.Event.Type))
 	if n.Subject != "" {
 		msg.Header.Set("Pcwatch-Source-Subject", n.Subject)

@@ -61,6 +61,10 @@ type compiledRoute struct {
 	// send_resolved.
 	repeat       time.Duration
 	sendResolved bool
+	// groupBy, groupWait and groupInterval: the route's grouping (none
+	// when groupBy is empty).
+	groupBy                  []string
+	groupWait, groupInterval time.Duration
 }
 
 type compiledSilence struct {
@@ -353,9 +357,12 @@ func subjectCovers(t, s string) bool {
 // routeOptions is what the routes that send an event to one channel say
 // about its follow-ups.
 type routeOptions struct {
-	routed       bool // the routes send the event to the channel
-	repeat       time.Duration
-	sendResolved bool
+	routed                   bool // the routes send the event to the channel
+	route                    string
+	repeat                   time.Duration
+	sendResolved             bool
+	groupBy                  []string
+	groupWait, groupInterval time.Duration
 }
 
 // routeOptions walks the routes as Route does, ignoring silences, and
@@ -372,14 +379,15 @@ func (c *Config) routeOptions(ev *events.Event, d *events.Data, channel string) 
 			return routeOptions{}
 		}
 		if slices.Contains(r.channels, channel) {
-			return routeOptions{routed: true, repeat: r.repeat, sendResolved: r.sendResolved}
+			return routeOptions{routed: true, route: r.name, repeat: r.repeat, sendResolved: r.sendResolved,
+				groupBy: r.groupBy, groupWait: r.groupWait, groupInterval: r.groupInterval}
 		}
 		if !r.cont {
 			return routeOptions{}
 		}
 	}
 	if !matched && slices.Contains(c.deflt, channel) {
-		return routeOptions{routed: true, sendResolved: true}
+		return routeOptions{routed: true, route: "default", sendResolved: true}
 	}
 	return routeOptions{}
 }

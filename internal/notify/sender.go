@@ -85,6 +85,9 @@ type notification struct {
 	// delivery id, which receivers deduplicate on.
 	Notice *Notice
 	ID     string
+	// Group is set on a grouped message: its events, in order (Event is
+	// the first, Body their CloudEvents JSON batch, Message.Group the rows).
+	Group []*events.Event
 }
 
 // deliveryID is the id receivers deduplicate on: the event id, or a

@@ -58,7 +58,14 @@ func slackEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
+// slackGroupRows is how many rows of a grouped message Slack shows (a
+// message holds at most 50 blocks).
+const slackGroupRows = 40
+
 func slackPayload(m *TemplateData) slackMessage {
+	if m.Group != nil {
+		return slackGroupPayload(m)
+	}
 	icon := map[string]string{"warning": ":warning: ", "critical": ":rotating_light: "}[m.Severity]
 	msg := slackMessage{
 		Text: truncate(slackSectionMax, m.Title+"\n"+m.Text+"\n"+m.Footer),
@@ -93,6 +100,35 @@ func slackPayload(m *TemplateData) slackMessage {
 			fmt.Fprintf(&b, "\n_… and %d more (see the event in pcwatch)_", more)
 		}
 		msg.Blocks = append(msg.Blocks, slackBlock{Type: "section", Text: &slackText{Type: "mrkdwn", Text: b.String()}})
+	}
+	msg.Blocks = append(msg.Blocks, slackBlock{Type: "context", Elements: []slackText{{Type: "mrkdwn", Text: truncate(slackSectionMax, slackEscape(m.Footer))}}})
+	return msg
+}
+
+// slackGroupPayload is a grouped message: the header and summary, then one
+// section per event (its title; product, detail) as a table, at most
+// slackGroupRows, then the footer.
+func slackGroupPayload(m *TemplateData) slackMessage {
+	icon := map[string]string{"warning": ":warning: ", "critical": ":rotating_light: "}[m.Severity]
+	msg := slackMessage{
+		Text: truncate(slackSectionMax, m.Title+"\n"+m.Text),
+		Blocks: []slackBlock{
+			{Type: "header", Text: &slackText{Type: "plain_text", Text: truncate(slackHeaderMax, icon+m.Title), Emoji: true}},
+			{Type: "section", Text: &slackText{Type: "mrkdwn", Text: truncate(slackSectionMax, slackEscape(m.Text))}},
+			{Type: "divider"},
+		},
+	}
+	for i, row := range m.Group {
+		if i == slackGroupRows {
+			msg.Blocks = append(msg.Blocks, slackBlock{Type: "context", Elements: []slackText{{Type: "mrkdwn",
+				Text: fmt.Sprintf("_… and %d more events (see pcwatch)_", len(m.Group)-i)}}})
+			break
+		}
+		fields := []slackText{{Type: "mrkdwn", Text: truncate(slackFieldMax, "*"+slackEscape(row.Title)+"*")}}
+		if d := strings.TrimSpace(row.Product + "\n" + row.Detail); d != "" {
+			fields = append(fields, slackText{Type: "mrkdwn", Text: truncate(slackFieldMax, slackEscape(d))})
+		}
+		msg.Blocks = append(msg.Blocks, slackBlock{Type: "section", Fields: fields})
 	}
 	msg.Blocks = append(msg.Blocks, slackBlock{Type: "context", Elements: []slackText{{Type: "mrkdwn", Text: truncate(slackSectionMax, slackEscape(m.Footer))}}})
 	return msg

@@ -62,6 +62,28 @@ type cardElement struct {
 	Facts    []cardFact `json:"facts,omitempty"`
 }
 
+// tableElement is an Adaptive Card 1.5 Table (grouped messages).
+type tableElement struct {
+	Type              string        `json:"type"`
+	Columns           []tableColumn `json:"columns"`
+	Rows              []tableRow    `json:"rows"`
+	FirstRowAsHeaders bool          `json:"firstRowAsHeaders"`
+}
+
+type tableColumn struct {
+	Width int `json:"width"`
+}
+
+type tableRow struct {
+	Type  string      `json:"type"`
+	Cells []tableCell `json:"cells"`
+}
+
+type tableCell struct {
+	Type  string        `json:"type"`
+	Items []cardElement `json:"items"`
+}
+
 type cardFact struct {
 	Title string `json:"title"`
 	Value string `json:"value"`
@@ -71,6 +93,9 @@ type cardFact struct {
 // change list is cut (with a note saying how many were left out), then the
 // text.
 func teamsPayload(m *TemplateData) ([]byte, error) {
+	if m.Group != nil {
+		return teamsGroupPayload(m)
+	}
 	total := len(m.Changes) + m.MoreChanges
 	text := m.Text
 	for shown := len(m.Changes); ; {
@@ -131,6 +156,63 @@ func teamsCard(m *TemplateData, text string, shown, total int) teamsMessage {
 				Version: "1.4",
 				Body:    body,
 				MSTeams: map[string]any{"width": "Full"},
+			},
+		}},
+	}
+}
+
+// teamsGroupPayload is a grouped message as an Adaptive Card 1.5 with a
+// table (event, product, detail), cut to fit teamsBudget with a note of
+// what was left out.
+func teamsGroupPayload(m *TemplateData) ([]byte, error) {
+	for shown := len(m.Group); ; {
+		b, err := json.Marshal(teamsGroupCard(m, shown))
+		if err != nil {
+			return nil, err
+		}
+		if len(b) <= teamsBudget {
+			return b, nil
+		}
+		if shown == 0 {
+			return nil, errors.New("the Teams card does not fit in 28 KB")
+		}
+		shown = max(0, shown-max(1, shown*(len(b)-teamsBudget)/len(b)+1))
+	}
+}
+
+func teamsGroupCard(m *TemplateData, shown int) map[string]any {
+	color := map[string]string{"warning": "Warning", "critical": "Attention"}[m.Severity]
+	cell := func(s string, bold bool) tableCell {
+		e := cardElement{Type: "TextBlock", Text: s, Wrap: true}
+		if bold {
+			e.Weight = "Bolder"
+		}
+		return tableCell{Type: "TableCell", Items: []cardElement{e}}
+	}
+	rows := []tableRow{{Type: "TableRow", Cells: []tableCell{cell("Event", true), cell("Product", true), cell("Detail", true)}}}
+	for _, r := range m.Group[:shown] {
+		rows = append(rows, tableRow{Type: "TableRow", Cells: []tableCell{cell(r.Title, false), cell(r.Product, false), cell(r.Detail, false)}})
+	}
+	body := []any{
+		cardElement{Type: "TextBlock", Text: m.Title, Size: "Medium", Weight: "Bolder", Color: color, Wrap: true},
+		cardElement{Type: "TextBlock", Text: m.Text, Wrap: true},
+		tableElement{Type: "Table", Columns: []tableColumn{{Width: 3}, {Width: 2}, {Width: 2}}, Rows: rows, FirstRowAsHeaders: true},
+	}
+	if shown < len(m.Group) {
+		body = append(body, cardElement{Type: "TextBlock", Text: fmt.Sprintf("… and %d more events not shown (the message would exceed Teams' 28 KB limit); see pcwatch.", len(m.Group)-shown), IsSubtle: true, Wrap: true})
+	}
+	body = append(body, cardElement{Type: "TextBlock", Text: m.Footer, Size: "Small", IsSubtle: true, Wrap: true, Spacing: "Medium"})
+	return map[string]any{
+		"type": "message",
+		"attachments": []any{map[string]any{
+			"contentType": "application/vnd.microsoft.card.adaptive",
+			"contentUrl":  nil,
+			"content": map[string]any{
+				"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+				"type":    "AdaptiveCard",
+				"version": "1.5",
+				"body":    body,
+				"msteams": map[string]any{"width": "Full"},
 			},
 		}},
 	}

@@ -49,6 +49,12 @@ func (w *webhookSender) send(ctx context.Context, n *notification) error {
 	}
 	ts := strconv.FormatInt(w.post.clk.Now().Unix(), 10)
 	h.Set("Content-Type", events.ContentType)
+	if n.Group != nil {
+		// A CloudEvents JSON batch (https://github.com/cloudevents/spec,
+		// JSON format, batched mode).
+		h.Set("Content-Type", "application/cloudevents-batch+json")
+		h.Set("X-Pcwatch-Group-Size", strconv.Itoa(len(n.Group)))
+	}
 	id := n.deliveryID()
 	h.Set("Webhook-Id", id)
 	h.Set("Webhook-Timestamp", ts)
