@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/pcwatch/pcwatch/internal/deadlinequery"
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
@@ -38,6 +39,7 @@ func TestNamesMatchTheirOwners(t *testing.T) {
 		"dlq subjects":  notify.DLQSubjectPrefix + ">",
 		"deliveries":    notify.DeliveriesBucket,
 		"claims":        notify.ClaimsBucket,
+		"query":         deadlinequery.Subject,
 	}
 	for k, v := range want {
 		if natsembed.Names[k] != v {

@@ -8,4 +8,5 @@ var Names = map[string]string{
 	"dlq subjects":  dlqSubjects,
 	"deliveries":    deliveriesBucket,
 	"claims":        claimsBucket,
+	"query":         querySubject,
 }
