@@ -70,6 +70,10 @@ type Request struct {
 	// Kinds are deadline rule names: cancellation, refund, renewal, trial
 	// (see deadline.Rules).
 	Kinds []string `json:"kinds,omitempty"`
+	// Types are globs (path.Match) on the deadline's event type without
+	// "io.pcwatch.", e.g. "subscription.*-window-closing": the notifier's
+	// match.types.
+	Types []string `json:"types,omitempty"`
 	// Customers are customer ids; PartnerIDs reseller MPN ids.
 	Customers  []string `json:"customers,omitempty"`
 	PartnerIDs []string `json:"partnerIds,omitempty"`
@@ -83,16 +87,19 @@ type Request struct {
 
 // Deadline is one open deadline, as `watcher deadlines` lists it.
 type Deadline struct {
-	CustomerID     string    `json:"customerId"`
-	CustomerName   string    `json:"customerName"`
-	SubscriptionID string    `json:"subscriptionId"`
-	Offer          string    `json:"offer"`
-	PartnerID      string    `json:"partnerId,omitempty"`
-	Kind           string    `json:"kind"` // the deadline rule's name
-	ClosesAt       time.Time `json:"closesAt"`
-	InSeconds      int64     `json:"inSeconds"`
-	Quantity       int       `json:"quantity,omitempty"`
-	AutoRenew      *bool     `json:"autoRenewEnabled,omitempty"`
+	CustomerID     string `json:"customerId"`
+	CustomerName   string `json:"customerName"`
+	SubscriptionID string `json:"subscriptionId"`
+	Offer          string `json:"offer"`
+	PartnerID      string `json:"partnerId,omitempty"`
+	Kind           string `json:"kind"` // the deadline rule's name
+	// Type is the event type the deadline's warnings have, without
+	// "io.pcwatch." (subscription.refund-window-closing).
+	Type      string    `json:"type"`
+	ClosesAt  time.Time `json:"closesAt"`
+	InSeconds int64     `json:"inSeconds"`
+	Quantity  int       `json:"quantity,omitempty"`
+	AutoRenew *bool     `json:"autoRenewEnabled,omitempty"`
 }
 
 // Reply is one page of the answer, or an error.
@@ -137,6 +144,7 @@ func (e *Error) Temporary() bool { return e.Code != CodeBadRequest }
 type Query struct {
 	Within     time.Duration
 	Kinds      []string
+	Types      []string
 	Customers  []string
 	PartnerIDs []string
 	Offers     []string
@@ -200,7 +208,7 @@ func DecodeRequest(b []byte, kinds []string) (*Query, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
-		return nil, fmt.Errorf("not a deadline query (JSON object with within, kinds, customers, partnerIds, offers, limit, cursor): %s", clip(err.Error()))
+		return nil, fmt.Errorf("not a deadline query (JSON object with within, kinds, types, customers, partnerIds, offers, limit, cursor): %s", clip(err.Error()))
 	}
 	if dec.More() {
 		return nil, errors.New("not a deadline query: data after the JSON object")
@@ -224,7 +232,7 @@ func DecodeRequest(b []byte, kinds []string) (*Query, error) {
 		name string
 		in   []string
 		out  *[]string
-	}{{"kinds", r.Kinds, &q.Kinds}, {"customers", r.Customers, &q.Customers}, {"partnerIds", r.PartnerIDs, &q.PartnerIDs}, {"offers", r.Offers, &q.Offers}} {
+	}{{"kinds", r.Kinds, &q.Kinds}, {"types", r.Types, &q.Types}, {"customers", r.Customers, &q.Customers}, {"partnerIds", r.PartnerIDs, &q.PartnerIDs}, {"offers", r.Offers, &q.Offers}} {
 		if len(f.in) > MaxFilterValues {
 			return nil, fmt.Errorf("%s: %d values, more than the %d allowed", f.name, len(f.in), MaxFilterValues)
 		}
@@ -237,9 +245,9 @@ func DecodeRequest(b []byte, kinds []string) (*Query, error) {
 				if !slices.Contains(kinds, v) {
 					return nil, fmt.Errorf("kinds[%d]: unknown deadline kind %q (known: %s)", i, clip(v), strings.Join(kinds, ", "))
 				}
-			case "offers":
+			case "offers", "types":
 				if _, err := path.Match(v, ""); err != nil {
-					return nil, fmt.Errorf("offers[%d]: bad glob %q: %v", i, clip(v), err)
+					return nil, fmt.Errorf("%s[%d]: bad glob %q: %v", f.name, i, clip(v), err)
 				}
 			}
 		}
@@ -275,6 +283,12 @@ func decodeCursor(s string) (cursor, error) {
 // Matches reports whether d passes q's filters (not the window).
 func (q *Query) Matches(d Deadline) bool {
 	if len(q.Kinds) > 0 && !slices.Contains(q.Kinds, d.Kind) {
+		return false
+	}
+	if len(q.Types) > 0 && !slices.ContainsFunc(q.Types, func(g string) bool {
+		ok, _ := path.Match(g, d.Type)
+		return ok
+	}) {
 		return false
 	}
 	if len(q.Customers) > 0 && !slices.Contains(q.Customers, d.CustomerID) {

@@ -26,6 +26,7 @@ func TestDecodeRequest(t *testing.T) {
 		{`{"within":"1h","limit":-1}`, "limit"},
 		{`{"within":"1h","kinds":["nope"]}`, `kinds[0]: unknown deadline kind "nope"`},
 		{`{"within":"1h","offers":["["]}`, "offers[0]: bad glob"},
+		{`{"within":"1h","types":["["]}`, "types[0]: bad glob"},
 		{`{"within":"1h","customers":[""]}`, "customers[0]: want a non-empty value"},
 		{`{"within":"1h","customers":["a\u0000b"]}`, "control characters"},
 		{`{"within":"1h","cursor":"garbage!"}`, "cursor: not a cursor"},
@@ -54,7 +55,7 @@ func TestDecodeRequest(t *testing.T) {
 }
 
 func TestMatches(t *testing.T) {
-	d := Deadline{CustomerID: "c1", PartnerID: "p1", Offer: "Microsoft 365 E3", Kind: "refund"}
+	d := Deadline{CustomerID: "c1", PartnerID: "p1", Offer: "Microsoft 365 E3", Kind: "refund", Type: "subscription.refund-window-closing"}
 	for _, tc := range []struct {
 		req  string
 		want bool
@@ -62,6 +63,8 @@ func TestMatches(t *testing.T) {
 		{`{"within":"1h"}`, true},
 		{`{"within":"1h","kinds":["refund","trial"]}`, true},
 		{`{"within":"1h","kinds":["trial"]}`, false},
+		{`{"within":"1h","types":["subscription.refund-*"]}`, true},
+		{`{"within":"1h","types":["subscription.trial-*"]}`, false},
 		{`{"within":"1h","customers":["c2","c1"],"partnerIds":["p1"]}`, true},
 		{`{"within":"1h","partnerIds":["p2"]}`, false},
 		{`{"within":"1h","offers":["Microsoft 365*"]}`, true},

@@ -16,6 +16,7 @@ import (
 	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/deadline"
 	"github.com/pcwatch/pcwatch/internal/deadlinequery"
+	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/secret"
 	"github.com/pcwatch/pcwatch/internal/state"
 )
@@ -141,7 +142,11 @@ func (q *queryServer) reply(b []byte) deadlinequery.Reply {
 		if u.ClosesAt.After(until) {
 			return
 		}
-		d := deadlinequery.Deadline{CustomerID: u.CustomerID, CustomerName: deadlinequery.Cut(u.CustomerName),
+		typ := ""
+		if r, ok := deadline.RuleNamed(u.Rule); ok {
+			typ = strings.TrimPrefix(string(r.Event()), events.TypePrefix)
+		}
+		d := deadlinequery.Deadline{Type: typ, CustomerID: u.CustomerID, CustomerName: deadlinequery.Cut(u.CustomerName),
 			SubscriptionID: u.SubscriptionID, Offer: deadlinequery.Cut(u.Offer), PartnerID: u.PartnerID, Kind: u.Rule,
 			ClosesAt: u.ClosesAt.UTC(), InSeconds: int64(u.ClosesAt.Sub(now) / time.Second), Quantity: u.Quantity, AutoRenew: u.AutoRenew}
 		if !qu.Matches(d) {

@@ -151,7 +151,7 @@ func TestDeadlineQueryPages(t *testing.T) {
 		t.Fatalf("Fetch: %d rows, %v; want %d", len(res.Deadlines), err, len(want))
 	}
 	// Filters.
-	res, err = deadlinequery.Fetch(ctx, nc, deadlinequery.Request{Within: "1000h", Customers: []string{"c2"}, PartnerIDs: []string{"p2"}, Offers: []string{"* E1", "* E2"}, Kinds: []string{"cancellation"}}, 50)
+	res, err = deadlinequery.Fetch(ctx, nc, deadlinequery.Request{Within: "1000h", Customers: []string{"c2"}, PartnerIDs: []string{"p2"}, Offers: []string{"* E1", "* E2"}, Kinds: []string{"cancellation"}, Types: []string{"subscription.cancellation-*"}}, 50)
 	if err != nil {
 		t.Fatal(err)
 	}
