@@ -83,6 +83,9 @@ type Config struct {
 	AllowedHosts []string `yaml:"allowed_hosts"`
 	// Accept restricts which events are delivered at all.
 	Accept Accept `yaml:"accept"`
+	// Digests are scheduled summaries of the watcher's open deadlines
+	// (digest_config.go).
+	Digests []Digest `yaml:"digests"`
 
 	file      string
 	names     []string           // channel names, sorted
@@ -94,6 +97,7 @@ type Config struct {
 	deflt     []string
 	silences  []compiledSilence
 	warnings  []string
+	digests   []*compiledDigest
 }
 
 // Accept restricts the events the notifier delivers. Events whose type is
@@ -665,6 +669,9 @@ func (v *validator) validate() error {
 	}
 	if len(c.Routes) == 0 && c.Default == nil {
 		return v.errf("routes", "no routes and no default route: nothing would be delivered; add a route or `default: {channels: [...]}`")
+	}
+	if err := v.digests(used); err != nil {
+		return err
 	}
 	for _, n := range c.names {
 		if !used[n] {

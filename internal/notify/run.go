@@ -61,7 +61,8 @@ type Options struct {
 	// clients may send as Host to the health endpoint.
 	AllowedHosts []string
 
-	hooks *testHooks
+	hooks       *testHooks
+	digestHooks *digestHooks
 }
 
 // ReadyInfo describes a notifier that is ready.
@@ -198,7 +199,11 @@ func Run(ctx context.Context, o Options) error {
 	var active []string
 	for _, name := range cfg.names {
 		if len(cfg.FilterSubjects(name)) == 0 {
-			log.Warn("channel is not used by any route: not consuming for it", "channel", name)
+			if cfg.digestChannel(name) {
+				log.Info("channel is used by digests only: not consuming events for it", "channel", name)
+			} else {
+				log.Warn("channel is not used by any route: not consuming for it", "channel", name)
+			}
 			continue
 		}
 		active = append(active, name)
@@ -223,6 +228,25 @@ func Run(ctx context.Context, o Options) error {
 			defer cancel()
 			defer context.AfterFunc(fetchCtx, cancel)()
 			return r.consume(cctx, workCtx)
+		}})
+	}
+	// The digests: one actor for all, restarted with backoff (what it
+	// needs, the watcher's state and the runs' records, lives elsewhere;
+	// a new Run catches up the runs within their grace).
+	var deliveriesKV jetstream.KeyValue
+	if len(cfg.digests) > 0 {
+		ds, err := newDigestSchedulerFor(cfg, o, nc, log, instance, m)
+		if err != nil {
+			return err
+		}
+		g.Add(actor.Actor{Name: "digests", OnFailure: actor.Restart, Run: func(actx context.Context) error {
+			select {
+			case <-setUp:
+			case <-actx.Done():
+				return nil
+			}
+			ds.kv = deliveriesKV
+			return ds.Run(actx)
 		}})
 	}
 	g.Add(actor.Actor{Name: "dlq-gauge", OnFailure: actor.Restart, Run: func(ctx context.Context) error {
@@ -270,6 +294,7 @@ func Run(ctx context.Context, o Options) error {
 		for _, r := range runners {
 			r.store = store
 		}
+		deliveriesKV = kv.deliveries
 		close(setUp)
 		h.set(nc, runners)
 		for range runners {
