@@ -206,6 +206,7 @@ func (s *digestScheduler) fire(ctx context.Context, d *compiledDigest, at time.T
 			if r, _, err := s.record(ctx, digestKey(d, at, ch)); err == nil && r != nil && r.State == digestStateSent {
 				delete(pending, ch)
 				s.result(d, at, ch, DigestDuplicate)
+				log.Info("digest already sent (by this notifier before a restart, or by another): not sent again", "channel", ch, "sent_by", r.Owner)
 			}
 		}
 		if len(pending) == 0 {

@@ -55,8 +55,14 @@ func queryState(t *testing.T, now time.Time) *state.Store {
 
 func startQueryServer(t *testing.T, st *state.Store, clk clock.Clock) *nats.Conn {
 	t.Helper()
-	srv := natstest.Start(t)
-	wc := natstest.Connect(t, srv.ClientURL())
+	return startQueryServerOn(t, natstest.Start(t).ClientURL(), st, clk)
+}
+
+// startQueryServerOn runs the query server on the NATS server at url and
+// returns once it answers.
+func startQueryServerOn(t *testing.T, url string, st *state.Store, clk clock.Clock) *nats.Conn {
+	t.Helper()
+	wc := natstest.Connect(t, url)
 	q := newQueryServer(wc, st, deadline.DefaultConfig(), clk, secret.New(), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -65,7 +71,7 @@ func startQueryServer(t *testing.T, st *state.Store, clk clock.Clock) *nats.Conn
 		done <- q.Run(ctx)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	nc := natstest.Connect(t, srv.ClientURL())
+	nc := natstest.Connect(t, url)
 	// Wait until the subscription is in place: a request answered.
 	go func() {
 		defer close(ready)
