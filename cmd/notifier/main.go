@@ -32,6 +32,8 @@
 package main
 
 import (
+	_ "time/tzdata" // time_zone of digests works in a scratch container
+
 	"context"
 	"errors"
 	"flag"

@@ -42,6 +42,13 @@ const (
 	alertsStream     = "KV_" + alertsBucket
 	silencesBucket   = "PCWATCH_SILENCES"
 	silencesStream   = "KV_" + silencesBucket
+	// querySubject is deadlinequery.Subject: the notifier's digests ask
+	// the watcher for its open deadlines there.
+	querySubject = "pcwatch.query.deadlines"
+	// inboxes are where requests are answered (nats.go's default inbox
+	// prefix): the watcher may publish there to answer deadline queries;
+	// it refuses to answer any other reply subject.
+	inboxes = "_INBOX.>"
 )
 
 // EventSubjects are the subjects only the watcher identity may publish on.
@@ -82,9 +89,11 @@ const regenerate = "or delete it and restart the watcher to generate new credent
 //
 // The watcher identity may publish events (pcwatch.events.>,
 // pcwatch.ops.>), manage PCWATCH_EVENTS and create the notifier's
-// dead-letter stream and deliveries bucket, and read PCWATCH_EVENTS. The
+// dead-letter stream and deliveries bucket, read PCWATCH_EVENTS, and answer
+// requests (publish on _INBOX.>: the deadline queries). The
 // notifier identity may consume PCWATCH_EVENTS, write its dead-letter
-// stream and deliveries bucket, and publish on Options.NotifierSubjects; it
+// stream and deliveries bucket, ask the watcher for its open deadlines
+// (publish on pcwatch.query.deadlines), and publish on Options.NotifierSubjects; it
 // may not publish events, nor create or reconfigure streams, nor create
 // consumers on any other stream than PCWATCH_EVENTS (a stream's republish
 // option, or a push consumer's deliver subject, would otherwise let it copy
@@ -276,9 +285,9 @@ func Permissions(notifierSubjects []string) (watcher, notifier *server.Permissio
 		watcherPub = append(watcherPub, api("STREAM.INFO."+s, "STREAM.CREATE."+s, "STREAM.UPDATE."+s)...)
 	}
 	watcherPub = append(watcherPub, readEvents...)
-	watcherPub = append(watcherPub, "$JS.ACK."+eventsStream+".>")
+	watcherPub = append(watcherPub, "$JS.ACK."+eventsStream+".>", inboxes)
 
-	notifierPub := []string{dlqSubjects, "$JS.ACK." + eventsStream + ".>"}
+	notifierPub := []string{dlqSubjects, querySubject, "$JS.ACK." + eventsStream + ".>"}
 	notifierPub = append(notifierPub, api("INFO", "STREAM.INFO."+eventsStream, "STREAM.INFO."+dlqStream,
 		"STREAM.MSG.GET."+dlqStream, "STREAM.MSG.DELETE."+dlqStream)...)
 	for _, b := range []struct{ bucket, stream string }{

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/pcwatch/pcwatch/internal/deadlinequery"
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/natsembed"
@@ -40,6 +41,7 @@ func TestNamesMatchTheirOwners(t *testing.T) {
 		"claims":        notify.ClaimsBucket,
 		"alerts":        notify.AlertsBucket,
 		"silences":      notify.SilencesBucket,
+		"query":         deadlinequery.Subject,
 	}
 	for k, v := range want {
 		if natsembed.Names[k] != v {

@@ -10,4 +10,5 @@ var Names = map[string]string{
 	"claims":        claimsBucket,
 	"alerts":        alertsBucket,
 	"silences":      silencesBucket,
+	"query":         querySubject,
 }

@@ -484,7 +484,9 @@ routes:
 	c2 := quantityEvent(t, "c2", 1, 1, 5, 7)
 	publish(t, a.js, c2, "")
 	publish(t, a.js, c1[3], "copy") // a second copy: not grouped twice
-	waitFor(t, "all grouped", func() bool { return a.rec.count("hook", ResultGrouped) == 41 && a.rec.count("hook", ResultDuplicate) == 1 }, a.rec.changed)
+	waitFor(t, "all grouped", func() bool {
+		return a.rec.count("hook", ResultGrouped) == 41 && a.rec.count("hook", ResultDuplicate) == 1
+	}, a.rec.changed)
 	a.clk.Set(alertStart.Add(29 * time.Second))
 	a.quiet(t, 0)
 

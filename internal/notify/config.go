@@ -94,6 +94,9 @@ type Config struct {
 	// Alerts tunes how silences, reminders and resolutions treat open
 	// deadline warnings.
 	Alerts Alerts `yaml:"alerts"`
+	// Digests are scheduled summaries of the watcher's open deadlines
+	// (digest_config.go).
+	Digests []Digest `yaml:"digests"`
 
 	file      string
 	names     []string           // channel names, sorted
@@ -108,6 +111,7 @@ type Config struct {
 	// the notifier's silence poller.
 	runtime  atomic.Pointer[[]compiledSilence]
 	warnings []string
+	digests  []*compiledDigest
 }
 
 // Alerts tunes open deadline warnings.
@@ -739,6 +743,9 @@ func (v *validator) validate() error {
 	}
 	if len(c.Routes) == 0 && c.Default == nil {
 		return v.errf("routes", "no routes and no default route: nothing would be delivered; add a route or `default: {channels: [...]}`")
+	}
+	if err := v.digests(used); err != nil {
+		return err
 	}
 	for _, n := range c.names {
 		if !used[n] {

@@ -43,6 +43,17 @@
 // started) or NATS cannot be reached, Run logs why and retries with
 // backoff; /readyz says not ready meanwhile.
 //
+// # Digests
+//
+// Config.Digests are scheduled summaries of the watcher's open deadlines
+// (digest.go): at each instant of a cron schedule in a time zone, the
+// digests actor asks the watcher over NATS (package deadlinequery: the
+// watcher's state, not a replay of the stream) what closes within the
+// window and sends one message per channel, exactly once per (digest,
+// scheduled local time, channel) through a record in PCWATCH_DELIVERIES;
+// runs missed while the notifier was down are caught up within their
+// grace.
+//
 // # Exactly once per channel, and its limits
 //
 // JetStream delivers at least once: a message is redelivered when its ack is

@@ -60,7 +60,14 @@ func (s *emailSender) send(ctx context.Context, n *notification) error {
 	if err != nil {
 		return err
 	}
+	return s.deliver(ctx, msg)
+}
+
+// deliver sends one composed mail (headers and body) to the channel's
+// recipients: events (send) and digests (sendDigest) alike.
+func (s *emailSender) deliver(ctx context.Context, msg []byte) error {
 	cfg := s.ch.SMTP
+	var err error
 	tlsCfg := &tls.Config{ServerName: cfg.Host, RootCAs: s.ch.rootCAs, MinVersion: tls.VersionTLS12}
 	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
 	d := &net.Dialer{}

@@ -61,7 +61,8 @@ type Options struct {
 	// clients may send as Host to the health endpoint.
 	AllowedHosts []string
 
-	hooks *testHooks
+	hooks       *testHooks
+	digestHooks *digestHooks
 }
 
 // ReadyInfo describes a notifier that is ready.
@@ -198,7 +199,11 @@ func Run(ctx context.Context, o Options) error {
 	var active []string
 	for _, name := range cfg.names {
 		if len(cfg.FilterSubjects(name)) == 0 {
-			log.Warn("channel is not used by any route: not consuming for it", "channel", name)
+			if cfg.digestChannel(name) {
+				log.Info("channel is used by digests only: not consuming events for it", "channel", name)
+			} else {
+				log.Warn("channel is not used by any route: not consuming for it", "channel", name)
+			}
 			continue
 		}
 		active = append(active, name)
@@ -234,6 +239,25 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return sp.run(actx)
 	}})
+	// The digests: one actor for all, restarted with backoff (what it
+	// needs, the watcher's state and the runs' records, lives elsewhere;
+	// a new Run catches up the runs within their grace).
+	var deliveriesKV jetstream.KeyValue
+	if len(cfg.digests) > 0 {
+		ds, err := newDigestSchedulerFor(cfg, o, nc, log, instance, m)
+		if err != nil {
+			return err
+		}
+		g.Add(actor.Actor{Name: "digests", OnFailure: actor.Restart, Run: func(actx context.Context) error {
+			select {
+			case <-setUp:
+			case <-actx.Done():
+				return nil
+			}
+			ds.kv = deliveriesKV
+			return ds.Run(actx)
+		}})
+	}
 	g.Add(actor.Actor{Name: "dlq-gauge", OnFailure: actor.Restart, Run: func(ctx context.Context) error {
 		refreshDLQGauge(ctx, js, m, refreshDLQ)
 		return nil
@@ -283,6 +307,7 @@ func Run(ctx context.Context, o Options) error {
 			r.store = store
 			r.akv, r.alerts = kv.alerts, &alertCache{}
 		}
+		deliveriesKV = kv.deliveries
 		close(setUp)
 		h.set(nc, runners)
 		for range runners {

@@ -434,7 +434,8 @@ type UpcomingDeadline struct {
 	CustomerName   string    `json:"customerName"`
 	SubscriptionID string    `json:"subscriptionId"`
 	Offer          string    `json:"offer"`
-	Rule           string    `json:"kind"` // the deadline rule's name
+	PartnerID      string    `json:"partnerId,omitempty"` // the reseller's MPN id
+	Rule           string    `json:"kind"`                // the deadline rule's name
 	ClosesAt       time.Time `json:"closesAt"`
 	In             string    `json:"in"`
 	InSeconds      int64     `json:"inSeconds"`
@@ -447,6 +448,16 @@ type UpcomingDeadline struct {
 // *state.DamagedError naming them.
 func Upcoming(store *state.Store, cfg deadline.Config, now time.Time) ([]UpcomingDeadline, error) {
 	var out []UpcomingDeadline
+	err := eachUpcoming(store, cfg, now, func(u UpcomingDeadline) { out = append(out, u) })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ClosesAt.Before(out[j].ClosesAt) })
+	return out, err
+}
+
+// eachUpcoming calls visit with every future deadline, in the state file's
+// order, in one read transaction: Upcoming collects them all, the deadline
+// query (query.go) keeps one page. Records that no longer decode are
+// skipped and named by the *state.DamagedError it returns.
+func eachUpcoming(store *state.Store, cfg deadline.Config, now time.Time, visit func(UpcomingDeadline)) error {
 	names := map[string]string{}
 	damaged := &state.DamagedError{Path: store.Path()}
 	skipDamaged := func(err error) error {
@@ -492,22 +503,21 @@ func Upcoming(store *state.Store, cfg deadline.Config, now time.Time) ([]Upcomin
 				if !d.At.After(now) {
 					continue
 				}
-				u := UpcomingDeadline{CustomerID: cust, CustomerName: names[cust], SubscriptionID: sub, Offer: v.OfferName,
+				u := UpcomingDeadline{CustomerID: cust, CustomerName: names[cust], SubscriptionID: sub, Offer: v.OfferName, PartnerID: v.PartnerID,
 					Rule: d.Rule.Name(), ClosesAt: d.At, In: fmtDur(d.At.Sub(now)), InSeconds: int64(d.At.Sub(now) / time.Second), Quantity: d.Quantity}
 				if d.Rule.CarriesAutoRenew() {
 					ar := f.AutoRenew
 					u.AutoRenew = &ar
 				}
-				out = append(out, u)
+				visit(u)
 			}
 			return nil
 		}))
 	})
-	sort.SliceStable(out, func(i, j int) bool { return out[i].ClosesAt.Before(out[j].ClosesAt) })
 	if err == nil && damaged.Count > 0 {
 		err = damaged
 	}
-	return out, err
+	return err
 }
 
 // fmtDur renders "2d 3h", "3h 58m", "12m".

@@ -110,6 +110,8 @@ var ErrPartial = errors.New("some customers could not be polled")
 //     goes on and events wait in the outbox.
 //   - stream keeper (only while the stream could not be created at start):
 //     restarted with backoff; its work is done once the stream exists.
+//   - deadline query (query.go): restarted with backoff; it answers the
+//     notifier's digests from the state file and keeps nothing itself.
 //   - operations server: restarted with backoff on the address it bound;
 //     losing /metrics must not stop polling.
 //   - embedded NATS: fatal. Its JetStream store, and the notifier's
@@ -371,6 +373,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	if !c.Once {
 		g.Add(o.actor(actor.Actor{Name: actorEvaluator, OnFailure: actor.Restart, Run: eval.Run}))
+		// The notifier's digests ask for the open deadlines on NATS.
+		qs := newQueryServer(nc, store, dcfg, clk, red, log.With("component", "deadline-query"))
+		g.Add(o.actor(actor.Actor{Name: actorQuery, OnFailure: actor.Restart, Run: qs.Run}))
 		// The change feed: hints first (they may be left from a previous
 		// run), then the activity-log tail that stores them.
 		kick := make(chan struct{}, 1)

@@ -112,7 +112,7 @@ func TestEmbeddedNATSFailureStopsTheWatcherInOrder(t *testing.T) {
 	for _, m := range regexp.MustCompile(`msg="shutdown step (?:done|failed)" component=actors step=("[^"]+"|\S+)`).FindAllStringSubmatch(logs.String(), -1) {
 		steps = append(steps, strings.Trim(m[1], `"`))
 	}
-	want := []string{actorActivity, actorHot, actorHints, actorEvaluator, "outbox flush", actorRelay, actorOps, "NATS connection", actorNATS, "state file"}
+	want := []string{actorActivity, actorHot, actorHints, actorQuery, actorEvaluator, "outbox flush", actorRelay, actorOps, "NATS connection", actorNATS, "state file"}
 	if !slices.Equal(steps, want) {
 		t.Errorf("shutdown steps:\n got %q\nwant %q", steps, want)
 	}
