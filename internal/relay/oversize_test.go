@@ -363,7 +363,7 @@ func TestLimitBelowANotice(t *testing.T) {
 	st := openStore(t)
 	st.Commit(&state.Change{Events: []events.Envelope{quantityEvent(t, 1), quantityEvent(t, 2)}})
 	r := newRelay(t, nc, st, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_, err := r.Flush(ctx)
 	h := r.Health()
