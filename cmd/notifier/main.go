@@ -50,6 +50,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pcwatch/pcwatch/internal/cli"
+	"github.com/pcwatch/pcwatch/internal/clock"
 	"github.com/pcwatch/pcwatch/internal/events"
 	"github.com/pcwatch/pcwatch/internal/natsconn"
 	"github.com/pcwatch/pcwatch/internal/notify"
@@ -68,7 +69,7 @@ var usage = `usage: notifier <command> [flags]
 commands:
   run         consume events and deliver alerts
               --config FILE [--nats-url URL] [--nats-nkey FILE] [--listen ADDR] [--allowed-hosts NAMES]
-              [--log-format text|json] [--log-level info]
+              [--log-format text|json] [--log-level info] [--clock SPEC (testing, the demo)]
   check       validate a configuration without connecting; prints "config OK: N channels, M routes"
               --config FILE
   dlq list    list dead-lettered events
@@ -80,7 +81,7 @@ commands:
   silence add     mute matching events on every channel, applied by running notifiers within seconds;
                   deadline warnings are held and sent when it ends, or alerts.silence_lead before their deadline
               --end TIME|--duration D [--start TIME] [--customer ID ...] [--type GLOB ...] [--offer GLOB ...]
-              [--partner-id ID ...] [--author NAME] [--comment TEXT] [--nats-url URL]
+              [--partner-id ID ...] [--author NAME] [--comment TEXT] [--nats-url URL] [--clock SPEC]
   silence list    [--all] [--format table|json] [--nats-url URL]
   silence expire  ID [--nats-url URL]
 
@@ -197,9 +198,14 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	fs.Var(&allowed, "allowed-hosts", "further Host names the health endpoint answers, comma-separated (added to allowed_hosts)")
 	format := fs.String("log-format", "text", "log format: text or json")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	clockSpec := fs.String("clock", "", "calendar of deadlines and silences (testing and the demo): start=RFC3339,epoch=RFC3339,speed=N, as the watcher's")
 	natsOpts := natsFlags(fs, getenv)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	cal, err := clock.Parse(*clockSpec)
+	if err != nil {
+		return cli.Usagef("run: --clock: %v", err)
 	}
 	log, err := notify.NewLogger(stderr, *format, *level)
 	if err != nil {
@@ -223,7 +229,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 		return err
 	}
 	no.Logger = log
-	return notify.Run(ctx, notify.Options{Config: cfg, NATS: no, Listen: *listen, Logger: log, OpsToken: token, AllowedHosts: allowed})
+	return notify.Run(ctx, notify.Options{Config: cfg, NATS: no, Listen: *listen, Logger: log, OpsToken: token, AllowedHosts: allowed, Calendar: cal})
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
@@ -353,11 +359,16 @@ func cmdSilenceAdd(ctx context.Context, args []string, stdout io.Writer, getenv 
 	dur := fs.String("duration", "", "length from the start, e.g. 2h or 7d (instead of --end)")
 	author := fs.String("author", getenv("USER"), "who adds it (default $USER)")
 	comment := fs.String("comment", "", "why")
+	clockSpec := fs.String("clock", "", "calendar the notifiers run on (testing and the demo), as notifier run --clock")
 	natsOpts := natsFlags(fs, getenv)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	now := time.Now().UTC()
+	cal, err := clock.Parse(*clockSpec)
+	if err != nil {
+		return cli.Usagef("silence add: --clock: %v", err)
+	}
+	now := cal.Now().UTC()
 	s := notify.RuntimeSilence{Match: notify.Match{Customers: customers, Types: types, Offers: offers, PartnerIDs: partners},
 		CreatedBy: *author, Comment: *comment, StartsAt: now}
 	if *start != "" {

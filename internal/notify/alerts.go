@@ -266,7 +266,15 @@ func (r *channelRunner) scanAlerts(ctx context.Context) error {
 		}
 		recs[key] = c
 	}
+	// What this process wrote while the walk ran is newer than what the
+	// walk saw (or it did not see it at all: the walk ends at the
+	// sequence the bucket had when it began).
 	r.alerts.mu.Lock()
+	for k, c := range r.alerts.recs {
+		if s, ok := recs[k]; c.rev > info.State.LastSeq && (!ok || c.rev > s.rev) {
+			recs[k] = c
+		}
+	}
 	r.alerts.recs, r.alerts.scanned = recs, r.clk.Now()
 	r.alerts.mu.Unlock()
 	return nil
@@ -301,8 +309,10 @@ func (r *channelRunner) casAlert(ctx context.Context, key string, rec *alertReco
 		nrev, err = r.akv.Update(ctx, key, b, rev)
 	}
 	if err != nil {
+		// Whatever failed, the cache must not keep what the bucket may
+		// no longer hold.
+		r.reloadAlert(ctx, key)
 		if isWrongSequence(err) || errors.Is(err, jetstream.ErrKeyExists) {
-			r.reloadAlert(ctx, key)
 			return false, nil
 		}
 		return false, fmt.Errorf("writing alert %s in %s: %w", key, AlertsBucket, err)
@@ -344,9 +354,13 @@ func (r *channelRunner) deleteAlert(ctx context.Context, key string) error {
 	return nil
 }
 
-// hold stores a muted deadline warning, to be sent at due.
+// hold stores a muted deadline warning, to be sent at due. Each warning
+// is held on its own (two thresholds of one deadline are two messages
+// once the silence ends); the alert's own record is written when it is
+// sent.
 func (r *channelRunner) hold(ctx context.Context, ev *events.Event, d *events.Data, f *alertFamily, subject string, body []byte, due time.Time, silence string) error {
-	return r.putAlert(ctx, alertKey(r.name, f, d), alertRecord{Kind: alertHeld, Family: f.name, EventID: ev.ID, Subject: subject,
+	sum := sha256.Sum256([]byte(ev.ID))
+	return r.putAlert(ctx, alertKey(r.name, f, d)+"-held-"+hex.EncodeToString(sum[:6]), alertRecord{Kind: alertHeld, Family: f.name, EventID: ev.ID, Subject: subject,
 		Deadline: *d.Deadline, Due: due, Silence: silence, Body: body})
 }
 
@@ -403,8 +417,24 @@ func (r *channelRunner) resolveAlerts(ctx context.Context, ev *events.Event, d *
 		if !ok && !closed {
 			continue
 		}
+		if h.rec.Kind == alertHeld {
+			// Silences delay, they never drop: a held warning is still
+			// sent when the silence ends, saying it was resolved meanwhile,
+			// and opens no alert.
+			if h.rec.ResolvedBy != "" {
+				continue
+			}
+			h.rec.Reason, h.rec.ResolvedBy = reason, ev.ID
+			if closed {
+				h.rec.Reason = "the watcher saw the window close"
+			}
+			if _, err := r.casAlert(ctx, h.key, &h.rec, h.rev); err != nil {
+				r.log.Warn("could not mark a held warning resolved", "key", h.key, "err", err)
+			}
+			continue
+		}
 		var next *alertRecord
-		if !closed && h.rec.Kind != alertHeld && h.rec.Resolved {
+		if !closed && h.rec.Resolved {
 			// Else passed (the watcher said so), never sent, or no notice
 			// wanted: the record goes, no more reminders.
 			h.rec.Kind, h.rec.Reason, h.rec.ResolvedBy, h.rec.Due, h.rec.Tries = alertResolved, reason, ev.ID, r.clk.Now(), 0
@@ -438,13 +468,17 @@ func (r *channelRunner) scheduler(ctx context.Context) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	lastScan := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if r.clk.Now().Sub(r.alerts.scanned) >= alertRescan {
+		// Read everything again every alertRescan, on the calendar or on
+		// the wall (an accelerated or fake calendar may stand still).
+		if r.clk.Now().Sub(r.alerts.scanned) >= alertRescan || time.Since(lastScan) >= alertRescan {
+			lastScan = time.Now()
 			if err := r.scanAlerts(ctx); err != nil {
 				r.log.Warn("could not read the open alerts; trying again", "err", err)
 				continue
@@ -528,12 +562,8 @@ func (r *channelRunner) fire(ctx context.Context, key string, rec alertRecord, r
 	id := ev.ID
 	switch rec.Kind {
 	case alertHeld:
-		if passed {
-			log.Warn("a held deadline warning was not sent: its deadline passed while the notifier was not running")
-			r.finish(ev.ID, ResultPast)
-			drop()
-			return
-		}
+		// Even past its deadline (the notifier was not running when it was
+		// due), a held warning is sent: silences delay, they never drop.
 		if !opt.routed {
 			drop() // the configuration no longer sends it here
 			return
@@ -549,6 +579,9 @@ func (r *channelRunner) fire(ctx context.Context, key string, rec alertRecord, r
 			n = overrideNotice(dec, r.cfg.Alerts.SilenceLead.D())
 		default:
 			n = Notice{Kind: NoticeReleased, Reason: "held by a silence (" + rec.Silence + ") until it ended"}
+		}
+		if rec.ResolvedBy != "" {
+			n.Reason += "; resolved meanwhile: " + rec.Reason
 		}
 	case alertOpen:
 		if passed {
@@ -597,6 +630,15 @@ func (r *channelRunner) fire(ctx context.Context, key string, rec alertRecord, r
 	}
 	log.Info("notice sent", "notice", n.Kind, "n", n.N)
 	switch {
+	case rec.Kind == alertHeld:
+		// Sent at last: the alert opens (reminders, resolution) under its
+		// own key, unless it was resolved meanwhile; the held record goes.
+		if f, ok := familyOf(ev.Type); ok && rec.ResolvedBy == "" {
+			if err := r.opened(ctx, ev, d, f, rec.Subject, rec.Body, opt); err != nil {
+				log.Warn("sent, but its reminders and resolution could not be scheduled", "err", err)
+			}
+		}
+		drop()
 	case n.Kind == NoticeResolved:
 		drop()
 	case n.Kind == NoticeReminder:

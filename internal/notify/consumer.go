@@ -382,9 +382,10 @@ func (r *channelRunner) handle(ctx context.Context, rm received) string {
 	dec := r.cfg.Route(ev, d, now)
 	var notice *Notice
 	if dec.Silenced {
-		if f, open := openWarning(ev, d, now); open && r.alertsOn() && r.cfg.routeOptions(ev, d, r.name).routed {
+		if f, warning := familyOf(ev.Type); warning && d.Deadline != nil && r.alertsOn() && r.cfg.routeOptions(ev, d, r.name).routed {
 			// A deadline warning is held, not dropped: sent when the
-			// silence ends, or silence_lead before the deadline.
+			// silence ends, or silence_lead before the deadline (at once
+			// when that has come, or the deadline has even passed).
 			lead := r.cfg.Alerts.SilenceLead.D()
 			if hold, until, _ := holdDecision(now, *d.Deadline, lead, dec); hold {
 				if err := r.hold(ctx, ev, d, f, msg.Subject(), msg.Data(), until, dec.Silence); err != nil {

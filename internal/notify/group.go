@@ -48,6 +48,10 @@ type groupRecord struct {
 	Sent      int           `json:"sent"`            // grouped messages sent so far
 	Interval  Duration      `json:"interval"`        // the route's group_interval
 	Tries     int           `json:"tries,omitempty"` // failed attempts at the due message
+	// Pending are the ids of the events of the message being sent, and
+	// PendingID its id (see flushGroup).
+	Pending   []string `json:"pending,omitempty"`
+	PendingID string   `json:"pendingId,omitempty"`
 }
 
 type groupMember struct {
@@ -167,6 +171,7 @@ func (r *channelRunner) enqueue(ctx context.Context, ev *events.Event, d *events
 			nrev, err = r.akv.Update(ctx, key, b, rev)
 		}
 		if err == nil {
+			r.log.Debug("enqueued", "key", key, "rev", nrev, "prev", rev, "members", len(g.Members), "due", g.Due)
 			r.alerts.mu.Lock()
 			r.alerts.recs[key] = cachedAlert{group: &g, rev: nrev, rec: alertRecord{Kind: alertGroup, Due: g.Due}}
 			r.alerts.mu.Unlock()
@@ -183,6 +188,7 @@ func (r *channelRunner) enqueue(ctx context.Context, ev *events.Event, d *events
 // those events from the record.
 func (r *channelRunner) flushGroup(ctx context.Context, key string, g groupRecord, rev uint64) {
 	now := r.clk.Now()
+	r.log.Debug("flush", "key", key, "rev", rev, "members", len(g.Members), "due", g.Due)
 	if len(g.Members) == 0 {
 		if now.Sub(g.LastFlush) >= g.Interval.D() {
 			_, _ = r.casAlert(ctx, key, nil, rev)
@@ -192,43 +198,78 @@ func (r *channelRunner) flushGroup(ctx context.Context, key string, g groupRecor
 		r.casGroup(ctx, key, &g, rev)
 		return
 	}
-	batch := g.Members[:min(len(g.Members), maxGroupMembers)]
-	_, token := groupKey(r.name, g.Route, g.Labels)
-	id := fmt.Sprintf("%s-%d", token, g.Sent+1)
-	log := r.log.With("group", strings.Join(g.Labels, ","), "route", g.Route, "events", len(batch))
-	if err := r.sendGroup(ctx, id, g, batch); err != nil {
-		g.Tries++
-		delay := retryDelay(g.Tries, asSendError(r.name, err), r.cfg.Delivery.RetryInitial.D(), r.cfg.Delivery.RetryMax.D(), r.rnd())
-		if g.Tries >= r.cfg.Delivery.MaxAttempts {
-			log.Error("grouped message not sent after max_attempts; its events are dropped from the group (see the DLQ gauge of the events' own channel for failures)", "err", err)
-			r.m.failures.WithLabelValues(r.name, "group").Inc()
-			delay = 0
-		} else {
-			log.Warn("grouped message not sent; will retry", "err", err, "retry_in", delay)
-			g.Due = now.Add(delay)
-			r.casGroup(ctx, key, &g, rev)
-			return
+	// Two steps, so that a message is never sent with other events than
+	// the first time: the batch and its id are written to the record
+	// (Pending) before the send, and removed after it. A failure anywhere
+	// between leaves Pending: the next round sends exactly that batch
+	// again under the same id (its claim makes it a duplicate if the
+	// receiver had it).
+	if g.PendingID == "" {
+		n := min(len(g.Members), maxGroupMembers)
+		_, token := groupKey(r.name, g.Route, g.Labels)
+		h := sha256.New()
+		g.Pending = nil
+		for _, m := range g.Members[:n] {
+			g.Pending = append(g.Pending, m.ID)
+			h.Write([]byte(m.ID))
+			h.Write([]byte{0})
 		}
-	} else {
-		log.Info("grouped message sent", "id", id)
-		for _, m := range batch {
-			r.finish(m.ID, ResultDelivered)
+		g.PendingID = token + "-" + hex.EncodeToString(h.Sum(nil)[:10])
+		nrev, ok := r.casGroup(ctx, key, &g, rev)
+		if !ok {
+			return // changed meanwhile: the next round
 		}
-		r.openGrouped(ctx, batch)
+		rev = nrev
 	}
-	sent := map[string]bool{}
-	for _, m := range batch {
-		sent[m.ID] = true
+	pending := map[string]bool{}
+	for _, id := range g.Pending {
+		pending[id] = true
+	}
+	var batch []groupMember
+	for _, m := range g.Members {
+		if pending[m.ID] {
+			batch = append(batch, m)
+		}
+	}
+	id := g.PendingID
+	log := r.log.With("group", strings.Join(g.Labels, ","), "route", g.Route, "events", len(batch))
+	if len(batch) > 0 {
+		if err := r.sendGroup(ctx, id, g, batch); err != nil {
+			g.Tries++
+			delay := retryDelay(g.Tries, asSendError(r.name, err), r.cfg.Delivery.RetryInitial.D(), r.cfg.Delivery.RetryMax.D(), r.rnd())
+			if g.Tries < r.cfg.Delivery.MaxAttempts {
+				log.Warn("grouped message not sent; will retry", "err", err, "retry_in", delay)
+				g.Due = now.Add(delay)
+				r.casGroup(ctx, key, &g, rev)
+				return
+			}
+			log.Error("grouped message not sent after max_attempts; its events are dropped from the group", "err", err)
+			r.m.failures.WithLabelValues(r.name, "group").Inc()
+		} else {
+			log.Info("grouped message sent", "id", id)
+			for _, m := range batch {
+				r.finish(m.ID, ResultDelivered)
+			}
+			r.openGrouped(ctx, batch)
+		}
 	}
 	// Remove what was sent, on whatever the record holds now (events may
-	// have joined meanwhile).
+	// have joined meanwhile). Not written (NATS away): Pending stays, and
+	// the next round finishes it without sending anything new.
 	for range 10 {
-		g.Members = slices.DeleteFunc(g.Members, func(m groupMember) bool { return sent[m.ID] })
+		if g.PendingID != id {
+			return // someone else finished it
+		}
+		g.Members = slices.DeleteFunc(g.Members, func(m groupMember) bool { return pending[m.ID] })
+		g.Pending, g.PendingID = nil, ""
 		g.Sent++
 		g.Tries = 0
 		g.LastFlush = now
 		g.Due = now.Add(g.Interval.D())
-		if r.casGroup(ctx, key, &g, rev) {
+		if len(g.Members) > 0 && len(g.Members) >= maxGroupMembers {
+			g.Due = now
+		}
+		if _, ok := r.casGroup(ctx, key, &g, rev); ok {
 			return
 		}
 		r.alerts.mu.Lock()
@@ -241,24 +282,25 @@ func (r *channelRunner) flushGroup(ctx context.Context, key string, g groupRecor
 	}
 }
 
-// casGroup writes a group record over revision rev; false when it changed
-// meanwhile (the cache then holds what the bucket has).
-func (r *channelRunner) casGroup(ctx context.Context, key string, g *groupRecord, rev uint64) bool {
+// casGroup writes a group record over revision rev and returns the new
+// revision; false when it could not (changed meanwhile, or NATS away: the
+// cache then holds what the bucket has, if it could be read).
+func (r *channelRunner) casGroup(ctx context.Context, key string, g *groupRecord, rev uint64) (uint64, bool) {
 	b, _ := json.Marshal(g)
 	nrev, err := r.akv.Update(ctx, key, b, rev)
+	r.log.Debug("casGroup", "key", key, "rev", rev, "nrev", nrev, "members", len(g.Members), "err", err)
 	if err != nil {
-		if isWrongSequence(err) || errors.Is(err, jetstream.ErrKeyExists) {
-			r.reloadAlert(ctx, key)
-		} else {
+		r.reloadAlert(ctx, key)
+		if !isWrongSequence(err) && !errors.Is(err, jetstream.ErrKeyExists) {
 			r.log.Warn("could not update a group", "key", key, "err", err)
 		}
-		return false
+		return 0, false
 	}
 	cp := *g
 	r.alerts.mu.Lock()
 	r.alerts.recs[key] = cachedAlert{group: &cp, rev: nrev, rec: alertRecord{Kind: alertGroup, Due: g.Due}}
 	r.alerts.mu.Unlock()
-	return true
+	return nrev, true
 }
 
 // openGrouped opens the alerts of the deadline warnings a grouped message

@@ -39,9 +39,13 @@ type Options struct {
 	Listen string
 	// Logger receives the notifier's logs; nil discards them.
 	Logger *slog.Logger
-	// Clock decides which silences are active and stamps signatures and
-	// mails; default the wall clock.
+	// Clock stamps signatures and mails and times retries and claims;
+	// default the wall clock.
 	Clock clock.Clock
+	// Calendar is what deadlines, silences, reminders and groups are read
+	// on; default Clock. The demo and the chaos suite run the watcher on an
+	// accelerated calendar (--clock): the notifier then takes the same.
+	Calendar clock.Clock
 	// HTTPClient sends webhooks, Slack and Teams messages; default a client
 	// that follows no redirects. Timeouts come from the channels.
 	HTTPClient *http.Client
@@ -93,6 +97,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
+	}
+	if o.Calendar == nil {
+		o.Calendar = o.Clock
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = newHTTPClient()
@@ -213,7 +220,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		r := &channelRunner{
-			name: name, ch: ch, cfg: cfg, snd: snd, js: js, m: m, clk: o.Clock, hooks: o.hooks,
+			name: name, ch: ch, cfg: cfg, snd: snd, js: js, m: m, clk: o.Calendar, hooks: o.hooks,
 			log: log.With("channel", name), rnd: rand.Float64, onDLQ: kick,
 			ready: func() { readyc <- name },
 		}

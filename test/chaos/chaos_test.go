@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -80,6 +81,8 @@ const (
 	calendar    = "2026-03-02T08:00:00Z"
 	hookChannel = "hook"
 	brokenChan  = "broken"
+	// groupChan receives every event grouped by customer.
+	groupChan = "grouped"
 	// minUpWall is how long a watcher must have run inside a threshold's
 	// span for the threshold to be required (deadline-interval is 1s).
 	minUpWall = 3 * time.Second
@@ -90,6 +93,11 @@ const (
 
 // brokenTypes are routed to the channel whose receiver always refuses.
 var brokenTypes = []string{"subscription.attention-needed", "managed-service.removed"}
+
+// warningTypes are the deadline warnings: reminded on the hook channel,
+// and muted for a while by a runtime silence (held, then sent).
+var warningTypes = []string{"subscription.cancellation-window-closing", "subscription.refund-window-closing",
+	"subscription.renewal-approaching", "subscription.trial-ending"}
 
 var (
 	cancellationThresholds = []time.Duration{72 * time.Hour, 24 * time.Hour, 4 * time.Hour}
@@ -379,7 +387,7 @@ func (h *harness) startAll() {
 	}
 	h.notifier = &component{h: h, name: "notifier", bin: h.bin["notifier"], env: []string{"CHAOS_WEBHOOK_SECRET=" + h.secret},
 		args: func() []string {
-			return []string{"run", "--config", ncfg, "--nats-url", h.natsURL, "--listen", "127.0.0.1:0", "--log-format", "json"}
+			return []string{"run", "--config", ncfg, "--nats-url", h.natsURL, "--listen", "127.0.0.1:0", "--log-format", "json", "--clock", h.clk.String()}
 		}, ready: jsonReady("notifier ready", "")}
 	h.startWait(h.notifier, 60*time.Second)
 
@@ -466,9 +474,12 @@ func (h *harness) ensureStream() {
 }
 
 func (h *harness) notifierConfig() string {
-	quoted := make([]string, len(brokenTypes))
-	for i, t := range brokenTypes {
-		quoted[i] = fmt.Sprintf("%q", t)
+	quote := func(l []string) string {
+		q := make([]string, len(l))
+		for i, t := range l {
+			q[i] = fmt.Sprintf("%q", t)
+		}
+		return strings.Join(q, ", ")
 	}
 	return fmt.Sprintf(`# written by the chaos suite
 channels:
@@ -482,12 +493,30 @@ channels:
     url: %s/broken
     secret_env: CHAOS_WEBHOOK_SECRET
     timeout: 5s
+  %s:
+    kind: webhook
+    url: %s/grouped
+    secret_env: CHAOS_WEBHOOK_SECRET
+    timeout: 5s
 routes:
   - name: broken-on-purpose
     match:
       types: [%s]
     channels: [%s]
     continue: true
+  - name: grouped-by-customer
+    match:
+      types: ["*"]
+    channels: [%s]
+    group_by: [customer]
+    group_wait: 1h      # the calendar's: 1s of wall time
+    group_interval: 2h
+    continue: true
+  - name: deadline-reminders
+    match:
+      types: [%s]
+    channels: [%s]
+    repeat_interval: 48h
   - name: everything
     match:
       types: ["*"]
@@ -499,13 +528,15 @@ delivery:
   retry_initial: 200ms
   retry_max: 2s
   concurrency: 4
-`, hookChannel, h.rcv.url, brokenChan, h.rcv.url, strings.Join(quoted, ", "), brokenChan, hookChannel)
+`, hookChannel, h.rcv.url, brokenChan, h.rcv.url, groupChan, h.rcv.url, quote(brokenTypes), brokenChan, groupChan, quote(warningTypes), hookChannel, hookChannel)
 }
 
 // routedHook and routedBroken mirror the routes of notifierConfig.
 func routedHook(oracle.Event) bool { return true }
 
 func routedBroken(e oracle.Event) bool { return slices.Contains(brokenTypes, e.Short()) }
+
+func routedGrouped(oracle.Event) bool { return true }
 
 // supervise restarts a component that should run and does not (an
 // unexpected exit; the exit itself is judged at the end).
@@ -632,6 +663,9 @@ func (h *harness) chaos() {
 		}
 		push(t0.Add(a.at), a.String(), func() { h.act(a, push) })
 	}
+	// A runtime silence of the deadline warnings for a while: they are held,
+	// then sent when it ends; the delivery invariants must still hold.
+	push(t0.Add(h.prof.chaos*3/10), "runtime silence of the deadline warnings for 20 calendar hours", h.silenceWarnings)
 	h.logf("chaos phase: %d steps over %s", len(acts), h.prof.chaos)
 	for len(queue) > 0 {
 		next := queue[0]
@@ -862,7 +896,7 @@ func (h *harness) quiet() {
 		if err != nil || st.Outbox > 0 {
 			return false, fmt.Sprintf("outbox %d (%v)", st.Outbox, err)
 		}
-		loads, err := consumerLoads(ctx, js, []string{hookChannel, brokenChan})
+		loads, err := consumerLoads(ctx, js, []string{hookChannel, brokenChan, groupChan})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -920,7 +954,7 @@ func (h *harness) stopAndCollect() *result {
 	h.waitOrNote("consumers idle after the watcher stopped", 3*time.Minute, func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		loads, err := consumerLoads(ctx, js, []string{hookChannel, brokenChan})
+		loads, err := consumerLoads(ctx, js, []string{hookChannel, brokenChan, groupChan})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -928,6 +962,9 @@ func (h *harness) stopAndCollect() *result {
 			if !l.idle() {
 				return false, l.String()
 			}
+		}
+		if n, err := pendingAlerts(ctx, js); err != nil || n > 0 {
+			return false, fmt.Sprintf("%d groups or held warnings not sent yet (%v)", n, err)
 		}
 		return true, fmt.Sprint(loads)
 	})
@@ -939,7 +976,7 @@ func (h *harness) stopAndCollect() *result {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if res.loads, err = consumerLoads(ctx, js, []string{hookChannel, brokenChan}); err != nil {
+	if res.loads, err = consumerLoads(ctx, js, []string{hookChannel, brokenChan, groupChan}); err != nil {
 		t.Fatal(err)
 	}
 	msgs, err := readAll(ctx, js, stream.Name)
@@ -1071,6 +1108,20 @@ func (h *harness) check(res *result) {
 	delp, delStats := oracle.CheckDelivery(oracle.DeliveryInput{Stream: res.stream, Routed: routedHook, Receipts: receipts,
 		NotifierKills: kills, KillSlack: killSlack, DLQ: res.dlq, DLQChannel: brokenChan, DLQRouted: routedBroken})
 	add("delivery", delp)
+	// The grouped channel: every event in exactly one grouped message (or
+	// alone, released by the silence), each message once; the notices.
+	grouped, groupIDs, notices, released := h.rcv.followUps()
+	gp, gStats := oracle.CheckDelivery(oracle.DeliveryInput{Stream: res.stream, Routed: routedGrouped, Receipts: grouped,
+		NotifierKills: kills, KillSlack: killSlack, DLQChannel: brokenChan, DLQRouted: func(oracle.Event) bool { return false }})
+	for _, p := range gp {
+		add("delivery", []string{groupChan + " channel: " + p})
+	}
+	add("delivery", checkOnce("grouped message", groupIDs, kills))
+	add("delivery", checkNotices(notices, receipts, grouped, res.stream, kills))
+	noticeKinds := map[string]int{}
+	for _, n := range notices {
+		noticeKinds[n.channel+" "+n.kind]++
+	}
 	// The change feed is in play: some changes were found by hinted
 	// refreshes (they carry the activity log's actor) and held to the
 	// same invariants as the sweep's.
@@ -1127,6 +1178,8 @@ func (h *harness) check(res *result) {
 	for _, e := range delStats.Explained {
 		fmt.Fprintf(&b, "    at-least-once (documented): %s\n", e)
 	}
+	fmt.Fprintf(&b, "  grouped: %d events routed to %q arrived in %d grouped messages (%d duplicates, each explained by a notifier kill); notices: %v; %d warnings held by the runtime silence, then sent\n",
+		gStats.Expected, groupChan, len(groupIDs), gStats.Duplicates, noticeKinds, released)
 	h.mu.Lock()
 	failing := append([]string(nil), h.failing...)
 	h.mu.Unlock()
@@ -1175,4 +1228,61 @@ func opSummary64(m map[string]int64) string {
 		c[k] = int(v)
 	}
 	return opSummary(c)
+}
+
+// silenceWarnings adds a 20-second runtime silence of the deadline
+// warnings with the notifier's own command, trying again while NATS is
+// down.
+func (h *harness) silenceWarnings() {
+	// 20 hours of the calendar: 20s of wall time.
+	args := []string{"silence", "add", "--duration", "20h", "--author", "chaos", "--comment", "chaos: warnings held", "--nats-url", h.natsURL, "--clock", h.clk.String()}
+	for _, t := range warningTypes {
+		args = append(args, "--type", t)
+	}
+	for i := 0; ; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		out, err := runCmd(ctx, h.dir, nil, h.bin["notifier"], args...)
+		cancel()
+		if err == nil {
+			h.logf("runtime silence: %s", strings.TrimSpace(string(out)))
+			h.count("runtime silences added (20 calendar hours, deadline warnings)", 1)
+			return
+		}
+		if i == 10 {
+			h.problem("notifier silence add: %v", err)
+			return
+		}
+		h.sleep(time.Second)
+	}
+}
+
+// pendingAlerts counts what the notifier still holds back: groups with
+// events and warnings held by a silence.
+func pendingAlerts(ctx context.Context, js jetstream.JetStream) (int, error) {
+	kv, err := js.KeyValue(ctx, notify.AlertsBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for k := range keys.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var rec struct {
+			Kind    string            `json:"kind"`
+			Members []json.RawMessage `json:"members"`
+		}
+		if json.Unmarshal(e.Value(), &rec) == nil && (rec.Kind == "held" || len(rec.Members) > 0) {
+			n++
+		}
+	}
+	return n, nil
 }

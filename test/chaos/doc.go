@@ -31,6 +31,16 @@
 //     hold exactly those events. The harness creates PCWATCH_EVENTS and
 //     waits for the notifier's consumers before the watcher publishes
 //     anything (consumers start at DeliverPolicy New);
+//   - with them a third channel, "grouped", to /grouped: every event,
+//     grouped by customer (group_wait 1h, group_interval 2h of the
+//     calendar); the receiver unpacks each CloudEvents batch, checks that
+//     it holds one customer, and counts each event. The hook channel
+//     repeats deadline warnings every 48 calendar hours (reminders, with
+//     resolved notices when the simulator's mutations act on them), and
+//     30% into the chaos phase `notifier silence add` mutes the deadline
+//     warnings for 20 calendar hours: they are held and sent when it ends
+//     (or overridden before their deadline). The notifier runs on the
+//     simulator's calendar (--clock);
 //   - the watcher (--created-on-first-sighting, so a model can start
 //     empty; the simulator's clock; a poll every second; deadlines every
 //     second).
@@ -150,7 +160,14 @@
 //     documented at-least-once window: reported, not failed); the
 //     watcher's outbox is empty and no consumer has anything pending or
 //     unacknowledged; the dead-letter queue holds exactly the events
-//     routed to "broken", each once.
+//     routed to "broken", each once. The same holds for "grouped", event
+//     by event across its grouped messages, with each message (by
+//     webhook-id) received once; no group or held warning is left in
+//     PCWATCH_ALERTS; every reminder or resolved notice (on either
+//     channel) came once, names in X-Pcwatch-Thread-Id the deadline
+//     warning in its body, which that channel received, and reminders come
+//     only where a route repeats. Silences delay warnings, never drop them,
+//     so the silenced warnings count like the others.
 //
 // A program that exits without being told to fails the run, except a
 // watcher that refuses to start (exit 2, "Partner Center ... is not
