@@ -124,6 +124,11 @@
 // claimed like an event, so two notifiers never both send it. A crash
 // between a send and the record's update repeats nothing (the claim) but
 // may leave the record one step behind, which the next round corrects.
+// A route's group_by collects what it sends in a group record in the same
+// bucket (group.go); the scheduler sends a due group as one message whose
+// batch and id are written to the record before the send (Pending), so
+// that a message is sent again only as itself. Records written while a
+// rescan walks the bucket are kept over what the walk saw.
 // Runtime silences are one compare-and-set value in SilencesBucket, read
 // every few seconds (silencePoller); what cannot be decoded never replaces
 // the last good list.
