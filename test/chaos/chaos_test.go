@@ -106,6 +106,7 @@ var (
 
 type harness struct {
 	t      *testing.T
+	bg     sync.WaitGroup // background steps (silenceWarnings)
 	prof   profile
 	seed   uint64
 	rng    *rand.Rand
@@ -198,6 +199,7 @@ func TestChaos(t *testing.T) {
 	h.startAll()
 	h.warmup()
 	h.chaos()
+	h.bg.Wait()
 	h.hostilePhase()
 	h.quiet()
 	res := h.stopAndCollect()
@@ -1239,21 +1241,29 @@ func (h *harness) silenceWarnings() {
 	for _, t := range warningTypes {
 		args = append(args, "--type", t)
 	}
-	for i := 0; ; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		out, err := runCmd(ctx, h.dir, nil, h.bin["notifier"], args...)
-		cancel()
-		if err == nil {
-			h.logf("runtime silence: %s", strings.TrimSpace(string(out)))
-			h.count("runtime silences added (20 calendar hours, deadline warnings)", 1)
-			return
+	// In the background, so that the schedule goes on while NATS is down
+	// (the harness waits for it before the checks).
+	h.bg.Add(1)
+	go func() {
+		defer h.bg.Done()
+		giveUp := time.Now().Add(2 * time.Minute)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			out, err := runCmd(ctx, h.dir, nil, h.bin["notifier"], args...)
+			cancel()
+			if err == nil {
+				h.logf("runtime silence: %s", strings.TrimSpace(string(out)))
+				h.count("runtime silences added (20 calendar hours, deadline warnings)", 1)
+				return
+			}
+			if time.Now().After(giveUp) {
+				h.problem("notifier silence add (NATS unreachable for 2 minutes?): %v", err)
+				return
+			}
+			h.logf("notifier silence add failed, trying again: %v", err)
+			time.Sleep(time.Second)
 		}
-		if i == 10 {
-			h.problem("notifier silence add: %v", err)
-			return
-		}
-		h.sleep(time.Second)
-	}
+	}()
 }
 
 // pendingAlerts counts what the notifier still holds back: groups with
