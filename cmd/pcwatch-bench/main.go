@@ -326,6 +326,16 @@ const methodology = `
   bucket per event (claim, then delivered), each a round trip and an fsync. Claims now live in a memory bucket
   (PCWATCH_CLAIMS) and deliveries are group-committed to the file bucket, up to 512 keys per record, by one
   settler per channel that also acknowledges; a notifier that finds the claims bucket lost or restarted rebuilds
-  it from the batch records before claiming anything: 0.60-0.72x. The rest is a claim per event (a server
-  round trip the bare consumer does not make), signing and rendering. The bare consumer runs with the
-  notifier's max_ack_pending so the two are compared at the same window.`
+  it from the batch records before claiming anything: 0.60-0.72x. The bare consumer runs with the
+  notifier's max_ack_pending so the two are compared at the same window. On two cores shared by the
+  publisher, the server, the consumer and the receiver (and, here, other work) the ratio follows CPU per
+  event (row 7d), which profiles put in server operations rather than in the notifier's code (decode, render,
+  sign and send were about 80 us of 560): per event a claim, a delivered mark of the claim and a confirmed
+  ack, against one confirmed ack. Claims now point at their owner's next delivered batch, so nothing marks
+  them one by one (a redelivery or another copy reads the owner's batches instead); the settler acks a batch
+  with one flush, and waits up to 1 ms for sends under way, since smaller batches had brought fsync back to
+  the top of the profile: 557 -> 476 us per event (bare 340-460), and 0.79-0.92x in seven of ten runs on a
+  busy machine (three of them just under the goal: 0.79x, and 0.80x printed as missed; the others 0.69x,
+  1.14x and 1.24x, when one burst had the machine to itself; the goal met in six), against 0.52-0.75x for the previous design in the same hours. What remains is the claim, one request and reply
+  per event to the memory bucket (~40 us of client and server CPU; pipelining it needs claiming a batch of
+  fetched messages at once), the synced batch write, and the decode for routing.`

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -25,6 +26,9 @@ import (
 type NotifierOptions struct {
 	Events int    // burst size; default 5,000
 	Dir    string // scratch; required
+	// FloorProfile and Profile, when set, receive CPU profiles of the
+	// floor's burst and of the notifier's (pprof format).
+	FloorProfile, Profile io.Writer
 }
 
 // NotifierResult is figure 7: webhook deliveries per second and
@@ -32,10 +36,13 @@ type NotifierOptions struct {
 // each event, POSTs it and acks it (no routing, no delivery records, no
 // signature), at the same concurrency, from the same server.
 type NotifierResult struct {
-	Events           int
-	Concurrency      int
-	EPS, FloorEPS    float64
-	Ratio            float64
+	Events        int
+	Concurrency   int
+	EPS, FloorEPS float64
+	Ratio         float64
+	// CPU and FloorCPU are the CPU time of the whole process (publisher,
+	// server, consumer, receiver) per event during each burst.
+	CPU, FloorCPU    time.Duration
 	P50, P99         time.Duration // burst: includes queueing behind the burst
 	IdleP50, IdleP99 time.Duration // one event at a time
 }
@@ -121,6 +128,8 @@ func Notifier(o NotifierOptions) (*NotifierResult, error) {
 			}
 		}()
 	}
+	stopProf := startProfile(o.FloorProfile)
+	cpu0 := cpuTime()
 	floorStart, err := publishBurst(js, o.Events, "floor")
 	if err != nil {
 		return nil, err
@@ -131,6 +140,8 @@ func Notifier(o NotifierOptions) (*NotifierResult, error) {
 		return nil, fmt.Errorf("floor consumer delivered %d of %d", len(floorRec.at), o.Events)
 	}
 	res.FloorEPS = float64(o.Events) / lastOf(floorRec).Sub(floorStart).Seconds()
+	res.FloorCPU = (cpuTime() - cpu0) / time.Duration(o.Events)
+	stopProf()
 	it.Stop()
 	wg.Wait()
 	js.DeleteConsumer(ctx, stream.Name, "bench-floor")
@@ -178,6 +189,8 @@ delivery: {start: new} # not the floor's events, already in the stream
 	res.IdleP50, res.IdleP99 = pct(idleLat, 50), pct(idleLat, 99)
 
 	sent := map[string]time.Time{}
+	stopProf = startProfile(o.Profile)
+	cpu0 = cpuTime()
 	start, err := publishBurstTimes(js, o.Events, "burst", sent)
 	if err != nil {
 		return nil, err
@@ -188,6 +201,8 @@ delivery: {start: new} # not the floor's events, already in the stream
 		return nil, fmt.Errorf("notifier delivered %d of %d", len(rec.at)-idle, o.Events)
 	}
 	res.EPS = float64(o.Events) / lastOf(rec).Sub(start).Seconds()
+	res.CPU = (cpuTime() - cpu0) / time.Duration(o.Events)
+	stopProf()
 	var lat []time.Duration
 	rec.mu.Lock()
 	for id, at := range sent {
@@ -199,6 +214,14 @@ delivery: {start: new} # not the floor's events, already in the stream
 	cancel()
 	<-done
 	return res, nil
+}
+
+// startProfile starts a CPU profile to w (nil: none) and returns its stop.
+func startProfile(w io.Writer) func() {
+	if w == nil || pprof.StartCPUProfile(w) != nil {
+		return func() {}
+	}
+	return pprof.StopCPUProfile
 }
 
 func benchEvent(i int, tag string) (events.Envelope, error) {

@@ -105,6 +105,11 @@ type channelRunner struct {
 	created time.Time
 	// settleq feeds the settler of the running consumer.
 	settleq chan settleItem
+	// handling counts the messages handed to the senders and not yet
+	// handed to the settler or finished otherwise: while it is above zero
+	// the settler waits a little for them (settleLinger). A count that
+	// drifted would only make the settler wait settleLinger each batch.
+	handling atomic.Int64
 	// akv is AlertsBucket and alerts this channel's records in it (set with
 	// store).
 	akv    jetstream.KeyValue
@@ -260,9 +265,12 @@ func (r *channelRunner) consume(ctx, workCtx context.Context) error {
 					// Shutting down: hand it back at once rather than
 					// after ack_wait.
 					_ = rm.msg.Nak()
+					r.handling.Add(-1)
 					continue
 				}
-				r.handle(workCtx, rm)
+				if r.handle(workCtx, rm) != ResultDelivered {
+					r.handling.Add(-1) // a delivered one was counted down when handed to the settler
+				}
 			}
 		})
 	}
@@ -293,6 +301,7 @@ func (r *channelRunner) consume(ctx, workCtx context.Context) error {
 			}
 			return fmt.Errorf("consumer %s: %w", ConsumerName(r.name), err)
 		}
+		r.handling.Add(1)
 		queues[partition(msg.Subject(), n)] <- received{msg: msg, at: time.Now()}
 	}
 }
@@ -471,6 +480,7 @@ func (r *channelRunner) handle(ctx context.Context, rm received) string {
 			}
 		}
 		r.store.remember(key)
+		r.handling.Add(-1)
 		r.settleq <- settleItem{msg: msg, key: key, rev: cl.rev, id: ev.ID, attempt: attempt, log: log, customer: d.CustomerID}
 		return ResultDelivered
 	}
@@ -499,17 +509,29 @@ type settleItem struct {
 	customer string
 }
 
-// settler takes what is waiting in settleq at once, marks the claims
-// delivered while it commits them as one delivered batch
-// (deliveryStore.commit), then acknowledges each message,
+// settleLinger is how long the settler waits for sends under way before it
+// commits a batch of fewer than half max_ack_pending events. A synced
+// write costs far more CPU than the wait (a few hundred µs on a loaded
+// machine, docs/performance.md figure 7); when nothing is being sent the
+// batch is committed at once.
+const settleLinger = time.Millisecond
+
+// settler takes what is waiting in settleq at once (waiting up to
+// settleLinger for sends under way), commits it as one
+// delivered batch (deliveryStore.commit; the sending claims point at the
+// batches, so they are not marked delivered one by one), then
+// acknowledges each message,
 // until settleq is closed and empty. A commit that fails is logged and the
 // messages are acknowledged anyway: they were delivered.
 func (r *channelRunner) settler(ctx context.Context) {
 	var items []settleItem
 	var keys []string
 	var revs []uint64
+	enough := max(r.cfg.Delivery.MaxAckPending/2, 1)
 	for it := range r.settleq {
 		items, keys = append(items[:0], it), append(keys[:0], it.key)
+		var linger <-chan time.Time
+		var t *time.Timer
 	drain:
 		for len(items) < maxBatch {
 			select {
@@ -518,33 +540,74 @@ func (r *channelRunner) settler(ctx context.Context) {
 					break drain
 				}
 				items, keys = append(items, it), append(keys, it.key)
+				continue
 			default:
+			}
+			if r.handling.Load() == 0 || len(items) >= enough {
+				break
+			}
+			// More sends are under way: wait a little for them, so that
+			// one synced write covers more events.
+			if linger == nil {
+				t = time.NewTimer(settleLinger)
+				linger = t.C
+			}
+			select {
+			case it, ok := <-r.settleq:
+				if !ok {
+					break drain
+				}
+				items, keys = append(items, it), append(keys, it.key)
+			case <-linger:
 				break drain
 			}
 		}
-		revs = revs[:0]
-		for _, it := range items {
-			revs = append(revs, it.rev)
+		if t != nil {
+			t.Stop()
 		}
-		marked := make(chan struct{})
-		go func() {
-			defer close(marked)
+		if err := r.store.commit(ctx, keys...); err != nil {
+			// The claims are not in a batch: mark them delivered one by
+			// one, so that a copy or a redelivery is still recognised
+			// while the claims bucket lives.
+			revs = revs[:0]
+			for _, it := range items {
+				revs = append(revs, it.rev)
+			}
 			r.store.markClaims(ctx, keys, revs)
-		}()
-		err := r.store.commit(ctx, keys...)
-		<-marked
-		if err != nil {
 			r.log.Warn("delivered, but the deliveries could not be recorded durably: after a NATS server restart a copy of these events would be sent again", "events", len(keys), "err", err)
 		}
-		var wg sync.WaitGroup
+		r.ackAll(ctx, items)
 		for _, it := range items {
-			wg.Go(func() {
-				r.ack(ctx, it.msg, it.id, it.attempt)
-				it.log.Info("delivered", "customer_id", it.customer)
-				r.finish(it.id, ResultDelivered)
-			})
+			it.log.Info("delivered", "customer_id", it.customer)
+			r.finish(it.id, ResultDelivered)
 		}
-		wg.Wait()
+	}
+}
+
+// ackAll acknowledges the settled messages: all the acks are published,
+// then one round trip to the server (a flush) waits until it has them,
+// rather than a confirmed ack (a request and its reply) per message. As
+// with ack, a lost ack only means a redelivery, which the claim and the
+// delivered batch turn into a duplicate.
+func (r *channelRunner) ackAll(ctx context.Context, items []settleItem) {
+	sent := 0
+	for _, it := range items {
+		if r.hooks != nil && r.hooks.beforeAck != nil && !r.hooks.beforeAck(r.name, it.id, it.attempt) {
+			continue
+		}
+		if err := it.msg.Ack(); err != nil {
+			r.log.Debug("ack not sent; a redelivery will be recognised as a duplicate", "event_id", it.id, "err", err)
+			continue
+		}
+		sent++
+	}
+	if sent == 0 {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := r.js.Conn().FlushWithContext(actx); err != nil {
+		r.log.Debug("acks not confirmed; a redelivery will be recognised as a duplicate", "events", sent, "err", err)
 	}
 }
 

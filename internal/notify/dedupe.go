@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,15 @@ type record struct {
 	// sending record: the stream sequence and its delivery count.
 	StreamSeq uint64 `json:"seq,omitempty"`
 	Delivery  uint64 `json:"delivery,omitempty"`
+	// From, on a sending claim, is where the owner's delivered batch
+	// holding the key, if any, starts to be looked for: the
+	// DeliveriesBucket stream sequence after the owner's last batch
+	// written before the claim. The owner does not mark the claim
+	// delivered after a successful send (a write per event): whoever finds
+	// the claim still sending reads the owner's batches from there
+	// (deliveryStore.committed). Zero in claims of earlier versions, which
+	// marked each claim delivered.
+	From uint64 `json:"from,omitempty"`
 }
 
 // batchRecord is a delivered batch in DeliveriesBucket.
@@ -147,6 +157,10 @@ type deliveryStore struct {
 	// are visible to testing/synctest.
 	writer  chan struct{}
 	restore chan struct{} // held while the claims bucket is rebuilt
+
+	// lastBatch is the DeliveriesBucket stream sequence of the last
+	// delivered batch this process wrote (0: none yet).
+	lastBatch atomic.Uint64
 
 	mu       sync.Mutex
 	open     *batch // the delivered batch being filled
@@ -437,7 +451,7 @@ func (s *deliveryStore) deliveredKeys(ctx context.Context) ([]string, error) {
 
 // claimKey writes the sending claim (see claim).
 func (s *deliveryStore) claimKey(ctx context.Context, channel, key string, seq, n uint64) (claim, error) {
-	mine := record{State: stateSending, Owner: s.instance, StreamSeq: seq, Delivery: n}
+	mine := record{State: stateSending, Owner: s.instance, StreamSeq: seq, Delivery: n, From: s.lastBatch.Load() + 1}
 	for range 5 {
 		mine.At = s.clk.Now().UTC()
 		val, _ := json.Marshal(mine)
@@ -463,6 +477,20 @@ func (s *deliveryStore) claimKey(ctx context.Context, channel, key string, seq, 
 			s.remember(key)
 			return claim{outcome: duplicate}, nil
 		case stateSending:
+			if r.From != 0 && !(r.Owner == s.instance && s.isInflight(key)) {
+				done, err := s.committed(ctx, channel, key, r)
+				if err != nil {
+					return claim{}, err
+				}
+				if done {
+					// Delivered and committed, never marked: mark it now,
+					// so the next copy need not look again.
+					s.remember(key)
+					dv, _ := json.Marshal(record{State: stateDelivered, Owner: r.Owner, At: s.clk.Now().UTC()})
+					_, _ = s.claims.Update(ctx, key, dv, e.Revision())
+					return claim{outcome: duplicate}, nil
+				}
+			}
 			age := s.clk.Now().Sub(r.At)
 			switch {
 			case seq != 0 && r.StreamSeq == seq && n > r.Delivery:
@@ -485,6 +513,43 @@ func (s *deliveryStore) claimKey(ctx context.Context, channel, key string, seq, 
 		return claim{outcome: claimed, rev: rev, takeover: take}, nil
 	}
 	return claim{outcome: busy, wait: time.Second}, nil
+}
+
+// committed reports whether the owner of the sending claim r has written
+// key in one of its delivered batches: it reads the owner's batches from
+// r.From on (direct gets by subject, no consumer), up to the first one
+// written after the claim became stale — a send that finished later than
+// that is the at-least-once window of a stalled sender (see doc.go).
+func (s *deliveryStore) committed(ctx context.Context, channel, key string, r record) (bool, error) {
+	if r.Owner == "" || !plainIDRE.MatchString(r.Owner) {
+		return false, nil
+	}
+	str, err := s.js.Stream(ctx, "KV_"+DeliveriesBucket)
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", DeliveriesBucket, err)
+	}
+	subj := "$KV." + DeliveriesBucket + "." + batchPrefix + r.Owner + ".>"
+	until := r.At.Add(s.stale(channel))
+	for seq := r.From; ; {
+		m, err := str.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("reading the delivered batches of %s in %s: %w", r.Owner, DeliveriesBucket, err)
+		}
+		seq = m.Sequence + 1
+		var b batchRecord
+		if json.Unmarshal(m.Data, &b) != nil {
+			continue
+		}
+		if b.At.After(until) {
+			return false, nil
+		}
+		if slices.Contains(b.Keys, key) {
+			return true, nil
+		}
+	}
 }
 
 // bucketGone says a write found no stream behind the bucket.
@@ -561,7 +626,12 @@ func (s *deliveryStore) writeBatch(ctx context.Context, keys []string) error {
 		val, _ := json.Marshal(batchRecord{Keys: keys[:n], At: s.clk.Now().UTC()})
 		var err error
 		for i := range 3 {
-			if _, err = s.kv.Put(ctx, k, val); err == nil || ctx.Err() != nil {
+			var rev uint64
+			if rev, err = s.kv.Put(ctx, k, val); err == nil {
+				s.lastBatch.Store(rev)
+				break
+			}
+			if ctx.Err() != nil {
 				break
 			}
 			t := time.NewTimer(time.Duration(i+1) * 100 * time.Millisecond)

@@ -67,16 +67,26 @@
 //
 //  1. Before sending, the consumer writes a "sending" claim with a
 //     compare-and-set create or update, naming this process, the stream
-//     sequence and the delivery count. Two copies of one event cannot both
-//     win: the loser sees "sending" and looks again later.
+//     sequence, the delivery count and where this process's next delivered
+//     batch will be (the deliveries stream's sequence after its last
+//     batch). Two copies of one event cannot both win: the loser sees
+//     "sending" and looks again later.
 //  2. After the receiver accepted the event the sender hands it to the
 //     channel's settler and goes on with its next message. The settler
-//     marks the claims delivered and commits the deliveries as one batch
-//     record in PCWATCH_DELIVERIES (a group commit: everything that
-//     finished while the previous batch was being written), then
-//     acknowledges each message and waits for JetStream to confirm the ack.
-//  3. A message whose claim says "delivered" is acknowledged without
-//     sending: a lost ack, a redelivery, a second copy of the event.
+//     commits the deliveries as one batch record in PCWATCH_DELIVERIES (a
+//     group commit: everything that finished while the previous batch was
+//     being written, waiting up to a millisecond for sends under way), then
+//     publishes the acks and waits for the server to have them (one flush
+//     per batch). The claims are not marked delivered one by one: the batch
+//     the claim points at says it (a commit that fails falls back to
+//     marking each claim).
+//  3. A message whose claim says "delivered", or says "sending" while the
+//     owner's batches written since the claim hold its key (read with
+//     direct gets, then the claim is marked delivered), is acknowledged
+//     without sending: a lost ack, a redelivery, a second copy of the
+//     event. Batches written after the claim went stale (ack_wait plus the
+//     channel timeout) do not count: that send is the stalled-sender
+//     window below.
 //  4. A failed attempt turns the claim into "failed" (or "dead" once
 //     dead-lettered), so the next attempt may claim it.
 //
