@@ -129,7 +129,9 @@ func Run(ctx context.Context, o Options) error {
 			fmt.Fprintf(o.Out, "                            authenticated: connect with the notifier's NKey seed %s\n", seed)
 			fmt.Fprintf(o.Out, "  operations                http://%s/metrics  /readyz  /api/deadlines\n", rt.Listen)
 			fmt.Fprintf(o.Out, "  try: nats --server %s --nkey %s sub 'pcwatch.events.subscription.>'\n", rt.NATSURL, seed)
-			fmt.Fprintf(o.Out, "       PCWATCH_NATS_URL=%s PCWATCH_NATS_NKEY=%s go run ./cmd/notifier run --config deploy/notifier.demo.yaml   (then: nats --nkey ... sub 'alerts.>')\n", rt.NATSURL, seed)
+			// --clock: the notifier reads deadlines, reminders and silences
+			// on the demo's accelerated calendar.
+			fmt.Fprintf(o.Out, "       PCWATCH_NATS_URL=%s PCWATCH_NATS_NKEY=%s go run ./cmd/notifier run --config deploy/notifier.demo.yaml --clock %s   (then: nats --nkey ... sub 'alerts.>')\n", rt.NATSURL, seed, clk.String())
 			fmt.Fprintf(o.Out, "The first cycle is a silent baseline; changes and deadlines follow. Ctrl-C to stop.\n\n")
 			sub, err := rt.Conn.Subscribe("pcwatch.>", pr.handle)
 			if err != nil {
