@@ -367,48 +367,18 @@ func teamsDigestCard(m *digestMsg, rows []deadlinequery.Deadline) map[string]any
 		body = append(body, teamsTableElement{Type: "TextBlock", Text: "⚠ " + w, Color: "Warning", Wrap: true})
 	}
 	if len(rows) > 0 {
-		yes := true
-		cell := func(s string, bold bool) teamsTableCell {
-			e := teamsTableElement{Type: "TextBlock", Text: s, Wrap: true}
-			if bold {
-				e.Weight = "Bolder"
-			}
-			return teamsTableCell{Type: "TableCell", Items: []teamsTableElement{e}}
-		}
-		head := teamsTableRow{Type: "TableRow", Style: "accent"}
-		for _, h := range digestHeads {
-			head.Cells = append(head.Cells, cell(h, true))
-		}
-		t := teamsTableElement{Type: "Table", FirstRowAsHeader: &yes, ShowGridLines: &yes, Rows: []teamsTableRow{head},
-			Columns: []map[string]any{{"width": 3}, {"width": 2}, {"width": 2}, {"width": 4}, {"width": 4}, {"width": 1}}}
+		var cells [][]string
 		for _, d := range rows {
 			c := m.cells(d)
-			r := teamsTableRow{Type: "TableRow"}
-			for _, s := range c {
-				r.Cells = append(r.Cells, cell(s, false))
-			}
-			t.Rows = append(t.Rows, r)
+			cells = append(cells, c[:])
 		}
-		body = append(body, t)
+		body = append(body, teamsTable([]int{3, 2, 2, 4, 4, 1}, digestHeads[:], cells))
 	}
 	if more := m.Total - len(rows); more > 0 {
 		body = append(body, teamsTableElement{Type: "TextBlock", Text: fmt.Sprintf("… and %d more (watcher deadlines --within %s lists them all)", more, m.Within), IsSubtle: true, Wrap: true})
 	}
 	body = append(body, teamsTableElement{Type: "TextBlock", Text: m.footer(), Size: "Small", IsSubtle: true, Wrap: true, Spacing: "Medium"})
-	return map[string]any{
-		"type": "message",
-		"attachments": []map[string]any{{
-			"contentType": "application/vnd.microsoft.card.adaptive",
-			"contentUrl":  nil,
-			"content": map[string]any{
-				"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-				"type":    "AdaptiveCard",
-				"version": "1.5",
-				"body":    body,
-				"msteams": map[string]any{"width": "Full"},
-			},
-		}},
-	}
+	return adaptiveCard15(body)
 }
 
 // teamsDigestPayload renders the card with as many rows as fit in

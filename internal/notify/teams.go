@@ -62,28 +62,6 @@ type cardElement struct {
 	Facts    []cardFact `json:"facts,omitempty"`
 }
 
-// tableElement is an Adaptive Card 1.5 Table (grouped messages).
-type tableElement struct {
-	Type              string        `json:"type"`
-	Columns           []tableColumn `json:"columns"`
-	Rows              []tableRow    `json:"rows"`
-	FirstRowAsHeaders bool          `json:"firstRowAsHeaders"`
-}
-
-type tableColumn struct {
-	Width int `json:"width"`
-}
-
-type tableRow struct {
-	Type  string      `json:"type"`
-	Cells []tableCell `json:"cells"`
-}
-
-type tableCell struct {
-	Type  string        `json:"type"`
-	Items []cardElement `json:"items"`
-}
-
 type cardFact struct {
 	Title string `json:"title"`
 	Value string `json:"value"`
@@ -182,29 +160,58 @@ func teamsGroupPayload(m *TemplateData) ([]byte, error) {
 
 func teamsGroupCard(m *TemplateData, shown int) map[string]any {
 	color := map[string]string{"warning": "Warning", "critical": "Attention"}[m.Severity]
-	cell := func(s string, bold bool) tableCell {
-		e := cardElement{Type: "TextBlock", Text: s, Wrap: true}
+	var rows [][]string
+	for _, r := range m.Group[:shown] {
+		rows = append(rows, []string{r.Title, r.Product, r.Detail})
+	}
+	body := []teamsTableElement{
+		{Type: "TextBlock", Text: m.Title, Size: "Medium", Weight: "Bolder", Color: color, Wrap: true},
+		{Type: "TextBlock", Text: m.Text, Wrap: true},
+		teamsTable([]int{3, 2, 2}, []string{"Event", "Product", "Detail"}, rows),
+	}
+	if shown < len(m.Group) {
+		body = append(body, teamsTableElement{Type: "TextBlock", Text: fmt.Sprintf("… and %d more events not shown (the message would exceed Teams' 28 KB limit); see pcwatch.", len(m.Group)-shown), IsSubtle: true, Wrap: true})
+	}
+	body = append(body, teamsTableElement{Type: "TextBlock", Text: m.Footer, Size: "Small", IsSubtle: true, Wrap: true, Spacing: "Medium"})
+	return adaptiveCard15(body)
+}
+
+// teamsTable is an Adaptive Card 1.5 Table: a header row, then rows of
+// text cells, in columns of the given relative widths.
+func teamsTable(widths []int, head []string, rows [][]string) teamsTableElement {
+	yes := true
+	cell := func(s string, bold bool) teamsTableCell {
+		e := teamsTableElement{Type: "TextBlock", Text: s, Wrap: true}
 		if bold {
 			e.Weight = "Bolder"
 		}
-		return tableCell{Type: "TableCell", Items: []cardElement{e}}
+		return teamsTableCell{Type: "TableCell", Items: []teamsTableElement{e}}
 	}
-	rows := []tableRow{{Type: "TableRow", Cells: []tableCell{cell("Event", true), cell("Product", true), cell("Detail", true)}}}
-	for _, r := range m.Group[:shown] {
-		rows = append(rows, tableRow{Type: "TableRow", Cells: []tableCell{cell(r.Title, false), cell(r.Product, false), cell(r.Detail, false)}})
+	t := teamsTableElement{Type: "Table", FirstRowAsHeader: &yes, ShowGridLines: &yes}
+	for _, w := range widths {
+		t.Columns = append(t.Columns, map[string]any{"width": w})
 	}
-	body := []any{
-		cardElement{Type: "TextBlock", Text: m.Title, Size: "Medium", Weight: "Bolder", Color: color, Wrap: true},
-		cardElement{Type: "TextBlock", Text: m.Text, Wrap: true},
-		tableElement{Type: "Table", Columns: []tableColumn{{Width: 3}, {Width: 2}, {Width: 2}}, Rows: rows, FirstRowAsHeaders: true},
+	hr := teamsTableRow{Type: "TableRow", Style: "accent"}
+	for _, h := range head {
+		hr.Cells = append(hr.Cells, cell(h, true))
 	}
-	if shown < len(m.Group) {
-		body = append(body, cardElement{Type: "TextBlock", Text: fmt.Sprintf("… and %d more events not shown (the message would exceed Teams' 28 KB limit); see pcwatch.", len(m.Group)-shown), IsSubtle: true, Wrap: true})
+	t.Rows = append(t.Rows, hr)
+	for _, row := range rows {
+		r := teamsTableRow{Type: "TableRow"}
+		for _, c := range row {
+			r.Cells = append(r.Cells, cell(c, false))
+		}
+		t.Rows = append(t.Rows, r)
 	}
-	body = append(body, cardElement{Type: "TextBlock", Text: m.Footer, Size: "Small", IsSubtle: true, Wrap: true, Spacing: "Medium"})
+	return t
+}
+
+// adaptiveCard15 is a Teams workflow message holding one Adaptive Card 1.5
+// (tables need 1.5) with body, at full width.
+func adaptiveCard15(body []teamsTableElement) map[string]any {
 	return map[string]any{
 		"type": "message",
-		"attachments": []any{map[string]any{
+		"attachments": []map[string]any{{
 			"contentType": "application/vnd.microsoft.card.adaptive",
 			"contentUrl":  nil,
 			"content": map[string]any{
