@@ -665,9 +665,30 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// sendNotice claims the notice's delivery key (so a notice is sent once
-// per channel even when two notifiers fire it), sends it and commits it.
+// sendNotice sends a follow-up of the warning in rec (its time left
+// recomputed) once per channel (sendOnce).
 func (r *channelRunner) sendNotice(ctx context.Context, ev *events.Event, d *events.Data, rec alertRecord, id string, n Notice) error {
+	return r.sendOnce(ctx, id, "notice", func() (*notification, error) {
+		left := int64(rec.Deadline.Sub(r.clk.Now()) / time.Second)
+		if left < 0 {
+			left = 0
+		}
+		d.RemainingSeconds, d.Remaining = &left, events.FormatDuration(time.Duration(left)*time.Second)
+		td, err := channelMessage(r.ch.Kind, ev, d, r.cfg.overrides, r.name)
+		if err != nil {
+			return nil, &SendError{Channel: r.name, Reason: ReasonRender, Permanent: true, Err: err}
+		}
+		applyNotice(td, n)
+		return &notification{Event: ev, Data: d, Body: rec.Body, Message: td, Subject: rec.Subject, Attempt: rec.Tries + 1, Notice: &n, ID: id}, nil
+	})
+}
+
+// sendOnce is how the scheduler sends what is not a message of the
+// stream (a notice, a grouped message): it claims the delivery key of id
+// (so that two notifiers firing the same record send it once), builds the
+// notification, sends it and commits the delivery. Already delivered:
+// nothing is sent and nil returned.
+func (r *channelRunner) sendOnce(ctx context.Context, id, what string, build func() (*notification, error)) error {
 	key := deliveryKey(r.name, id)
 	cl, err := r.store.claim(ctx, r.name, key, 0, 0)
 	if err != nil {
@@ -677,29 +698,18 @@ func (r *channelRunner) sendNotice(ctx context.Context, ev *events.Event, d *eve
 	case duplicate:
 		return nil
 	case busy:
-		return &SendError{Channel: r.name, Reason: ReasonDedupe, Err: errors.New("another notifier is sending this notice"), HasRetryAfter: true, RetryAfter: cl.wait}
+		return &SendError{Channel: r.name, Reason: ReasonDedupe, Err: fmt.Errorf("another notifier is sending this %s", what), HasRetryAfter: true, RetryAfter: cl.wait}
 	}
-	// The warning as of now: what is left is recomputed.
-	left := int64(rec.Deadline.Sub(r.clk.Now()) / time.Second)
-	if left < 0 {
-		left = 0
-	}
-	d.RemainingSeconds, d.Remaining = &left, events.FormatDuration(time.Duration(left)*time.Second)
-	var serr error
-	td, err := channelMessage(r.ch.Kind, ev, d, r.cfg.overrides, r.name)
-	if err != nil {
-		serr = &SendError{Channel: r.name, Reason: ReasonRender, Permanent: true, Err: err}
-	} else {
-		applyNotice(td, n)
-		nt := &notification{Event: ev, Data: d, Body: rec.Body, Message: td, Subject: rec.Subject, Attempt: rec.Tries + 1, Notice: &n, ID: id}
+	n, err := build()
+	if err == nil {
 		sctx, cancel := context.WithTimeout(ctx, r.ch.Timeout.D())
-		serr = r.snd.send(sctx, nt)
+		err = r.snd.send(sctx, n)
 		cancel()
 		r.m.attempts.WithLabelValues(r.name).Inc()
 	}
-	if serr != nil {
+	if err != nil {
 		_ = r.store.release(ctx, key, cl.rev, stateFailed)
-		return serr
+		return err
 	}
 	return r.store.delivered(ctx, key, cl.rev)
 }

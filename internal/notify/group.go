@@ -171,7 +171,6 @@ func (r *channelRunner) enqueue(ctx context.Context, ev *events.Event, d *events
 			nrev, err = r.akv.Update(ctx, key, b, rev)
 		}
 		if err == nil {
-			r.log.Debug("enqueued", "key", key, "rev", nrev, "prev", rev, "members", len(g.Members), "due", g.Due)
 			r.alerts.mu.Lock()
 			r.alerts.recs[key] = cachedAlert{group: &g, rev: nrev, rec: alertRecord{Kind: alertGroup, Due: g.Due}}
 			r.alerts.mu.Unlock()
@@ -288,7 +287,6 @@ func (r *channelRunner) flushGroup(ctx context.Context, key string, g groupRecor
 func (r *channelRunner) casGroup(ctx context.Context, key string, g *groupRecord, rev uint64) (uint64, bool) {
 	b, _ := json.Marshal(g)
 	nrev, err := r.akv.Update(ctx, key, b, rev)
-	r.log.Debug("casGroup", "key", key, "rev", rev, "nrev", nrev, "members", len(g.Members), "err", err)
 	if err != nil {
 		r.reloadAlert(ctx, key)
 		if !isWrongSequence(err) && !errors.Is(err, jetstream.ErrKeyExists) {
@@ -320,32 +318,9 @@ func (r *channelRunner) openGrouped(ctx context.Context, batch []groupMember) {
 	}
 }
 
-// sendGroup claims the grouped message's delivery key, renders and sends
-// it, and commits it.
+// sendGroup sends a group's message once per channel (sendOnce).
 func (r *channelRunner) sendGroup(ctx context.Context, id string, g groupRecord, batch []groupMember) error {
-	key := deliveryKey(r.name, id)
-	cl, err := r.store.claim(ctx, r.name, key, 0, 0)
-	if err != nil {
-		return err
-	}
-	switch cl.outcome {
-	case duplicate:
-		return nil
-	case busy:
-		return &SendError{Channel: r.name, Reason: ReasonDedupe, Err: errors.New("another notifier is sending this group"), HasRetryAfter: true, RetryAfter: cl.wait}
-	}
-	n, err := r.groupNotification(id, g, batch)
-	if err == nil {
-		sctx, cancel := context.WithTimeout(ctx, r.ch.Timeout.D())
-		err = r.snd.send(sctx, n)
-		cancel()
-		r.m.attempts.WithLabelValues(r.name).Inc()
-	}
-	if err != nil {
-		_ = r.store.release(ctx, key, cl.rev, stateFailed)
-		return err
-	}
-	return r.store.delivered(ctx, key, cl.rev)
+	return r.sendOnce(ctx, id, "group", func() (*notification, error) { return r.groupNotification(id, g, batch) })
 }
 
 // GroupRow is one event of a grouped message, as templates see it
