@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -384,7 +385,9 @@ func (r *channelRunner) opened(ctx context.Context, ev *events.Event, d *events.
 // ev resolves: a held warning is dropped (never sent), an open one turns
 // into a resolved notice, sent by the scheduler.
 func (r *channelRunner) resolveAlerts(ctx context.Context, ev *events.Event, d *events.Data) {
-	if d == nil || d.SubscriptionID == "" {
+	// Only the resolving types can close an alert: the others (most of
+	// the stream) do not look at the records.
+	if d == nil || d.SubscriptionID == "" || !slices.Contains(resolverTypes, ev.Type) {
 		return
 	}
 	prefix := r.name + "." + entityToken(d) + "."

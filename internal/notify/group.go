@@ -52,7 +52,22 @@ type groupRecord struct {
 	// PendingID its id (see flushGroup).
 	Pending   []string `json:"pending,omitempty"`
 	PendingID string   `json:"pendingId,omitempty"`
+	// Recent are the ids of the last events sent (at most maxGroupRecent):
+	// a redelivery of one of them (its notifier died between adding it
+	// and recording it delivered) is not grouped again.
+	Recent []string `json:"recent,omitempty"`
+	// SentAt is the wall time of the last message: an empty record is
+	// kept for recentKeep after it, so that Recent outlives JetStream's
+	// redeliveries (wall-clock ack_wait), whatever the calendar.
+	SentAt time.Time `json:"sentAt,omitempty"`
 }
+
+// recentKeep is how long an empty group record is kept after its last
+// message (Recent must cover ack_wait and a stale claim).
+const recentKeep = 15 * time.Minute
+
+// maxGroupRecent bounds groupRecord.Recent.
+const maxGroupRecent = 500
 
 type groupMember struct {
 	ID      string          `json:"id"`
@@ -145,7 +160,7 @@ func (r *channelRunner) enqueue(ctx context.Context, ev *events.Event, d *events
 			g = groupRecord{Kind: alertGroup, Route: opt.route, Labels: labels}
 		}
 		g.Interval = Duration(opt.groupInterval)
-		if slices.ContainsFunc(g.Members, func(m groupMember) bool { return m.ID == ev.ID }) {
+		if slices.ContainsFunc(g.Members, func(m groupMember) bool { return m.ID == ev.ID }) || slices.Contains(g.Recent, ev.ID) {
 			return nil
 		}
 		if len(g.Members) == 0 {
@@ -189,11 +204,11 @@ func (r *channelRunner) flushGroup(ctx context.Context, key string, g groupRecor
 	now := r.clk.Now()
 	r.log.Debug("flush", "key", key, "rev", rev, "members", len(g.Members), "due", g.Due)
 	if len(g.Members) == 0 {
-		if now.Sub(g.LastFlush) >= g.Interval.D() {
+		if now.Sub(g.LastFlush) >= g.Interval.D() && time.Since(g.SentAt) >= recentKeep {
 			_, _ = r.casAlert(ctx, key, nil, rev)
 			return
 		}
-		g.Due = g.LastFlush.Add(g.Interval.D())
+		g.Due = maxTime(g.LastFlush.Add(g.Interval.D()), now.Add(g.Interval.D()))
 		r.casGroup(ctx, key, &g, rev)
 		return
 	}
@@ -260,7 +275,9 @@ func (r *channelRunner) flushGroup(ctx context.Context, key string, g groupRecor
 			return // someone else finished it
 		}
 		g.Members = slices.DeleteFunc(g.Members, func(m groupMember) bool { return pending[m.ID] })
-		g.Pending, g.PendingID = nil, ""
+		g.Recent = append(g.Recent, g.Pending...)
+		g.Recent = g.Recent[max(0, len(g.Recent)-maxGroupRecent):]
+		g.Pending, g.PendingID, g.SentAt = nil, "", time.Now()
 		g.Sent++
 		g.Tries = 0
 		g.LastFlush = now
